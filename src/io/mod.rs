@@ -1,0 +1,3 @@
+//! Input and output: Parquet/CSV tables, object stores, schemas, partitioned writing.
+
+pub mod table;

@@ -1,0 +1,13 @@
+//! sedflow: Bayesian stellar parameters from broadband photometry at survey scale.
+//!
+//! Data path: read (`io`) -> batch -> infer -> summarise -> write. The physics
+//! (`physics`) turns theta = (Teff, log g, [M/H], A_V, R_V, distance) into magnitudes.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod infer;
+pub mod io;
+pub mod likelihood;
+pub mod physics;
+pub mod prior;
+pub mod util;

@@ -1,0 +1,852 @@
+//! Apparent magnitudes for theta = (Teff, log g, [M/H], A_V, R_V, distance).
+//!
+//! m_b = S_b(Teff, log g, [M/H]) + A_b(spectrum, A_V, R_V) - 5 log10(R / d) [+ delta_b]
+//!
+//! * S_b: surface magnitude of the CK04 spectrum in band b, interpolated with cubic
+//!   (4-point Lagrange) weights along log10 Teff, log g and [M/H].
+//! * A_b: extinction of the star's own in-band spectrum under G23:
+//!   10^(-0.4 A_b) = G_ref(A_V, R_V) * sum_q c_q(Teff, log g, [M/H]) h_q(A_V, R_V) with
+//!   c_q interpolated cubic in Teff and linear in log g, [M/H], and G_ref, h_q bilinear in
+//!   (A_V, 1/R_V). See scripts/build_forward_model.py for how the tables are made.
+//! * R = sqrt(G M / g) with M the mean mass of MIST stars at (Teff, log g, [M/H]).
+//! * delta_b: optional empirical calibration (`physics::calibration`).
+//!
+//! Everything here is allocation-free per evaluation: stencils and per-band accumulators
+//! live on the stack.
+
+use super::bands::BandRegistry;
+use super::calibration::Calibration;
+use super::interp::{cubic, linear, pad8, weighted_row_sum, Grid3, Stencil, MAX_CORNERS};
+use crate::util::safetensors::SafeTensors;
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+/// Parameter names in theta order.
+pub const PARAM_NAMES: [&str; 6] = ["teff", "logg", "mh", "av", "rv", "distance"];
+
+/// Most bands a model may have (per-band accumulators live on the stack).
+pub const MAX_BANDS: usize = 64;
+const MAX_EXT_COEFS: usize = 12 * MAX_BANDS;
+
+/// The embedded default forward-model tables.
+pub static EMBEDDED_TABLES: &[u8] =
+    include_bytes!("../../models/forward/forward_model.safetensors");
+
+/// Stellar and extinction parameters of one star.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Theta {
+    /// Effective temperature [K].
+    pub teff: f64,
+    /// Surface gravity log10(g / cm s^-2).
+    pub logg: f64,
+    /// Metallicity [M/H] [dex].
+    pub mh: f64,
+    /// V-band extinction A_V [mag].
+    pub av: f64,
+    /// Total-to-selective extinction ratio R_V.
+    pub rv: f64,
+    /// Distance [pc].
+    pub distance: f64,
+}
+
+impl Theta {
+    /// As an array in [`PARAM_NAMES`] order.
+    pub fn to_array(&self) -> [f64; 6] {
+        [
+            self.teff,
+            self.logg,
+            self.mh,
+            self.av,
+            self.rv,
+            self.distance,
+        ]
+    }
+
+    /// From an array in [`PARAM_NAMES`] order.
+    pub fn from_array(a: [f64; 6]) -> Self {
+        Theta {
+            teff: a[0],
+            logg: a[1],
+            mh: a[2],
+            av: a[3],
+            rv: a[4],
+            distance: a[5],
+        }
+    }
+}
+
+/// Why a theta cannot be evaluated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ThetaError {
+    /// NaN or infinite input.
+    #[error("{param} = {value} is not a finite number")]
+    NotFinite {
+        /// Parameter name.
+        param: &'static str,
+        /// Offending value.
+        value: f64,
+    },
+    /// Outside the tabulated range.
+    #[error("{param} = {value} is outside the model's range [{lo}, {hi}]")]
+    OutOfRange {
+        /// Parameter name.
+        param: &'static str,
+        /// Offending value.
+        value: f64,
+        /// Lower limit.
+        lo: f64,
+        /// Upper limit.
+        hi: f64,
+    },
+    /// Inside the ranges but where no MIST star (or no CK04 model) exists.
+    #[error("(teff, logg, mh) = ({teff}, {logg}, {mh}) is outside the model's support: no MIST star reaches it or CK04 has no models around it")]
+    OutsideSupport {
+        /// Teff [K].
+        teff: f64,
+        /// log g.
+        logg: f64,
+        /// [M/H].
+        mh: f64,
+    },
+}
+
+/// Parameter limits of the model: (lo, hi) per parameter in [`PARAM_NAMES`] order.
+pub const PARAM_RANGES: [(f64, f64); 6] = [
+    (3500.0, 50000.0),
+    (0.0, 5.0),
+    (-2.5, 0.5),
+    (0.0, 12.0),
+    (2.3, 5.6),
+    (1e-3, 1e9),
+];
+
+/// Uniformly spaced nodes x0 + i dx, i < n.
+#[derive(Clone, Copy, Debug)]
+struct UniformAxis {
+    x0: f64,
+    dx: f64,
+    n: usize,
+}
+
+impl UniformAxis {
+    fn from_nodes(name: &str, nodes: &[f32]) -> Result<Self> {
+        if nodes.len() < 2 {
+            bail!("axis {name} needs at least 2 nodes");
+        }
+        let x0 = nodes[0] as f64;
+        let dx = (nodes[nodes.len() - 1] as f64 - x0) / (nodes.len() - 1) as f64;
+        for (i, &v) in nodes.iter().enumerate() {
+            if ((v as f64) - (x0 + dx * i as f64)).abs() > 1e-4 * dx.abs().max(1e-12) + 1e-6 {
+                bail!("axis {name} is not uniformly spaced");
+            }
+        }
+        Ok(UniformAxis {
+            x0,
+            dx,
+            n: nodes.len(),
+        })
+    }
+
+    /// Cell index containing x (cells [x_i, x_i+1]), None outside the axis.
+    #[inline]
+    fn cell(&self, x: f64) -> Option<usize> {
+        let r = (x - self.x0) / self.dx;
+        if !(r >= -1e-9 && r <= (self.n - 1) as f64 + 1e-9) {
+            return None;
+        }
+        Some((r.floor().max(0.0) as usize).min(self.n - 2))
+    }
+
+    /// Linear interpolation (index, fraction), clamped to the axis.
+    #[inline]
+    fn lerp(&self, x: f64) -> (usize, f32) {
+        let r = ((x - self.x0) / self.dx).clamp(0.0, (self.n - 1) as f64);
+        let i = (r.floor() as usize).min(self.n - 2);
+        (i, (r - i as f64) as f32)
+    }
+}
+
+/// MIST-derived quantities on the population grid (log10 Teff, log g, [M/H]).
+#[derive(Clone, Debug)]
+pub struct PopulationGrid {
+    axes: [UniformAxis; 3],
+    /// log10 (M / M_sun) on nodes.
+    log_mass: Vec<f32>,
+    /// 1 where the cell is inside the support.
+    support: Vec<u8>,
+    /// Relative number density of MIST stars (flat in [M/H]) on nodes.
+    density: Vec<f32>,
+}
+
+impl PopulationGrid {
+    /// Node coordinates (x0, dx, n) per axis: log10 Teff, log g, [M/H].
+    pub fn axes(&self) -> [(f64, f64, usize); 3] {
+        self.axes.map(|a| (a.x0, a.dx, a.n))
+    }
+
+    /// Support flags per cell, row-major [Teff][log g][M/H] cells.
+    pub fn support_cells(&self) -> &[u8] {
+        &self.support
+    }
+
+    /// MIST occupancy density on nodes, row-major [Teff][log g][M/H] nodes.
+    pub fn density_nodes(&self) -> &[f32] {
+        &self.density
+    }
+
+    /// Cell index of (log10 Teff, log g, [M/H]) if inside the grid.
+    #[inline]
+    pub fn cell_of(&self, lt: f64, logg: f64, mh: f64) -> Option<[usize; 3]> {
+        Some([
+            self.axes[0].cell(lt)?,
+            self.axes[1].cell(logg)?,
+            self.axes[2].cell(mh)?,
+        ])
+    }
+
+    /// Whether the cell (i, j, k) is inside the support.
+    #[inline]
+    pub fn cell_supported(&self, c: [usize; 3]) -> bool {
+        let n1 = self.axes[1].n - 1;
+        let n2 = self.axes[2].n - 1;
+        self.support[(c[0] * n1 + c[1]) * n2 + c[2]] != 0
+    }
+
+    #[inline(always)]
+    fn trilinear(&self, values: &[f32], lt: f64, logg: f64, mh: f64) -> f32 {
+        let (i, ti) = self.axes[0].lerp(lt);
+        let (j, tj) = self.axes[1].lerp(logg);
+        let (k, tk) = self.axes[2].lerp(mh);
+        let (n1, n2) = (self.axes[1].n, self.axes[2].n);
+        let mut acc = 0.0f32;
+        for (a, wa) in [(0, 1.0 - ti), (1, ti)] {
+            for (b, wb) in [(0, 1.0 - tj), (1, tj)] {
+                let base = ((i + a) * n1 + j + b) * n2 + k;
+                acc += wa * wb * ((1.0 - tk) * values[base] + tk * values[base + 1]);
+            }
+        }
+        acc
+    }
+}
+
+/// The forward model: tables plus an optional empirical calibration.
+#[derive(Clone, Debug)]
+pub struct ForwardModel {
+    /// Table version string (e.g. "ck04-g23-mist25-v1").
+    pub version: String,
+    bands: BandRegistry,
+    surface: Grid3,
+    ext: Grid3,
+    ext_nq: Vec<usize>,
+    ext_off: Vec<usize>,
+    /// [A_V node][1/R_V node][nb + qsum]: reference extinction per band, then basis h_q.
+    ext_tab: Vec<f32>,
+    av_axis: UniformAxis,
+    inv_rv_axis: UniformAxis,
+    pop: PopulationGrid,
+    model_exists: Vec<u8>,
+    log10_gm: f64,
+    log10_pc_cm: f64,
+    calibration: Option<Calibration>,
+}
+
+impl ForwardModel {
+    /// The embedded default tables with the embedded default calibration (parsed once).
+    pub fn embedded() -> &'static ForwardModel {
+        static MODEL: OnceLock<ForwardModel> = OnceLock::new();
+        MODEL.get_or_init(|| {
+            let mut m = ForwardModel::from_bytes(EMBEDDED_TABLES)
+                .expect("embedded forward model tables are valid");
+            if let Some(cal) = Calibration::embedded() {
+                let cal = cal.and_then(|c| c.resolved_for(&m.bands));
+                m.calibration = Some(cal.expect("embedded calibration is valid"));
+            }
+            m
+        })
+    }
+
+    /// The embedded tables without any empirical calibration (the raw physical model).
+    pub fn embedded_raw() -> &'static ForwardModel {
+        static MODEL: OnceLock<ForwardModel> = OnceLock::new();
+        MODEL.get_or_init(|| {
+            ForwardModel::from_bytes(EMBEDDED_TABLES)
+                .expect("embedded forward model tables are valid")
+        })
+    }
+
+    /// Load tables from a safetensors file.
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        ForwardModel::from_bytes(&bytes)
+            .with_context(|| format!("loading forward model {}", path.display()))
+    }
+
+    /// Parse tables from safetensors bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let st = SafeTensors::parse(bytes)?;
+        if st.metadata.get("format").map(String::as_str) != Some("sedflow-forward-v1") {
+            bail!("not a sedflow forward-model file (format metadata missing or different)");
+        }
+        let names: Vec<String> =
+            serde_json::from_str(st.metadata.get("bands").context("bands metadata")?)?;
+        let systems: Vec<String> =
+            serde_json::from_str(st.metadata.get("systems").context("systems metadata")?)?;
+        let bands = BandRegistry::new(names, systems)?;
+        let nb = bands.len();
+        if nb > MAX_BANDS {
+            bail!("{nb} bands exceed the supported maximum of {MAX_BANDS}");
+        }
+        let (_, teff) = st.f32("teff_nodes", None)?;
+        let (_, logg) = st.f32("logg_nodes", None)?;
+        let (_, mh) = st.f32("mh_nodes", None)?;
+        let dims = [teff.len(), logg.len(), mh.len()];
+        let nodes = [
+            teff.iter().map(|&t| (t as f64).log10()).collect::<Vec<_>>(),
+            logg.iter().map(|&v| v as f64).collect(),
+            mh.iter().map(|&v| v as f64).collect(),
+        ];
+        let (_, surface) = st.f32("surface_mag", Some(&[dims[0], dims[1], dims[2], nb]))?;
+        let (_, nq) = st.i32("ext_nq", Some(&[nb]))?;
+        let ext_nq: Vec<usize> = nq.iter().map(|&q| q as usize).collect();
+        let mut ext_off = Vec::with_capacity(nb);
+        let mut qsum = 0;
+        for &q in &ext_nq {
+            if q == 0 || q > 12 {
+                bail!("extinction component count {q} out of range");
+            }
+            ext_off.push(qsum);
+            qsum += q;
+        }
+        let (_, ext) = st.f32("ext_coef", Some(&[dims[0], dims[1], dims[2], qsum]))?;
+        let (_, av_nodes) = st.f32("av_nodes", None)?;
+        let (_, inv_rv_nodes) = st.f32("inv_rv_nodes", None)?;
+        let av_axis = UniformAxis::from_nodes("av", &av_nodes)?;
+        let inv_rv_axis = UniformAxis::from_nodes("inv_rv", &inv_rv_nodes)?;
+        let (_, ext_ref) = st.f32("ext_ref_mag", Some(&[nb, av_axis.n, inv_rv_axis.n]))?;
+        let (_, ext_basis) = st.f32("ext_basis", Some(&[qsum, av_axis.n, inv_rv_axis.n]))?;
+        // transpose so that one (A_V, 1/R_V) node holds every band's values contiguously
+        let plane = av_axis.n * inv_rv_axis.n;
+        let width = pad8(nb + qsum);
+        let mut ext_tab = vec![0f32; plane * width];
+        for p in 0..plane {
+            for b in 0..nb {
+                ext_tab[p * width + b] = ext_ref[b * plane + p];
+            }
+            for g in 0..qsum {
+                ext_tab[p * width + nb + g] = ext_basis[g * plane + p];
+            }
+        }
+        let (_, exists) = st.u8("model_exists", Some(&dims))?;
+        let (_, plt) = st.f32("pop_logteff_nodes", None)?;
+        let (_, plg) = st.f32("pop_logg_nodes", None)?;
+        let (_, pmh) = st.f32("pop_mh_nodes", None)?;
+        let axes = [
+            UniformAxis::from_nodes("pop_logteff", &plt)?,
+            UniformAxis::from_nodes("pop_logg", &plg)?,
+            UniformAxis::from_nodes("pop_mh", &pmh)?,
+        ];
+        let pdims = [axes[0].n, axes[1].n, axes[2].n];
+        let (_, log_mass) = st.f32("log_mass", Some(&pdims))?;
+        let (_, support) = st.u8("support", Some(&[pdims[0] - 1, pdims[1] - 1, pdims[2] - 1]))?;
+        let (_, density) = st.f32("pop_density", Some(&pdims))?;
+        let meta_f64 = |k: &str| -> Result<f64> {
+            st.metadata
+                .get(k)
+                .with_context(|| format!("metadata {k}"))?
+                .parse::<f64>()
+                .map_err(Into::into)
+        };
+        Ok(ForwardModel {
+            version: st.metadata.get("version").cloned().unwrap_or_default(),
+            bands,
+            surface: Grid3::new(nodes.clone(), nb, &surface),
+            ext: Grid3::new(nodes, qsum, &ext),
+            ext_nq,
+            ext_off,
+            ext_tab,
+            av_axis,
+            inv_rv_axis,
+            pop: PopulationGrid {
+                axes,
+                log_mass,
+                support,
+                density,
+            },
+            model_exists: exists,
+            log10_gm: meta_f64("log10_g_msun_cgs")?,
+            log10_pc_cm: meta_f64("log10_pc_cm")?,
+            calibration: None,
+        })
+    }
+
+    /// This model with a different calibration (None = raw physical model).
+    pub fn with_calibration(&self, calibration: Option<Calibration>) -> Result<ForwardModel> {
+        let mut m = self.clone();
+        m.calibration = match calibration {
+            Some(c) => Some(c.resolved_for(&self.bands)?),
+            None => None,
+        };
+        Ok(m)
+    }
+
+    /// The active calibration, if any.
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.calibration.as_ref()
+    }
+
+    /// Identifier of model + calibration, e.g. "ck04-g23-mist25-v1+cal-..." .
+    pub fn id(&self) -> String {
+        match &self.calibration {
+            Some(c) => format!("{}+{}", self.version, c.id),
+            None => format!("{}+uncalibrated", self.version),
+        }
+    }
+
+    /// The band registry.
+    pub fn bands(&self) -> &BandRegistry {
+        &self.bands
+    }
+
+    /// The population grid (support, masses, MIST occupancy) used by the prior.
+    pub fn population(&self) -> &PopulationGrid {
+        &self.pop
+    }
+
+    /// Surface-magnitude table (for validation).
+    pub fn surface_grid(&self) -> &Grid3 {
+        &self.surface
+    }
+
+    /// Whether the CK04 model at node (i, j, k) exists (vs. filled for stencils).
+    pub fn model_exists(&self, i: usize, j: usize, k: usize) -> bool {
+        let d = [self.surface.nodes[1].len(), self.surface.nodes[2].len()];
+        self.model_exists[(i * d[0] + j) * d[1] + k] != 0
+    }
+
+    /// Check ranges and finiteness; names the first offending parameter.
+    pub fn check_theta(&self, t: &Theta) -> Result<(), ThetaError> {
+        for (i, v) in t.to_array().into_iter().enumerate() {
+            let param = PARAM_NAMES[i];
+            if !v.is_finite() {
+                return Err(ThetaError::NotFinite { param, value: v });
+            }
+            let (lo, hi) = PARAM_RANGES[i];
+            if v < lo || v > hi {
+                return Err(ThetaError::OutOfRange {
+                    param,
+                    value: v,
+                    lo,
+                    hi,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether (Teff, log g, [M/H]) lies in the support (ranges are checked too).
+    pub fn support(&self, t: &Theta) -> bool {
+        self.check_theta(t).is_ok() && self.in_support_unchecked(t.teff.log10(), t.logg, t.mh)
+    }
+
+    #[inline]
+    fn in_support_unchecked(&self, lt: f64, logg: f64, mh: f64) -> bool {
+        match self.pop.cell_of(lt, logg, mh) {
+            Some(c) => self.pop.cell_supported(c),
+            None => false,
+        }
+    }
+
+    /// log10 of the MIST mass [M_sun] at (Teff, log g, [M/H]).
+    pub fn log_mass(&self, teff: f64, logg: f64, mh: f64) -> f64 {
+        self.pop
+            .trilinear(&self.pop.log_mass, teff.log10(), logg, mh) as f64
+    }
+
+    /// Stellar radius [R_sun] implied by the MIST mass and log g.
+    pub fn radius_rsun(&self, teff: f64, logg: f64, mh: f64) -> f64 {
+        const LOG10_RSUN_CM: f64 = 10.842_408_3; // log10(6.957e10)
+        let lr = 0.5 * (self.log10_gm + self.log_mass(teff, logg, mh) - logg);
+        10f64.powf(lr - LOG10_RSUN_CM)
+    }
+
+    /// Apparent magnitudes of one theta in `bands` (ids) into `out` (same length).
+    ///
+    /// On error `out` is filled with NaN and the reason returned.
+    pub fn magnitudes(
+        &self,
+        t: &Theta,
+        bands: &[usize],
+        out: &mut [f32],
+    ) -> Result<(), ThetaError> {
+        let r = self.check_theta(t).and_then(|_| {
+            if self.in_support_unchecked(t.teff.log10(), t.logg, t.mh) {
+                Ok(())
+            } else {
+                Err(ThetaError::OutsideSupport {
+                    teff: t.teff,
+                    logg: t.logg,
+                    mh: t.mh,
+                })
+            }
+        });
+        // same (possibly FMA) code path as the batch functions, so results agree bit for bit
+        self.magnitudes_many(std::slice::from_ref(t), bands, &mut out[..bands.len()]);
+        r
+    }
+
+    /// Apparent magnitudes without range or support checks (caller guarantees both, e.g.
+    /// samples from the prior or a flow whose support check was done in bulk).
+    pub fn magnitudes_unchecked(&self, t: &Theta, bands: &[usize], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if has_avx2_fma() {
+                // SAFETY: the CPU supports avx2 and fma (checked at run time).
+                unsafe { self.unchecked_avx2(t, bands, out) };
+                return;
+            }
+        }
+        let mut sc = Scratch::new();
+        self.eval::<false>(t, bands, out, &mut sc);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn unchecked_avx2(&self, t: &Theta, bands: &[usize], out: &mut [f32]) {
+        let mut sc = Scratch::new();
+        self.eval::<true>(t, bands, out, &mut sc);
+    }
+
+    /// The core evaluation. Every table is accumulated over its full, contiguous width
+    /// (vectorises well) and the requested bands are picked at the end.
+    #[inline(always)]
+    fn eval<const FMA: bool>(&self, t: &Theta, bands: &[usize], out: &mut [f32], sc: &mut Scratch) {
+        let nb = self.bands.len();
+        debug_assert!(bands.len() <= MAX_BANDS && out.len() >= bands.len());
+        let lt = t.teff.log10();
+        let n = &self.surface.nodes;
+        // surface magnitudes: cubic along every axis
+        let s3 = [cubic(&n[0], lt), cubic(&n[1], t.logg), cubic(&n[2], t.mh)];
+        let nc = self.surface.corners(&s3, &mut sc.offs, &mut sc.ws);
+        weighted_row_sum::<FMA>(
+            &self.surface.data,
+            &sc.offs[..nc],
+            &sc.ws[..nc],
+            &mut sc.surf[..self.surface.stride],
+        );
+        let _ = nb;
+        // radius and distance: m = S + A - 5 log10(R / d)
+        let log_m = self.pop.trilinear(&self.pop.log_mass, lt, t.logg, t.mh) as f64;
+        let log_r_cm = 0.5 * (self.log10_gm + log_m - t.logg);
+        let dist_mod = (5.0 * (t.distance.log10() + self.log10_pc_cm - log_r_cm)) as f32;
+        for (o, &b) in out.iter_mut().zip(bands) {
+            *o = sc.surf[b] + dist_mod;
+        }
+        if t.av > 0.0 {
+            // extinction coefficients: cubic in Teff, linear in log g and [M/H]
+            let se = [s3[0], linear(&n[1], t.logg), linear(&n[2], t.mh)];
+            self.add_extinction::<FMA>(&se, t.av, t.rv, bands, out, sc);
+        }
+        if let Some(cal) = &self.calibration {
+            cal.add_corrections(lt, t.logg, t.mh, bands, &mut out[..bands.len()]);
+        }
+    }
+
+    /// Band extinction A_b(theta) only (no surface magnitude, radius or calibration).
+    pub fn extinction(&self, t: &Theta, bands: &[usize], out: &mut [f32]) {
+        let n = &self.ext.nodes;
+        let se = [
+            cubic(&n[0], t.teff.log10()),
+            linear(&n[1], t.logg),
+            linear(&n[2], t.mh),
+        ];
+        out[..bands.len()].iter_mut().for_each(|o| *o = 0.0);
+        if t.av > 0.0 {
+            let mut sc = Scratch::new();
+            self.add_extinction::<false>(&se, t.av, t.rv, bands, out, &mut sc);
+        }
+    }
+
+    #[inline(always)]
+    fn add_extinction<const FMA: bool>(
+        &self,
+        se: &[Stencil; 3],
+        av: f64,
+        rv: f64,
+        bands: &[usize],
+        out: &mut [f32],
+        sc: &mut Scratch,
+    ) {
+        let nb = self.bands.len();
+        let nc = self.ext.corners(se, &mut sc.offs, &mut sc.ws);
+        weighted_row_sum::<FMA>(
+            &self.ext.data,
+            &sc.offs[..nc],
+            &sc.ws[..nc],
+            &mut sc.coef[..self.ext.stride],
+        );
+        let coef = &sc.coef;
+        // bilinear (A_V, 1/R_V) interpolation of reference extinction and basis, all bands
+        let (ia, ta) = self.av_axis.lerp(av);
+        let (iy, ty) = self.inv_rv_axis.lerp(1.0 / rv);
+        let ny = self.inv_rv_axis.n;
+        let width = pad8(nb + self.ext.width);
+        let w = [
+            (1.0 - ta) * (1.0 - ty),
+            (1.0 - ta) * ty,
+            ta * (1.0 - ty),
+            ta * ty,
+        ];
+        let rows = [
+            ia * ny + iy,
+            ia * ny + iy + 1,
+            (ia + 1) * ny + iy,
+            (ia + 1) * ny + iy + 1,
+        ];
+        let offs = rows.map(|r| r * width);
+        weighted_row_sum::<FMA>(&self.ext_tab, &offs, &w, &mut sc.tab[..width]);
+        let (tab_ref, tab_h) = sc.tab[..width].split_at(nb);
+        for (o, &b) in out.iter_mut().zip(bands) {
+            let off = self.ext_off[b];
+            let q = self.ext_nq[b];
+            let mut s = 0.0f32;
+            for (c, h) in coef[off..off + q].iter().zip(&tab_h[off..off + q]) {
+                s += c * h;
+            }
+            *o += tab_ref[b] - 2.5 * fast_log10(s.max(1e-30));
+        }
+    }
+
+    /// Magnitudes for many thetas on the current thread: `out` is row-major
+    /// [thetas.len()][bands.len()], NaN rows for invalid or unsupported thetas.
+    /// Uses AVX2/FMA code when the CPU has it.
+    pub fn magnitudes_many(&self, thetas: &[Theta], bands: &[usize], out: &mut [f32]) {
+        assert_eq!(out.len(), thetas.len() * bands.len());
+        #[cfg(target_arch = "x86_64")]
+        {
+            if has_avx2_fma() {
+                // SAFETY: the CPU supports avx2 and fma (checked at run time).
+                unsafe { self.many_avx2(thetas, bands, out) };
+                return;
+            }
+        }
+        self.many_generic::<false>(thetas, bands, out);
+    }
+
+    #[inline(always)]
+    fn many_generic<const FMA: bool>(&self, thetas: &[Theta], bands: &[usize], out: &mut [f32]) {
+        let nb = bands.len().max(1);
+        let mut sc = Scratch::new();
+        for (t, row) in thetas.iter().zip(out.chunks_mut(nb)) {
+            match self.check_theta(t) {
+                Ok(()) if self.in_support_unchecked(t.teff.log10(), t.logg, t.mh) => {
+                    self.eval::<FMA>(t, bands, row, &mut sc)
+                }
+                _ => row.iter_mut().for_each(|o| *o = f32::NAN),
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn many_avx2(&self, thetas: &[Theta], bands: &[usize], out: &mut [f32]) {
+        self.many_generic::<true>(thetas, bands, out)
+    }
+
+    /// Magnitudes for many thetas, parallel with rayon (see `magnitudes_many`).
+    ///
+    /// The thetas are evaluated in the order of their grid cell so that consecutive
+    /// evaluations reuse the same table rows from cache (the tables are several MB); the
+    /// results land in input order.
+    pub fn magnitudes_batch(&self, thetas: &[Theta], bands: &[usize], out: &mut [f32]) {
+        let nb = bands.len();
+        assert_eq!(out.len(), thetas.len() * nb);
+        if nb == 0 {
+            return;
+        }
+        const CHUNK: usize = 1024;
+        let mut order: Vec<(u32, u32)> = thetas
+            .par_iter()
+            .enumerate()
+            .map(|(i, t)| (self.cell_key(t), i as u32))
+            .collect();
+        order.par_sort_unstable();
+        let mut sorted: Vec<f32> = vec![0f32; out.len()];
+        sorted
+            .par_chunks_mut(CHUNK * nb)
+            .zip(order.par_chunks(CHUNK))
+            .for_each(|(o, idx)| {
+                let th: Vec<Theta> = idx.iter().map(|&(_, i)| thetas[i as usize]).collect();
+                self.magnitudes_many(&th, bands, o);
+            });
+        // scatter back to input order
+        let pos: Vec<u32> = order.iter().map(|&(_, i)| i).collect();
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        sorted
+            .par_chunks(nb)
+            .zip(pos.par_iter())
+            .for_each(|(row, &i)| {
+                let p = &out_ptr;
+                // SAFETY: each input index appears exactly once in `order`, so rows never alias.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(row.as_ptr(), p.0.add(i as usize * nb), nb)
+                };
+            });
+    }
+
+    /// A sort key that groups thetas sharing table rows (Teff node, then log g, [M/H]).
+    fn cell_key(&self, t: &Theta) -> u32 {
+        let n = &self.surface.nodes;
+        if !(t.teff > 0.0 && t.logg.is_finite() && t.mh.is_finite()) {
+            return u32::MAX;
+        }
+        let i = super::interp::locate(&n[0], t.teff.log10()) as u32;
+        let j = super::interp::locate(&n[1], t.logg) as u32;
+        let k = super::interp::locate(&n[2], t.mh) as u32;
+        (i << 16) | (j << 8) | k
+    }
+}
+
+struct SendPtr(*mut f32);
+// SAFETY: used only for disjoint writes (see magnitudes_batch).
+unsafe impl Sync for SendPtr {}
+unsafe impl Send for SendPtr {}
+
+/// Per-evaluation scratch space (on the stack; no allocation per theta).
+struct Scratch {
+    surf: [f32; MAX_BANDS],
+    coef: [f32; MAX_EXT_COEFS],
+    tab: [f32; MAX_BANDS + MAX_EXT_COEFS],
+    offs: [usize; MAX_CORNERS],
+    ws: [f32; MAX_CORNERS],
+}
+
+impl Scratch {
+    #[inline(always)]
+    fn new() -> Self {
+        Scratch {
+            surf: [0.0; MAX_BANDS],
+            coef: [0.0; MAX_EXT_COEFS],
+            tab: [0.0; MAX_BANDS + MAX_EXT_COEFS],
+            offs: [0; MAX_CORNERS],
+            ws: [0.0; MAX_CORNERS],
+        }
+    }
+}
+
+/// Whether the CPU has AVX2 and FMA (cached).
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx2_fma() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+}
+
+/// log10 for positive normal f32 with ~1e-7 relative accuracy (no libm call).
+#[inline(always)]
+pub fn fast_log10(x: f32) -> f32 {
+    // x = 2^e * m, m in [sqrt(1/2), sqrt(2)); ln m = 2 atanh(s), s = (m-1)/(m+1)
+    let bits = x.to_bits();
+    let mut e = ((bits >> 23) & 0xff) as i32 - 127;
+    let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    if m > std::f32::consts::SQRT_2 {
+        m *= 0.5;
+        e += 1;
+    }
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    // atanh series to s^9 (|s| < 0.172): error < 2e-8
+    let p = 1.0 + s2 * (1.0 / 3.0 + s2 * (0.2 + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0))));
+    let ln_m = 2.0 * s * p;
+    (ln_m + e as f32 * std::f32::consts::LN_2) * std::f32::consts::LOG10_E
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sun(av: f64, rv: f64) -> Theta {
+        Theta {
+            teff: 5772.0,
+            logg: 4.44,
+            mh: 0.0,
+            av,
+            rv,
+            distance: 10.0,
+        }
+    }
+
+    #[test]
+    fn fast_log10_is_accurate() {
+        let mut x = 1e-12f32;
+        while x < 1e12 {
+            let exact = (x as f64).log10();
+            let err = (fast_log10(x) as f64 - exact).abs();
+            // f32 carries ~6e-8 relative precision in the result itself
+            assert!(err < 2e-7 + 1.2e-7 * exact.abs(), "x={x}: {err}");
+            x *= 1.37;
+        }
+    }
+
+    #[test]
+    fn errors_name_the_parameter() {
+        let m = ForwardModel::embedded_raw();
+        let mut t = sun(0.0, 3.1);
+        t.logg = f64::NAN;
+        let e = m.check_theta(&t).unwrap_err();
+        assert!(e.to_string().contains("logg"), "{e}");
+        let mut t = sun(0.0, 3.1);
+        t.rv = 7.0;
+        let e = m.check_theta(&t).unwrap_err();
+        assert!(
+            e.to_string().contains("rv") && e.to_string().contains("5.6"),
+            "{e}"
+        );
+        let mut out = [0f32; 2];
+        let mut t = sun(0.0, 3.1);
+        t.teff = 40000.0;
+        t.logg = 1.0; // hot supergiant: no CK04 model and no MIST star
+        assert!(matches!(
+            m.magnitudes(&t, &[0, 1], &mut out),
+            Err(ThetaError::OutsideSupport { .. })
+        ));
+        assert!(out.iter().all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn unknown_band_lists_known_ones() {
+        let m = ForwardModel::embedded_raw();
+        let e = m.bands().parse_list(Some("gaia_g,johnson_v")).unwrap_err();
+        let s = e.to_string();
+        assert!(
+            s.contains("johnson_v") && s.contains("gaia_bp") && s.contains("wise_w2"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn distance_modulus_and_batch_agree() {
+        let m = ForwardModel::embedded_raw();
+        let bands: Vec<usize> = (0..m.bands().len()).collect();
+        let mut a = vec![0f32; bands.len()];
+        let mut b = vec![0f32; bands.len()];
+        m.magnitudes(&sun(0.5, 3.1), &bands, &mut a).unwrap();
+        let mut far = sun(0.5, 3.1);
+        far.distance = 1000.0;
+        m.magnitudes(&far, &bands, &mut b).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert!((y - x - 10.0).abs() < 1e-4);
+        }
+        let thetas = vec![
+            sun(0.5, 3.1),
+            far,
+            Theta {
+                teff: f64::NAN,
+                ..far
+            },
+        ];
+        let mut out = vec![0f32; 3 * bands.len()];
+        m.magnitudes_batch(&thetas, &bands, &mut out);
+        assert_eq!(&out[..bands.len()], &a[..]);
+        assert!(out[2 * bands.len()..].iter().all(|v| v.is_nan()));
+    }
+}

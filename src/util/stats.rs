@@ -1,0 +1,118 @@
+//! Robust statistics used by evaluation and calibration reports.
+
+/// Median of a slice (NaNs removed); NaN for an empty input.
+pub fn median(xs: &[f64]) -> f64 {
+    percentile(xs, 50.0)
+}
+
+/// Linear-interpolated percentile (0..100) of the finite values; NaN if none.
+pub fn percentile(xs: &[f64], p: f64) -> f64 {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let r = (p / 100.0).clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let i = r.floor() as usize;
+    let j = (i + 1).min(v.len() - 1);
+    v[i] + (r - i as f64) * (v[j] - v[i])
+}
+
+/// Robust scatter: 1.4826 x median absolute deviation about the median.
+pub fn robust_scatter(xs: &[f64]) -> f64 {
+    let m = median(xs);
+    let dev: Vec<f64> = xs.iter().map(|x| (x - m).abs()).collect();
+    1.4826 * median(&dev)
+}
+
+/// Mean of finite values.
+pub fn mean(xs: &[f64]) -> f64 {
+    let v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// Weighted quantile of values with non-negative weights (weights need not be normalised).
+/// `order` must be scratch space; values are sorted in it.
+pub fn weighted_quantiles(
+    values: &[f64],
+    weights: &[f64],
+    qs: &[f64],
+    out: &mut [f64],
+    order: &mut Vec<usize>,
+) {
+    order.clear();
+    order.extend(0..values.len());
+    order.sort_by(|&a, &b| {
+        values[a]
+            .partial_cmp(&values[b])
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let total: f64 = weights.iter().sum();
+    if !(total > 0.0) {
+        out.iter_mut().for_each(|o| *o = f64::NAN);
+        return;
+    }
+    // midpoint rule: the i-th sorted value sits at cumulative weight (c_i - w_i / 2)
+    let mut qi = 0;
+    let mut cum = 0.0;
+    let mut prev_pos = f64::NEG_INFINITY;
+    let mut prev_val = values[order[0]];
+    for &idx in order.iter() {
+        let w = weights[idx] / total;
+        let pos = cum + 0.5 * w;
+        while qi < qs.len() && qs[qi] <= pos {
+            out[qi] = if prev_pos.is_finite() && pos > prev_pos {
+                let t = (qs[qi] - prev_pos) / (pos - prev_pos);
+                prev_val + t * (values[idx] - prev_val)
+            } else {
+                values[idx]
+            };
+            qi += 1;
+        }
+        if w > 0.0 {
+            prev_pos = pos;
+            prev_val = values[idx];
+        }
+        cum += w;
+    }
+    while qi < qs.len() {
+        out[qi] = prev_val;
+        qi += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_and_scatter() {
+        let xs: Vec<f64> = (0..=100).map(|i| i as f64).collect();
+        assert_eq!(median(&xs), 50.0);
+        assert!((percentile(&xs, 95.0) - 95.0).abs() < 1e-12);
+        let mut r = crate::util::rng::Rng::new(1);
+        let g: Vec<f64> = (0..100_000).map(|_| 2.0 * r.normal()).collect();
+        assert!((robust_scatter(&g) - 2.0).abs() < 0.03);
+    }
+
+    #[test]
+    fn weighted_quantiles_match_unweighted_for_equal_weights() {
+        let mut r = crate::util::rng::Rng::new(5);
+        let v: Vec<f64> = (0..20_001).map(|_| r.normal()).collect();
+        let w = vec![1.0; v.len()];
+        let qs = [0.05, 0.16, 0.5, 0.84, 0.95];
+        let mut out = [0.0; 5];
+        let mut order = Vec::new();
+        weighted_quantiles(&v, &w, &qs, &mut out, &mut order);
+        for (q, o) in qs.iter().zip(out) {
+            assert!((o - percentile(&v, q * 100.0)).abs() < 0.01, "q{q}: {o}");
+        }
+        // doubling the weight of the upper half moves the median up
+        let w2: Vec<f64> = v.iter().map(|&x| if x > 0.0 { 2.0 } else { 1.0 }).collect();
+        weighted_quantiles(&v, &w2, &[0.5], &mut out[..1], &mut order);
+        assert!(out[0] > 0.3);
+    }
+}

@@ -1,0 +1,4 @@
+//! One integration-test binary (one link step); each module covers one component.
+
+mod cli_forward;
+mod forward_model;
