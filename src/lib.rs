@@ -8,6 +8,8 @@ pub mod cli;
 pub mod infer;
 pub mod io;
 pub mod likelihood;
+pub mod nn;
 pub mod physics;
 pub mod prior;
+pub mod simulate;
 pub mod util;

@@ -39,6 +39,17 @@ pub struct PriorConfig {
     pub distance_min_pc: f64,
     /// Largest distance [pc].
     pub distance_max_pc: f64,
+    /// Exponent applied to the population density (1 = the physical population; < 1
+    /// flattens it, e.g. for training proposals that must also cover rare stars).
+    #[serde(default = "one")]
+    pub population_temper: f64,
+    /// Weight of a log-uniform component on [d_min, d_max] mixed into p(d) (0 = none).
+    #[serde(default)]
+    pub distance_log_uniform_fraction: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Default for PriorConfig {
@@ -52,6 +63,25 @@ impl Default for PriorConfig {
             distance_scale_pc: 1350.0,
             distance_min_pc: 5.0,
             distance_max_pc: 20_000.0,
+            population_temper: 1.0,
+            distance_log_uniform_fraction: 0.0,
+        }
+    }
+}
+
+impl PriorConfig {
+    /// The broader prior the neural posterior is trained on. Importance weights use the
+    /// physical prior, so this only changes how well the flow covers rare stars (giants,
+    /// distant and reddened stars, which the physical prior makes a few percent of a
+    /// magnitude-limited catalogue), never the posterior it targets.
+    pub fn training() -> Self {
+        PriorConfig {
+            mh_mixture: vec![(0.7, -0.2, 0.35), (0.3, -1.0, 0.7)],
+            av_mixture: vec![(0.4, 0.35), (0.6, 2.5)],
+            distance_scale_pc: 2000.0,
+            distance_log_uniform_fraction: 0.3,
+            population_temper: 0.5,
+            ..PriorConfig::default()
         }
     }
 }
@@ -104,7 +134,8 @@ impl Prior {
             for j in 0..ny {
                 for k in 0..nz {
                     let n = (i * ny + j) * nz + k;
-                    node_density[n] = (dens[n] as f64).max(0.0) * mh_w[k];
+                    node_density[n] =
+                        ((dens[n] as f64).max(0.0) * mh_w[k]).powf(config.population_temper);
                 }
             }
         }
@@ -249,6 +280,11 @@ impl Prior {
     }
 
     fn sample_distance(&self, rng: &mut Rng) -> f64 {
+        let c = &self.config;
+        if c.distance_log_uniform_fraction > 0.0 && rng.chance(c.distance_log_uniform_fraction) {
+            let (a, b) = (c.distance_min_pc.ln(), c.distance_max_pc.ln());
+            return (a + (b - a) * rng.uniform()).exp();
+        }
         let l = self.config.distance_scale_pc;
         loop {
             let d = -l * (rng.uniform_open() * rng.uniform_open() * rng.uniform_open()).ln();
@@ -325,7 +361,15 @@ impl Prior {
         if !(d >= self.config.distance_min_pc && d <= self.config.distance_max_pc) {
             return f64::NEG_INFINITY;
         }
-        2.0 * d.ln() - d / self.config.distance_scale_pc + self.dist_log_norm
+        let edsd = 2.0 * d.ln() - d / self.config.distance_scale_pc + self.dist_log_norm;
+        let f = self.config.distance_log_uniform_fraction;
+        if f > 0.0 {
+            let lu = -(d * (self.config.distance_max_pc / self.config.distance_min_pc).ln()).ln();
+            let m = edsd.max(lu);
+            m + ((1.0 - f) * (edsd - m).exp() + f * (lu - m).exp()).ln()
+        } else {
+            edsd
+        }
     }
 
     /// log p(theta), the density in the physical parameters (Teff in K, distance in pc).
@@ -363,7 +407,13 @@ mod tests {
 
     #[test]
     fn one_dimensional_factors_integrate_to_one() {
-        let p = Prior::default_embedded();
+        let train = Prior::new(ForwardModel::embedded_raw(), PriorConfig::training());
+        for p in [Prior::default_embedded(), &train] {
+            one_dimensional_factors_of(p);
+        }
+    }
+
+    fn one_dimensional_factors_of(p: &Prior) {
         let integrate = |f: &dyn Fn(f64) -> f64, a: f64, b: f64, n: usize| {
             let h = (b - a) / n as f64;
             (0..n)

@@ -1,0 +1,308 @@
+//! Set transformer over observation tokens (candle): band embedding + MLP(magnitude) +
+//! MLP(error) summed per token (the parallax token has its own MLP), pre-norm
+//! self-attention blocks with a key-padding mask, no positional encoding, then attention
+//! pooling (one learned seed) and masked mean pooling into a context vector.
+//!
+//! Written from differentiable ops only (layer norm and softmax included): candle's fused
+//! inference kernels have no backward pass.
+
+use super::tokens::{TokenBatch, N_FEAT};
+use candle_core::{DType, Device, Result, Tensor, D};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+/// Encoder hyper-parameters.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EncoderConfig {
+    /// Bands in the registry (token ids: bands, parallax, padding).
+    pub n_bands: usize,
+    /// Token width.
+    pub d_model: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Self-attention blocks.
+    pub layers: usize,
+    /// Feed-forward width.
+    pub ffn: usize,
+    /// Context vector width.
+    pub ctx: usize,
+}
+
+/// Layer norm from differentiable ops.
+pub struct LayerNorm {
+    /// Gain.
+    pub g: Tensor,
+    /// Bias.
+    pub b: Tensor,
+}
+
+impl LayerNorm {
+    fn new(d: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(LayerNorm {
+            g: vb.get_with_hints(d, "g", candle_nn::Init::Const(1.0))?,
+            b: vb.get_with_hints(d, "b", candle_nn::Init::Const(0.0))?,
+        })
+    }
+
+    /// Normalise over the last dimension of a 2-D [N, d] tensor.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let xc = x.broadcast_sub(&mean)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let y = xc.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
+        let ones = Tensor::ones((x.dim(0)?, 1), x.dtype(), x.device())?;
+        let d = self.g.dim(0)?;
+        // gain and bias spread with outer products, not broadcasts: candle reduces a
+        // broadcast's gradient over leading dimensions very slowly on the CPU
+        (y * ones.matmul(&self.g.reshape((1, d))?)?)? + ones.matmul(&self.b.reshape((1, d))?)?
+    }
+}
+
+/// Affine layer y = x W^T + b for 2-D inputs, with the bias added through an outer
+/// product (fast gradient on CPU, see `LayerNorm::forward`).
+pub struct Linear {
+    /// Weight [out, in].
+    pub weight: Tensor,
+    /// Bias [out].
+    pub bias: Tensor,
+}
+
+impl Linear {
+    /// Create or load `weight` and `bias` under `vb`.
+    pub fn new(i: usize, o: usize, vb: VarBuilder) -> Result<Self> {
+        let bound = 1.0 / (i as f64).sqrt();
+        Ok(Linear {
+            weight: vb.get_with_hints((o, i), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?,
+            bias: vb.get_with_hints(
+                o,
+                "bias",
+                candle_nn::Init::Uniform {
+                    lo: -bound,
+                    up: bound,
+                },
+            )?,
+        })
+    }
+
+    /// Apply to [N, in].
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let ones = Tensor::ones((x.dim(0)?, 1), x.dtype(), x.device())?;
+        let o = self.bias.dim(0)?;
+        x.matmul(&self.weight.t()?)? + ones.matmul(&self.bias.reshape((1, o))?)?
+    }
+}
+
+/// Softmax over the last dimension without the max subtraction (scores are clamped to
+/// [-30, 30] instead, which keeps exp finite; padding at -1e9 becomes exp(-30) ~ 1e-13):
+/// candle's max-based softmax has a slow backward on the CPU.
+pub fn softmax_last(s: &Tensor) -> Result<Tensor> {
+    let e = s.clamp(-30.0, 30.0)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+/// Bias [out] added to [N, out] through an outer product.
+pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let ones = Tensor::ones((x.dim(0)?, 1), x.dtype(), x.device())?;
+    let o = bias.dim(0)?;
+    x + ones.matmul(&bias.reshape((1, o))?)?
+}
+
+/// Two-layer MLP with ReLU.
+pub struct Mlp {
+    /// First layer.
+    pub l0: Linear,
+    /// Second layer.
+    pub l1: Linear,
+}
+
+impl Mlp {
+    fn new(i: usize, h: usize, o: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Mlp {
+            l0: Linear::new(i, h, vb.pp("0"))?,
+            l1: Linear::new(h, o, vb.pp("1"))?,
+        })
+    }
+
+    /// Apply.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.l1.forward(&self.l0.forward(x)?.relu()?)
+    }
+}
+
+/// One pre-norm self-attention block.
+pub struct Block {
+    ln1: LayerNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    proj: Linear,
+    ln2: LayerNorm,
+    ff1: Linear,
+    ff2: Linear,
+}
+
+/// The set encoder.
+pub struct SetEncoder {
+    /// Configuration.
+    pub cfg: EncoderConfig,
+    emb: Tensor,
+    mag: Mlp,
+    err: Mlp,
+    plx: Mlp,
+    blocks: Vec<Block>,
+    pool_seed: Tensor,
+    pool_ln: LayerNorm,
+    pool_k: Linear,
+    pool_v: Linear,
+    out: Mlp,
+}
+
+/// Token tensors on a device.
+pub struct TokenTensors {
+    ids: Tensor,
+    feats: Tensor,
+    f_mag: Tensor,
+    f_err: Tensor,
+    is_plx: Tensor,
+    mask: Tensor,
+    b: usize,
+    t: usize,
+}
+
+impl TokenTensors {
+    /// Upload a token batch.
+    pub fn new(tb: &TokenBatch, dev: &Device) -> Result<Self> {
+        // separate feature columns: `narrow` has a costly backward in candle
+        let col = |c: usize| {
+            tb.feats
+                .iter()
+                .skip(c)
+                .step_by(N_FEAT)
+                .copied()
+                .collect::<Vec<f32>>()
+        };
+        Ok(TokenTensors {
+            f_mag: Tensor::from_vec(col(0), (tb.b * tb.t, 1), dev)?,
+            f_err: Tensor::from_vec(col(1), (tb.b * tb.t, 1), dev)?,
+            ids: Tensor::from_vec(tb.ids.clone(), tb.b * tb.t, dev)?,
+            feats: Tensor::from_vec(tb.feats.clone(), (tb.b * tb.t, N_FEAT), dev)?,
+            is_plx: Tensor::from_vec(tb.is_plx.clone(), (tb.b * tb.t, 1), dev)?,
+            mask: Tensor::from_vec(tb.mask.clone(), (tb.b, tb.t), dev)?,
+            b: tb.b,
+            t: tb.t,
+        })
+    }
+}
+
+impl SetEncoder {
+    /// Create (or load, depending on the VarBuilder) under prefix `enc`.
+    pub fn new(cfg: &EncoderConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.d_model;
+        let emb = vb.get_with_hints(
+            (cfg.n_bands + 2, d),
+            "emb",
+            candle_nn::Init::Randn {
+                mean: 0.0,
+                stdev: 0.5,
+            },
+        )?;
+        let mut blocks = Vec::new();
+        for i in 0..cfg.layers {
+            let v = vb.pp(format!("blk{i}"));
+            blocks.push(Block {
+                ln1: LayerNorm::new(d, v.pp("ln1"))?,
+                q: Linear::new(d, d, v.pp("q"))?,
+                k: Linear::new(d, d, v.pp("k"))?,
+                v: Linear::new(d, d, v.pp("v"))?,
+                proj: Linear::new(d, d, v.pp("proj"))?,
+                ln2: LayerNorm::new(d, v.pp("ln2"))?,
+                ff1: Linear::new(d, cfg.ffn, v.pp("ff1"))?,
+                ff2: Linear::new(cfg.ffn, d, v.pp("ff2"))?,
+            });
+        }
+        Ok(SetEncoder {
+            cfg: cfg.clone(),
+            emb,
+            mag: Mlp::new(1, d, d, vb.pp("mag"))?,
+            err: Mlp::new(1, d, d, vb.pp("err"))?,
+            plx: Mlp::new(N_FEAT, d, d, vb.pp("plx"))?,
+            blocks,
+            pool_seed: vb.get_with_hints(
+                (1, d),
+                "pool_seed",
+                candle_nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.5,
+                },
+            )?,
+            pool_ln: LayerNorm::new(d, vb.pp("pool_ln"))?,
+            pool_k: Linear::new(d, d, vb.pp("pool_k"))?,
+            pool_v: Linear::new(d, d, vb.pp("pool_v"))?,
+            out: Mlp::new(2 * d, 2 * d, cfg.ctx, vb.pp("out"))?,
+        })
+    }
+
+    /// Context vectors [b, ctx].
+    pub fn forward(&self, tt: &TokenTensors) -> Result<Tensor> {
+        let (b, t, d) = (tt.b, tt.t, self.cfg.d_model);
+        let h = self.cfg.heads;
+        let dh = d / h;
+        let n = b * t;
+        // all per-token work on 2-D [b*t, d] tensors
+        let e = self.emb.index_select(&tt.ids, 0)?;
+        let phot = (self.mag.forward(&tt.f_mag)? + self.err.forward(&tt.f_err)?)?;
+        let plx = self.plx.forward(&tt.feats)?;
+        let one_minus = tt.is_plx.affine(-1.0, 1.0)?;
+        let mut x = ((e + phot.broadcast_mul(&one_minus)?)? + plx.broadcast_mul(&tt.is_plx)?)?;
+        // additive key mask: 0 for real tokens, -1e9 for padding
+        let key_bias = tt.mask.affine(1e9, -1e9)?.reshape((b, 1, 1, t))?;
+        let scale = 1.0 / (dh as f64).sqrt();
+        let split = |y: Tensor| -> Result<Tensor> {
+            y.reshape((b, t, h, dh))?.transpose(1, 2)?.contiguous()
+        };
+        for blk in &self.blocks {
+            let hn = blk.ln1.forward(&x)?;
+            let (q, k, v) = (
+                split(blk.q.forward(&hn)?)?,
+                split(blk.k.forward(&hn)?)?,
+                split(blk.v.forward(&hn)?)?,
+            );
+            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&key_bias)?;
+            let att = softmax_last(&scores)?;
+            let o = att
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((n, d))?;
+            x = (x + blk.proj.forward(&o)?)?;
+            let f = blk
+                .ff2
+                .forward(&blk.ff1.forward(&blk.ln2.forward(&x)?)?.relu()?)?;
+            x = (x + f)?;
+        }
+        // attention pooling with one learned seed query per head
+        let xn = self.pool_ln.forward(&x)?;
+        let (k, v) = (
+            split(self.pool_k.forward(&xn)?)?,
+            split(self.pool_v.forward(&xn)?)?,
+        ); // [b,h,t,dh]
+        let ones = Tensor::ones((b, 1), x.dtype(), x.device())?;
+        let q = ones.matmul(&self.pool_seed)?.reshape((b, h, 1, dh))?;
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&key_bias)?;
+        let att = softmax_last(&scores)?;
+        let pooled = att.matmul(&v)?.reshape((b, d))?;
+        // masked mean
+        let m = tt.mask.reshape((b, 1, t))?;
+        let cnt = tt.mask.sum_keepdim(1)?.clamp(1.0, f64::MAX)?; // [b,1]
+        let mean = m
+            .matmul(&x.reshape((b, t, d))?)?
+            .reshape((b, d))?
+            .broadcast_div(&cnt)?;
+        self.out.forward(&Tensor::cat(&[pooled, mean], 1)?)
+    }
+
+    /// dtype of the parameters.
+    pub fn dtype(&self) -> DType {
+        self.emb.dtype()
+    }
+}

@@ -1,0 +1,12 @@
+//! Neural posterior: observation tokens, set encoder, conditional MAF, parameter
+//! transform, training, and the fast CPU sampler used at inference.
+
+pub mod encoder;
+pub mod flow;
+pub mod model;
+pub mod param;
+pub mod tokens;
+pub mod train;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,158 @@
+//! The flow's coordinates: an unbounded, standardised reparametrisation of theta.
+//!
+//! v = (log10 Teff, log g, [M/H], softplus^-1(A_V), logit((R_V - 2.3) / 3.3), log10 d),
+//! u = (v - mean) / scale. log q(theta) = log q(u) + log |du/dtheta|, so densities are exact
+//! in the physical parameters (Teff in K, A_V in mag, distance in pc).
+
+use crate::physics::Theta;
+use serde::{Deserialize, Serialize};
+use std::f64::consts::LN_10;
+
+/// Lower end and width of the R_V interval (G23's range).
+pub const RV_LO: f64 = 2.3;
+/// Width of the R_V interval.
+pub const RV_WIDTH: f64 = 3.3;
+
+/// Standardisation of v (mean and scale per dimension).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ParamTransform {
+    /// Mean of v.
+    pub mean: [f64; 6],
+    /// Scale of v.
+    pub scale: [f64; 6],
+}
+
+#[inline]
+fn softplus(x: f64) -> f64 {
+    if x > 0.0 {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+#[inline]
+fn softplus_inv(a: f64) -> f64 {
+    // log(expm1(a)), stable for small and large a
+    if a > 20.0 {
+        a + (-(-a).exp()).ln_1p()
+    } else {
+        a.exp_m1().ln()
+    }
+}
+
+impl ParamTransform {
+    /// Unstandardised coordinates v(theta); non-finite where theta is outside the domain.
+    pub fn v(t: &Theta) -> [f64; 6] {
+        let r = (t.rv - RV_LO) / RV_WIDTH;
+        [
+            t.teff.log10(),
+            t.logg,
+            t.mh,
+            softplus_inv(t.av),
+            (r / (1.0 - r)).ln(),
+            t.distance.log10(),
+        ]
+    }
+
+    /// theta(v).
+    pub fn theta_of_v(v: &[f64; 6]) -> Theta {
+        let r = 1.0 / (1.0 + (-v[4]).exp());
+        Theta {
+            teff: 10f64.powf(v[0]),
+            logg: v[1],
+            mh: v[2],
+            av: softplus(v[3]),
+            rv: RV_LO + RV_WIDTH * r,
+            distance: 10f64.powf(v[5]),
+        }
+    }
+
+    /// Standardised u(theta).
+    pub fn to_u(&self, t: &Theta) -> [f64; 6] {
+        let v = Self::v(t);
+        std::array::from_fn(|i| (v[i] - self.mean[i]) / self.scale[i])
+    }
+
+    /// theta(u).
+    pub fn from_u(&self, u: &[f64; 6]) -> Theta {
+        let v: [f64; 6] = std::array::from_fn(|i| self.mean[i] + self.scale[i] * u[i]);
+        Self::theta_of_v(&v)
+    }
+
+    /// log |du/dtheta| at theta (add to log q(u) to get log q(theta)).
+    pub fn log_jacobian(&self, t: &Theta) -> f64 {
+        let r = (t.rv - RV_LO) / RV_WIDTH;
+        let log_dv = -(t.teff * LN_10).ln() // d log10 T / dT
+            - (-(-t.av).exp_m1()).ln() // d softplus^-1(a) / da = 1 / (1 - e^-a)
+            - (RV_WIDTH * r * (1.0 - r)).ln() // d logit / dR
+            - (t.distance * LN_10).ln(); // d log10 d / dd
+        log_dv - self.scale.iter().map(|s| s.ln()).sum::<f64>()
+    }
+
+    /// log |du/dtheta| expressed through u (avoids a round trip when sampling).
+    pub fn log_jacobian_u(&self, u: &[f64; 6]) -> f64 {
+        let v: [f64; 6] = std::array::from_fn(|i| self.mean[i] + self.scale[i] * u[i]);
+        let teff_ln = v[0] * LN_10; // ln Teff
+                                    // with a = softplus(v3): 1 - e^-a = sigmoid(v3), and r = sigmoid(v4)
+        let log_sig_v3 = -softplus(-v[3]);
+        let log_r = -softplus(-v[4]);
+        let log_1mr = -softplus(v[4]);
+        -(teff_ln + LN_10.ln())
+            - log_sig_v3
+            - (RV_WIDTH.ln() + log_r + log_1mr)
+            - (v[5] * LN_10 + LN_10.ln())
+            - self.scale.iter().map(|s| s.ln()).sum::<f64>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_jacobian_by_finite_differences() {
+        let tr = ParamTransform {
+            mean: [3.7, 4.0, -0.2, 0.0, 0.0, 3.0],
+            scale: [0.1, 0.8, 0.4, 1.5, 1.0, 0.5],
+        };
+        let t = Theta {
+            teff: 5123.0,
+            logg: 3.9,
+            mh: -0.4,
+            av: 0.37,
+            rv: 3.4,
+            distance: 812.0,
+        };
+        let u = tr.to_u(&t);
+        let back = tr.from_u(&u);
+        for (a, b) in t.to_array().iter().zip(back.to_array()) {
+            assert!((a - b).abs() < 1e-9 * a.abs().max(1.0));
+        }
+        // the transform is diagonal: log|J| = sum_i log |du_i / dtheta_i|
+        let mut fd = 0.0;
+        for i in 0..6 {
+            let h = 1e-6 * t.to_array()[i].abs().max(1e-3);
+            let mut a = t.to_array();
+            a[i] += h;
+            let mut b = t.to_array();
+            b[i] -= h;
+            let du =
+                (tr.to_u(&Theta::from_array(a))[i] - tr.to_u(&Theta::from_array(b))[i]) / (2.0 * h);
+            fd += du.abs().ln();
+        }
+        assert!(
+            (fd - tr.log_jacobian(&t)).abs() < 1e-6,
+            "{fd} vs {}",
+            tr.log_jacobian(&t)
+        );
+        assert!((tr.log_jacobian_u(&u) - tr.log_jacobian(&t)).abs() < 1e-9);
+        // tiny and large extinctions stay finite
+        for av in [1e-6, 1e-3, 8.0, 11.9] {
+            let t2 = Theta { av, ..t };
+            let u2 = tr.to_u(&t2);
+            assert!((tr.from_u(&u2).av - av).abs() < 1e-9 * av.max(1e-6) + 1e-12);
+            assert!(tr.log_jacobian(&t2).is_finite());
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Observation tokens: what the set encoder sees of a star.
+//!
+//! One token per photometric measurement (band id, magnitude, error) and one for the
+//! parallax (its own token type). Magnitudes keep their absolute level (it carries the
+//! distance information): feature (m - 15) / 4. Errors enter as log10. No positional
+//! information: the encoder is invariant to token order; padding is masked.
+
+use crate::likelihood::StarObs;
+
+/// Scalar features per token.
+pub const N_FEAT: usize = 3;
+
+/// A padded batch of token sets, row-major [stars][tokens].
+#[derive(Clone, Debug, Default)]
+pub struct TokenBatch {
+    /// Stars.
+    pub b: usize,
+    /// Tokens per star (padded).
+    pub t: usize,
+    /// Token ids: band id, `n_bands` for parallax, `n_bands + 1` for padding.
+    pub ids: Vec<u32>,
+    /// Features [b][t][N_FEAT].
+    pub feats: Vec<f32>,
+    /// 1 for the parallax token.
+    pub is_plx: Vec<f32>,
+    /// 1 for real tokens, 0 for padding.
+    pub mask: Vec<f32>,
+}
+
+/// Features of a photometric token.
+#[inline]
+pub fn phot_features(mag: f32, err: f32) -> [f32; N_FEAT] {
+    [(mag - 15.0) / 4.0, err.max(1e-4).log10() + 1.5, 0.0]
+}
+
+/// Features of a parallax token (parallax and error in mas; negative parallaxes allowed).
+#[inline]
+pub fn parallax_features(plx: f32, err: f32) -> [f32; N_FEAT] {
+    let e = err.max(1e-4);
+    [(plx / e).asinh() / 2.0, plx.asinh(), e.log10() + 0.5]
+}
+
+/// Number of tokens of a star.
+pub fn n_tokens(s: &StarObs) -> usize {
+    s.phot.len() + s.parallax.is_some() as usize
+}
+
+impl TokenBatch {
+    /// Build the batch for `stars` (token order = measurement order, then parallax).
+    pub fn build(stars: &[StarObs], n_bands: usize) -> TokenBatch {
+        let t = stars.iter().map(n_tokens).max().unwrap_or(1).max(1);
+        let b = stars.len();
+        let mut tb = TokenBatch {
+            b,
+            t,
+            ids: vec![(n_bands + 1) as u32; b * t],
+            feats: vec![0.0; b * t * N_FEAT],
+            is_plx: vec![0.0; b * t],
+            mask: vec![0.0; b * t],
+        };
+        for (s, star) in stars.iter().enumerate() {
+            let mut k = 0;
+            for m in &star.phot {
+                let i = s * t + k;
+                tb.ids[i] = m.band as u32;
+                tb.feats[i * N_FEAT..(i + 1) * N_FEAT]
+                    .copy_from_slice(&phot_features(m.mag, m.err));
+                tb.mask[i] = 1.0;
+                k += 1;
+            }
+            if let Some((p, e)) = star.parallax {
+                let i = s * t + k;
+                tb.ids[i] = n_bands as u32;
+                tb.feats[i * N_FEAT..(i + 1) * N_FEAT].copy_from_slice(&parallax_features(p, e));
+                tb.is_plx[i] = 1.0;
+                tb.mask[i] = 1.0;
+            }
+        }
+        tb
+    }
+}

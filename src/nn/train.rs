@@ -1,0 +1,573 @@
+//! Training of the neural posterior with simulation on the fly (fresh examples every step):
+//! AdamW (own implementation, so that its moments can be checkpointed), warm-up + cosine
+//! learning-rate schedule, gradient-norm clipping, a fixed validation set, checkpoints that
+//! a later run resumes from bit for bit, and the model card.
+
+use super::encoder::EncoderConfig;
+use super::flow::FlowConfig;
+use super::model::{
+    init_deterministic, today_utc, ModelCard, ModelConfig, NeuralPosterior, TrainingRecord,
+};
+use super::param::ParamTransform;
+use super::tokens::TokenBatch;
+use crate::likelihood::NoiseModel;
+use crate::physics::ForwardModel;
+use crate::prior::{Prior, PriorConfig};
+use crate::simulate::{SimStar, Simulator, SimulatorConfig};
+use crate::util::rng::Rng;
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Training settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Examples per step.
+    pub batch: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Decoupled weight decay (weights only).
+    pub weight_decay: f64,
+    /// Linear warm-up steps.
+    pub warmup: usize,
+    /// Final learning rate as a fraction of the peak (cosine decay).
+    pub lr_final_fraction: f64,
+    /// Gradient-norm clip.
+    pub grad_clip: f64,
+    /// Validate and checkpoint every this many steps.
+    pub val_every: usize,
+    /// Validation examples (fixed).
+    pub val_size: usize,
+    /// Seed (initialisation, simulation, validation set).
+    pub seed: u64,
+    /// Encoder width.
+    pub d_model: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Attention blocks.
+    pub layers: usize,
+    /// Feed-forward width.
+    pub ffn: usize,
+    /// Context width.
+    pub ctx: usize,
+    /// MADE blocks.
+    pub flow_blocks: usize,
+    /// MADE hidden units.
+    pub flow_hidden: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 20_000,
+            batch: 512,
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            warmup: 300,
+            lr_final_fraction: 0.02,
+            grad_clip: 5.0,
+            val_every: 250,
+            val_size: 4096,
+            seed: 1,
+            d_model: 64,
+            heads: 4,
+            layers: 2,
+            ffn: 128,
+            ctx: 64,
+            flow_blocks: 6,
+            flow_hidden: 128,
+        }
+    }
+}
+
+/// AdamW with checkpointable state.
+struct AdamW {
+    vars: Vec<(String, Var)>,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    t: usize,
+    decay: Vec<bool>,
+}
+
+const BETA1: f64 = 0.9;
+const BETA2: f64 = 0.999;
+const EPS: f64 = 1e-8;
+
+impl AdamW {
+    fn new(varmap: &VarMap) -> Result<Self> {
+        let data = varmap.data().lock().unwrap();
+        let mut names: Vec<String> = data.keys().cloned().collect();
+        names.sort();
+        let vars: Vec<(String, Var)> = names.iter().map(|n| (n.clone(), data[n].clone())).collect();
+        let m = vars
+            .iter()
+            .map(|(_, v)| v.zeros_like())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let v = vars
+            .iter()
+            .map(|(_, v)| v.zeros_like())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let decay = vars
+            .iter()
+            .map(|(n, v)| v.dims().len() == 2 && !n.ends_with("emb"))
+            .collect();
+        Ok(AdamW {
+            vars,
+            m,
+            v,
+            t: 0,
+            decay,
+        })
+    }
+
+    /// One step; returns the gradient norm before clipping.
+    fn step(
+        &mut self,
+        grads: &candle_core::backprop::GradStore,
+        lr: f64,
+        wd: f64,
+        clip: f64,
+    ) -> Result<f64> {
+        let mut sq = 0f64;
+        let gs: Vec<Option<Tensor>> = self
+            .vars
+            .iter()
+            .map(|(_, v)| grads.get(v.as_tensor()).cloned())
+            .collect();
+        for g in gs.iter().flatten() {
+            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+        let norm = sq.sqrt();
+        let scale = if norm > clip { clip / norm } else { 1.0 };
+        self.t += 1;
+        let bc1 = 1.0 - BETA1.powi(self.t as i32);
+        let bc2 = 1.0 - BETA2.powi(self.t as i32);
+        for (k, g) in gs.into_iter().enumerate() {
+            let Some(g) = g else { continue };
+            let g = (g * scale)?;
+            self.m[k] = ((&self.m[k] * BETA1)? + (&g * (1.0 - BETA1))?)?;
+            self.v[k] = ((&self.v[k] * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
+            let mhat = (&self.m[k] / bc1)?;
+            let vhat = (&self.v[k] / bc2)?;
+            let upd = (mhat / (vhat.sqrt()? + EPS)?)?;
+            let var = &self.vars[k].1;
+            let mut w = var.as_tensor().clone();
+            if self.decay[k] {
+                w = (w * (1.0 - lr * wd))?;
+            }
+            var.set(&(w - (upd * lr)?)?)?;
+        }
+        Ok(norm)
+    }
+
+    fn save(&self, path: &Path) -> Result<()> {
+        let mut map = std::collections::HashMap::new();
+        for (k, (n, _)) in self.vars.iter().enumerate() {
+            map.insert(format!("m.{n}"), self.m[k].clone());
+            map.insert(format!("v.{n}"), self.v[k].clone());
+        }
+        map.insert(
+            "t".to_string(),
+            Tensor::new(&[self.t as f32], &Device::Cpu)?,
+        );
+        candle_core::safetensors::save(&map, path)?;
+        Ok(())
+    }
+
+    fn load(&mut self, path: &Path, dev: &Device) -> Result<()> {
+        let map = candle_core::safetensors::load(path, dev)?;
+        for (k, (n, _)) in self.vars.iter().enumerate() {
+            self.m[k] = map
+                .get(&format!("m.{n}"))
+                .with_context(|| format!("optimiser state lacks {n}"))?
+                .clone();
+            self.v[k] = map
+                .get(&format!("v.{n}"))
+                .with_context(|| format!("optimiser state lacks {n}"))?
+                .clone();
+        }
+        self.t = map.get("t").context("optimiser step")?.to_vec1::<f32>()?[0] as usize;
+        Ok(())
+    }
+}
+
+/// One training example's tensors.
+pub struct Examples {
+    /// Tokens.
+    pub tokens: TokenBatch,
+    /// Targets u, row-major [b][6].
+    pub u: Vec<f32>,
+    /// log |du/dtheta| per example.
+    pub log_jac: Vec<f64>,
+}
+
+/// Simulate `n` catalogue stars for (seed, stream, step), deterministically.
+pub fn simulate_batch(
+    sim: &Simulator,
+    n: usize,
+    seed: u64,
+    stream: u64,
+    step: u64,
+) -> Vec<SimStar> {
+    (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = Rng::for_keys(seed, &[stream, step, i as u64]);
+            loop {
+                if let Some(s) = sim.simulate_one(&mut rng, i as i64) {
+                    return s;
+                }
+            }
+        })
+        .collect()
+}
+
+/// Turn simulated stars into network inputs and targets.
+pub fn make_examples(stars: &[SimStar], tr: &ParamTransform, n_bands: usize) -> Examples {
+    let obs: Vec<_> = stars.iter().map(|s| s.obs.clone()).collect();
+    let tokens = TokenBatch::build(&obs, n_bands);
+    let mut u = Vec::with_capacity(stars.len() * 6);
+    let mut log_jac = Vec::with_capacity(stars.len());
+    for s in stars {
+        u.extend(tr.to_u(&s.theta).iter().map(|&x| x as f32));
+        log_jac.push(tr.log_jacobian(&s.theta));
+    }
+    Examples { tokens, u, log_jac }
+}
+
+/// Fit the standardisation of v on simulated catalogue stars.
+pub fn fit_transform(sim: &Simulator, seed: u64) -> ParamTransform {
+    let stars = simulate_batch(sim, 50_000, seed, 0x7F, 0);
+    let mut mean = [0f64; 6];
+    let mut var = [0f64; 6];
+    let vs: Vec<[f64; 6]> = stars.iter().map(|s| ParamTransform::v(&s.theta)).collect();
+    for v in &vs {
+        for i in 0..6 {
+            mean[i] += v[i] / vs.len() as f64;
+        }
+    }
+    for v in &vs {
+        for i in 0..6 {
+            var[i] += (v[i] - mean[i]).powi(2) / vs.len() as f64;
+        }
+    }
+    let scale = var.map(|x| x.sqrt().max(1e-3));
+    ParamTransform { mean, scale }
+}
+
+fn lr_at(cfg: &TrainConfig, step: usize) -> f64 {
+    if step < cfg.warmup {
+        return cfg.lr * (step + 1) as f64 / cfg.warmup as f64;
+    }
+    let p = (step - cfg.warmup) as f64 / (cfg.steps - cfg.warmup).max(1) as f64;
+    let f = cfg.lr_final_fraction
+        + (1.0 - cfg.lr_final_fraction) * 0.5 * (1.0 + (std::f64::consts::PI * p.min(1.0)).cos());
+    cfg.lr * f
+}
+
+/// Mean -log q(theta) over examples (physical units), in chunks, without gradients.
+pub fn mean_nll(model: &NeuralPosterior, ex: &Examples, chunk: usize) -> Result<f64> {
+    let b = ex.tokens.b;
+    let mut total = 0f64;
+    let mut start = 0;
+    while start < b {
+        let end = (start + chunk).min(b);
+        let idx: Vec<usize> = (start..end).collect();
+        let tb = slice_tokens(&ex.tokens, &idx);
+        let lp = model
+            .log_prob_u(&tb, &ex.u[start * 6..end * 6])?
+            .to_vec1::<f32>()?;
+        for (k, l) in lp.iter().enumerate() {
+            total += -(*l as f64 + ex.log_jac[start + k]);
+        }
+        start = end;
+    }
+    Ok(total / b as f64)
+}
+
+/// Sub-batch of a token batch (keeps the padded width).
+pub fn slice_tokens(tb: &TokenBatch, idx: &[usize]) -> TokenBatch {
+    slice_tokens_to(tb, idx, tb.t)
+}
+
+/// Sub-batch of a token batch truncated to `t` tokens per star (tokens are packed at the
+/// front, so `t` >= every selected star's count loses nothing).
+pub fn slice_tokens_to(tb: &TokenBatch, idx: &[usize], t: usize) -> TokenBatch {
+    let src_t = tb.t;
+    let f = super::tokens::N_FEAT;
+    let mut out = TokenBatch {
+        b: idx.len(),
+        t,
+        ..Default::default()
+    };
+    for &i in idx {
+        let r = i * src_t;
+        out.ids.extend_from_slice(&tb.ids[r..r + t]);
+        out.feats.extend_from_slice(&tb.feats[r * f..(r + t) * f]);
+        out.is_plx.extend_from_slice(&tb.is_plx[r..r + t]);
+        out.mask.extend_from_slice(&tb.mask[r..r + t]);
+    }
+    out
+}
+
+/// Everything training needs besides the settings.
+pub struct TrainSetup<'a> {
+    /// Forward model used by the simulator (calibrated).
+    pub fm: &'a ForwardModel,
+    /// Prior settings.
+    pub prior: PriorConfig,
+    /// Simulator settings.
+    pub simulator: SimulatorConfig,
+    /// Output directory (weights.safetensors, card.json, checkpoint/).
+    pub out: PathBuf,
+    /// Resume from out/checkpoint if present.
+    pub resume: bool,
+    /// Progress log file (plain lines).
+    pub log: Option<PathBuf>,
+    /// Command line, for the card.
+    pub command: String,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointMeta {
+    step: usize,
+    history: Vec<(usize, f64, f64)>,
+    examples: usize,
+    wall_seconds: f64,
+    config: ModelConfig,
+}
+
+/// Train; returns the model card. Checkpoints go to `out/checkpoint/`.
+pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<ModelCard> {
+    let dev = Device::Cpu;
+    let prior = Prior::new(setup.fm, setup.prior.clone());
+    let noise = NoiseModel::default_for(setup.fm);
+    let sim = Simulator::new(setup.fm, &prior, &noise, setup.simulator.clone())?;
+    let n_bands = setup.fm.bands().len();
+    let ckpt = setup.out.join("checkpoint");
+    std::fs::create_dir_all(&ckpt).with_context(|| format!("creating {}", ckpt.display()))?;
+    let meta_path = ckpt.join("meta.json");
+    let resuming = setup.resume && meta_path.exists();
+    let (model_cfg, start_step, mut history, mut examples, mut wall) = if resuming {
+        let meta: CheckpointMeta = serde_json::from_str(&std::fs::read_to_string(&meta_path)?)?;
+        (
+            meta.config,
+            meta.step,
+            meta.history,
+            meta.examples,
+            meta.wall_seconds,
+        )
+    } else {
+        let transform = fit_transform(&sim, cfg.seed);
+        let mc = ModelConfig {
+            encoder: EncoderConfig {
+                n_bands,
+                d_model: cfg.d_model,
+                heads: cfg.heads,
+                layers: cfg.layers,
+                ffn: cfg.ffn,
+                ctx: cfg.ctx,
+            },
+            flow: FlowConfig {
+                dim: 6,
+                ctx: cfg.ctx,
+                hidden: cfg.flow_hidden,
+                orders: FlowConfig::default_orders(6, cfg.flow_blocks, cfg.seed ^ 0x0DE5),
+                alpha_clip: 3.0,
+            },
+            transform,
+            bands: setup
+                .fm
+                .bands()
+                .names()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        };
+        (mc, 0, Vec::new(), 0, 0.0)
+    };
+    if cfg.steps <= start_step {
+        bail!(
+            "checkpoint is at step {start_step}, nothing to do for --steps {}",
+            cfg.steps
+        );
+    }
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let model = NeuralPosterior::new(&model_cfg, vb)?;
+    init_deterministic(&varmap, cfg.seed)?;
+    let mut opt = AdamW::new(&varmap)?;
+    if resuming {
+        let mut vm = varmap.clone();
+        vm.load(ckpt.join("weights.safetensors"))?;
+        opt.load(&ckpt.join("optimizer.safetensors"), &dev)?;
+    }
+    let val = make_examples(
+        &simulate_batch(&sim, cfg.val_size, cfg.seed, 0xA1, 0),
+        &model_cfg.transform,
+        n_bands,
+    );
+    let mut logf = match &setup.log {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let threads = rayon::current_num_threads();
+    let pb = if setup.progress {
+        let pb = indicatif::ProgressBar::new(cfg.steps as u64);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} steps [{elapsed_precise} < {eta_precise}] {msg}",
+            )
+            .unwrap(),
+        );
+        pb.set_position(start_step as u64);
+        Some(pb)
+    } else {
+        None
+    };
+    let mut line = |s: String| {
+        if let Some(f) = logf.as_mut() {
+            let _ = writeln!(f, "{s}");
+            let _ = f.flush();
+        }
+        if let Some(pb) = &pb {
+            pb.println(&s);
+        } else {
+            eprintln!("{s}");
+        }
+    };
+    line(format!(
+        "train: steps {}..{} batch {} threads {threads} params {}",
+        start_step,
+        cfg.steps,
+        cfg.batch,
+        varmap
+            .all_vars()
+            .iter()
+            .map(|v| v.elem_count())
+            .sum::<usize>()
+    ));
+    let t0 = Instant::now();
+    let wall0 = wall;
+    let mut recent = Vec::new();
+    for step in start_step..cfg.steps {
+        let ts = Instant::now();
+        let stars = simulate_batch(&sim, cfg.batch, cfg.seed, 0x7A, step as u64);
+        let ex = make_examples(&stars, &model_cfg.transform, n_bands);
+        let t_sim = ts.elapsed().as_secs_f64();
+        let ctx = model.context(&ex.tokens)?;
+        let _ = ctx.to_vec2::<f32>()?;
+        let t_enc = ts.elapsed().as_secs_f64();
+        let lp = model.log_prob_u(&ex.tokens, &ex.u)?;
+        let loss = lp.mean_all()?.neg()?;
+        let _ = loss.to_scalar::<f32>()?;
+        let t_fwd = ts.elapsed().as_secs_f64();
+        let grads = loss.backward()?;
+        let t_bwd = ts.elapsed().as_secs_f64();
+        let lr = lr_at(cfg, step);
+        opt.step(&grads, lr, cfg.weight_decay, cfg.grad_clip)?;
+        if std::env::var("SEDFLOW_TRAIN_TIMING").is_ok() {
+            eprintln!(
+                "timing: sim {t_sim:.3} enc {:.3} fwd {:.3} bwd {:.3} opt {:.3}",
+                t_enc - t_sim,
+                t_fwd - t_enc,
+                t_bwd - t_fwd,
+                ts.elapsed().as_secs_f64() - t_bwd
+            );
+        }
+        let jac_mean: f64 = ex.log_jac.iter().sum::<f64>() / ex.log_jac.len() as f64;
+        let l = loss.to_scalar::<f32>()? as f64 - jac_mean;
+        if !l.is_finite() {
+            bail!("training diverged at step {step} (loss {l})");
+        }
+        recent.push(l);
+        examples += cfg.batch;
+        if let Some(pb) = &pb {
+            pb.inc(1);
+            pb.set_message(format!("loss {l:.3} lr {lr:.2e}"));
+        }
+        let last = step + 1 == cfg.steps;
+        if (step + 1) % cfg.val_every == 0 || last {
+            let v = mean_nll(&model, &val, 1024)?;
+            let tr = recent.iter().sum::<f64>() / recent.len() as f64;
+            recent.clear();
+            wall = wall0 + t0.elapsed().as_secs_f64();
+            history.push((step + 1, tr, v));
+            line(format!(
+                "step {:>6} train_nll {tr:.4} val_nll {v:.4} lr {lr:.2e} examples {examples} wall {:.0}s ({:.0} ex/s)",
+                step + 1,
+                wall,
+                examples as f64 / wall.max(1e-9)
+            ));
+            // checkpoint: weights, optimiser, meta (written last, atomically)
+            varmap.save(ckpt.join("weights.safetensors.tmp"))?;
+            std::fs::rename(
+                ckpt.join("weights.safetensors.tmp"),
+                ckpt.join("weights.safetensors"),
+            )?;
+            opt.save(&ckpt.join("optimizer.safetensors.tmp"))?;
+            std::fs::rename(
+                ckpt.join("optimizer.safetensors.tmp"),
+                ckpt.join("optimizer.safetensors"),
+            )?;
+            let meta = CheckpointMeta {
+                step: step + 1,
+                history: history.clone(),
+                examples,
+                wall_seconds: wall,
+                config: model_cfg.clone(),
+            };
+            std::fs::write(ckpt.join("meta.json.tmp"), serde_json::to_string(&meta)?)?;
+            std::fs::rename(ckpt.join("meta.json.tmp"), &meta_path)?;
+        }
+    }
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let val_loss = history.last().map(|h| h.2).unwrap_or(f64::NAN);
+    varmap.save(setup.out.join("weights.safetensors"))?;
+    let card = ModelCard {
+        id: format!("sedflow-npe-{}-s{}", today_utc(), cfg.seed),
+        created: today_utc(),
+        config: model_cfg,
+        prior: setup.prior.clone(),
+        simulator: setup.simulator.clone(),
+        noise,
+        forward_model: setup.fm.id(),
+        training: TrainingRecord {
+            command: setup.command.clone(),
+            seed: cfg.seed,
+            steps: cfg.steps,
+            batch: cfg.batch,
+            examples,
+            wall_seconds: wall,
+            examples_per_second: examples as f64 / wall.max(1e-9),
+            threads,
+            val_loss,
+            history,
+            lr: cfg.lr,
+            weight_decay: cfg.weight_decay,
+        },
+        notes: String::new(),
+    };
+    std::fs::write(
+        setup.out.join("card.json"),
+        serde_json::to_string_pretty(&card)? + "\n",
+    )?;
+    Ok(card)
+}
