@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod eval;
 pub mod infer;
 pub mod io;
 pub mod likelihood;

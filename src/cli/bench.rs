@@ -15,6 +15,22 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 enum BenchWhat {
+    /// Flow alone: posterior samples per second with their log densities, for batches of
+    /// stars x samples (encoder included), single thread and all threads.
+    Flow {
+        /// Stars per batch.
+        #[arg(long, default_value_t = 64)]
+        stars: usize,
+        /// Samples per star.
+        #[arg(long, default_value_t = 256)]
+        samples: usize,
+        /// Timed repetitions (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// Model directory (default: the embedded model).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+    },
     /// Forward-model throughput in band-magnitudes per second.
     Forward {
         /// Thetas per batch.
@@ -37,6 +53,12 @@ pub fn run(a: BenchArgs) -> Result<i32> {
             repeats,
             bands,
         } => bench_forward(batch, repeats, bands.as_deref()),
+        BenchWhat::Flow {
+            stars,
+            samples,
+            repeats,
+            model,
+        } => bench_flow(stars, samples, repeats, model.as_ref()),
     }
 }
 
@@ -97,6 +119,68 @@ fn bench_forward(batch: usize, repeats: usize, bands: Option<&str>) -> Result<i3
         rate,
         batch as f64 / med,
         n_nan
+    );
+    Ok(0)
+}
+
+fn median_time<F: FnMut()>(repeats: usize, mut f: F) -> f64 {
+    f(); // warm-up
+    let mut times: Vec<f64> = (0..repeats.max(1))
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times[times.len() / 2]
+}
+
+fn bench_flow(
+    stars: usize,
+    samples: usize,
+    repeats: usize,
+    model: Option<&std::path::PathBuf>,
+) -> Result<i32> {
+    use crate::infer::importance::Proposal;
+    use rayon::prelude::*;
+    let engine = super::evaluate::flow_engine(model)?;
+    let cat = super::simulate::simulate_catalogue(
+        &engine.fm,
+        stars * rayon::current_num_threads(),
+        3,
+        super::simulate::GaiaRelease::Dr3,
+    )?;
+    let obs: Vec<_> = cat.iter().map(|s| s.obs.clone()).collect();
+    let seeds: Vec<u64> = (0..obs.len() as u64).collect();
+    let one = &obs[..stars];
+    let (mut th, mut lq) = (Vec::new(), Vec::new());
+    let t1 = median_time(repeats, || {
+        engine
+            .proposal
+            .sample(one, samples, &seeds[..stars], &mut th, &mut lq)
+    });
+    let nt = rayon::current_num_threads();
+    let tn = median_time(repeats, || {
+        obs.par_chunks(stars)
+            .zip(seeds.par_chunks(stars))
+            .for_each(|(o, s)| {
+                let (mut th, mut lq) = (Vec::new(), Vec::new());
+                engine.proposal.sample(o, samples, s, &mut th, &mut lq);
+            })
+    });
+    let ctx_t = median_time(repeats, || {
+        let tb =
+            crate::nn::tokens::TokenBatch::build(one, engine.proposal.card.config.encoder.n_bands);
+        let _ = engine.proposal.model.context(&tb).unwrap();
+    });
+    println!(
+        "flow ({}): batch of {stars} stars x {samples} samples with log q: 1 thread {:.1} ms -> {:.3e} samples/s (encoder {:.1} ms of it); {nt} threads x {stars} stars: {:.3e} samples/s",
+        engine.proposal.card.id,
+        t1 * 1e3,
+        (stars * samples) as f64 / t1,
+        ctx_t * 1e3,
+        (nt * stars * samples) as f64 / tn
     );
     Ok(0)
 }

@@ -4,7 +4,10 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod evaluate;
 mod forward;
+mod mcmc;
+pub mod simulate;
 mod train;
 
 /// sedflow: Bayesian posteriors of stellar parameters from broadband photometry.
@@ -25,6 +28,12 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Train the neural posterior on simulations from the forward model.
     Train(train::TrainArgs),
+    /// Write a simulated catalogue (pipeline input contract + truth columns).
+    Simulate(simulate::SimulateArgs),
+    /// Compare posteriors with the truth on held-out simulated stars (and with MCMC).
+    Evaluate(evaluate::EvaluateArgs),
+    /// Reference ensemble MCMC for one catalogue star.
+    Mcmc(mcmc::McmcArgs),
 }
 
 /// Parse the command line and run; returns the process exit code.
@@ -35,5 +44,8 @@ pub fn run() -> Result<i32> {
         Command::ForwardCheck(a) => forward::check(a),
         Command::Bench(a) => bench::run(a),
         Command::Train(a) => train::run(a),
+        Command::Simulate(a) => simulate::run(a),
+        Command::Evaluate(a) => evaluate::run(a),
+        Command::Mcmc(a) => mcmc::run(a),
     }
 }

@@ -59,6 +59,12 @@ pub struct TrainArgs {
     /// Train against the raw physical model (no empirical calibration).
     #[arg(long)]
     raw: bool,
+    /// Write weights.safetensors + card.json from OUT/checkpoint without training.
+    #[arg(long)]
+    export_only: bool,
+    /// Train at most this many steps now, checkpoint and exit (resume later with --resume).
+    #[arg(long)]
+    stop_after: Option<usize>,
 }
 
 /// Run `sedflow train`.
@@ -87,13 +93,21 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         prior: PriorConfig::training(),
         simulator: SimulatorConfig::default(),
         out: a.out.clone(),
-        resume: a.resume,
+        resume: a.resume || a.export_only,
         log: a.log.clone(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        export_only: a.export_only,
+        stop_after: a.stop_after,
     };
     std::fs::create_dir_all(&a.out)?;
-    let card = train(&cfg, &setup)?;
+    let Some(card) = train(&cfg, &setup)? else {
+        println!(
+            "checkpoint written to {}/checkpoint; continue with --resume",
+            a.out.display()
+        );
+        return Ok(0);
+    };
     println!(
         "trained {} steps ({} examples, {:.0} examples/s, {:.1} min); validation -log q = {:.4}; wrote {}",
         card.training.steps,

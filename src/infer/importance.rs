@@ -228,16 +228,27 @@ impl<P: Proposal> ImportanceEngine<P> {
         }
         let mut vals = vec![0f64; n];
         let mut order = Vec::with_capacity(n);
-        let mut q = [0f64; 5];
+        // 2.5%, the reported levels, 97.5%
+        let levels = [
+            0.025,
+            QUANTILES[0],
+            QUANTILES[1],
+            QUANTILES[2],
+            QUANTILES[3],
+            QUANTILES[4],
+            0.975,
+        ];
+        let mut q = [0f64; 7];
         for p in 0..6 {
             for (v, t) in vals.iter_mut().zip(th) {
                 *v = t.to_array()[p];
             }
-            weighted_quantiles(&vals, &wts.w, &QUANTILES, &mut q, &mut order);
+            weighted_quantiles(&vals, &wts.w, &levels, &mut q, &mut order);
             let mean: f64 = vals.iter().zip(&wts.w).map(|(v, w)| v * w).sum();
             res.params[p] = ParamSummary {
-                q: q.map(|x| x as f32),
+                q: [q[1], q[2], q[3], q[4], q[5]].map(|x| x as f32),
                 mean: mean as f32,
+                q95: [q[0] as f32, q[6] as f32],
             };
         }
         if settings.keep_samples > 0 {

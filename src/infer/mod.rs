@@ -5,6 +5,7 @@
 //! [`StarObs`] to an [`Engine`] and gets one [`StarResult`] back per star, in order.
 
 pub mod importance;
+pub mod mcmc;
 
 use crate::likelihood::StarObs;
 
@@ -48,6 +49,8 @@ pub struct ParamSummary {
     pub q: [f32; 5],
     /// Weighted mean.
     pub mean: f32,
+    /// Weighted 2.5% and 97.5% quantiles (central 95% interval; used by evaluation).
+    pub q95: [f32; 2],
 }
 
 impl ParamSummary {
@@ -55,6 +58,7 @@ impl ParamSummary {
     pub const NAN: ParamSummary = ParamSummary {
         q: [f32::NAN; 5],
         mean: f32::NAN,
+        q95: [f32::NAN; 2],
     };
 }
 
@@ -162,4 +166,9 @@ pub fn default_engine() -> anyhow::Result<Box<dyn Engine>> {
         },
         chunk: 16,
     }))
+}
+
+/// The embedded default neural posterior as a proposal.
+pub fn default_flow_proposal() -> anyhow::Result<crate::nn::proposal::FlowProposal> {
+    anyhow::bail!("no default neural posterior is embedded in this build; pass --model DIR")
 }

@@ -92,11 +92,11 @@ impl Linear {
     }
 }
 
-/// Softmax over the last dimension without the max subtraction (scores are clamped to
-/// [-30, 30] instead, which keeps exp finite; padding at -1e9 becomes exp(-30) ~ 1e-13):
-/// candle's max-based softmax has a slow backward on the CPU.
-pub fn softmax_last(s: &Tensor) -> Result<Tensor> {
-    let e = s.clamp(-30.0, 30.0)?.exp()?;
+/// Masked softmax over the last dimension: exp of the scores clamped to [-30, 30] (keeps
+/// exp finite without candle's max-based softmax, whose CPU backward is slow), times the
+/// key mask, so padded keys get exactly zero weight whatever the padding length.
+pub fn softmax_last(s: &Tensor, key_mask: &Tensor) -> Result<Tensor> {
+    let e = s.clamp(-30.0, 30.0)?.exp()?.broadcast_mul(key_mask)?;
     e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
 }
 
@@ -254,8 +254,7 @@ impl SetEncoder {
         let plx = self.plx.forward(&tt.feats)?;
         let one_minus = tt.is_plx.affine(-1.0, 1.0)?;
         let mut x = ((e + phot.broadcast_mul(&one_minus)?)? + plx.broadcast_mul(&tt.is_plx)?)?;
-        // additive key mask: 0 for real tokens, -1e9 for padding
-        let key_bias = tt.mask.affine(1e9, -1e9)?.reshape((b, 1, 1, t))?;
+        let key_mask = tt.mask.reshape((b, 1, 1, t))?;
         let scale = 1.0 / (dh as f64).sqrt();
         let split = |y: Tensor| -> Result<Tensor> {
             y.reshape((b, t, h, dh))?.transpose(1, 2)?.contiguous()
@@ -267,8 +266,8 @@ impl SetEncoder {
                 split(blk.k.forward(&hn)?)?,
                 split(blk.v.forward(&hn)?)?,
             );
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&key_bias)?;
-            let att = softmax_last(&scores)?;
+            let scores = (q.matmul(&k.t()?)? * scale)?;
+            let att = softmax_last(&scores, &key_mask)?;
             let o = att
                 .matmul(&v)?
                 .transpose(1, 2)?
@@ -288,8 +287,8 @@ impl SetEncoder {
         ); // [b,h,t,dh]
         let ones = Tensor::ones((b, 1), x.dtype(), x.device())?;
         let q = ones.matmul(&self.pool_seed)?.reshape((b, h, 1, dh))?;
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&key_bias)?;
-        let att = softmax_last(&scores)?;
+        let scores = (q.matmul(&k.t()?)? * scale)?;
+        let att = softmax_last(&scores, &key_mask)?;
         let pooled = att.matmul(&v)?.reshape((b, d))?;
         // masked mean
         let m = tt.mask.reshape((b, 1, t))?;

@@ -2,9 +2,11 @@
 //! transform, training, and the fast CPU sampler used at inference.
 
 pub mod encoder;
+pub mod fast;
 pub mod flow;
 pub mod model;
 pub mod param;
+pub mod proposal;
 pub mod tokens;
 pub mod train;
 

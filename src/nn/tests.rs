@@ -311,3 +311,71 @@ fn encoder_is_invariant_to_token_order() {
         assert!((x - y).abs() < 1e-5, "{x} vs {y}");
     }
 }
+
+#[test]
+fn fast_sampler_matches_the_candle_reference() {
+    use super::fast::{FastMaf, Workspace};
+    let cfg = small_config();
+    let varmap = VarMap::new();
+    let model = NeuralPosterior::new(
+        &cfg,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    init_deterministic(&varmap, 31).unwrap();
+    randomise(&varmap, 32, 0.08);
+    let fast = FastMaf::from_maf(&model.flow).unwrap();
+    let tb = TokenBatch::build(&stars()[1..], 27);
+    let ctx = model.context(&tb).unwrap();
+    let n = 64;
+    let mut rng = Rng::new(4);
+    let zr: Vec<f32> = (0..n * 6).map(|_| rng.normal() as f32).collect(); // row-major [n][6]
+    let ctxn = ctx.broadcast_as((n, 8)).unwrap().contiguous().unwrap();
+    let (u_ref, lq_ref) = model
+        .flow
+        .sample(
+            &Tensor::from_vec(zr.clone(), (n, 6), &Device::Cpu).unwrap(),
+            &ctxn,
+        )
+        .unwrap();
+    let (u_ref, lq_ref) = (
+        u_ref.to_vec2::<f32>().unwrap(),
+        lq_ref.to_vec1::<f32>().unwrap(),
+    );
+    let (mut c1, mut c2) = (Vec::new(), Vec::new());
+    for (k, blk) in model.flow.blocks.iter().enumerate() {
+        let (a, b) = blk.context_terms(&ctx).unwrap();
+        let (a, b) = (a.to_vec2::<f32>().unwrap(), b.to_vec2::<f32>().unwrap());
+        let mut sa = vec![0f32; 24];
+        let mut sb = vec![0f32; 24];
+        fast.sorted_context(k, &a[0], &b[0], &mut sa, &mut sb);
+        c1.push(sa);
+        c2.push(sb);
+    }
+    let mut z = vec![0f32; 6 * n];
+    for t in 0..n {
+        for i in 0..6 {
+            z[i * n + t] = zr[t * 6 + i];
+        }
+    }
+    let mut u = vec![0f32; 6 * n];
+    let mut lq = vec![0f64; n];
+    let mut ws = Workspace::default();
+    fast.sample_star(&z, n, &c1, &c2, &mut ws, &mut u, &mut lq);
+    for t in 0..n {
+        for i in 0..6 {
+            assert!(
+                (u[i * n + t] - u_ref[t][i]).abs() < 1e-3 * (1.0 + u_ref[t][i].abs()),
+                "u[{t}][{i}]: {} vs {}",
+                u[i * n + t],
+                u_ref[t][i]
+            );
+        }
+        assert!(
+            (lq[t] - lq_ref[t] as f64).abs() < 2e-3,
+            "log q[{t}]: {} vs {}",
+            lq[t],
+            lq_ref[t]
+        );
+    }
+}

@@ -78,7 +78,7 @@ impl Default for TrainConfig {
             seed: 1,
             d_model: 64,
             heads: 4,
-            layers: 2,
+            layers: 1,
             ffn: 128,
             ctx: 64,
             flow_blocks: 6,
@@ -335,6 +335,12 @@ pub struct TrainSetup<'a> {
     pub command: String,
     /// Show a progress bar.
     pub progress: bool,
+    /// Do not train: write weights + card from the latest checkpoint (e.g. to ship a run
+    /// that had to stop early).
+    pub export_only: bool,
+    /// Train at most this many steps in this invocation, then checkpoint and return
+    /// (for time-limited batch jobs; resume later).
+    pub stop_after: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -346,8 +352,9 @@ struct CheckpointMeta {
     config: ModelConfig,
 }
 
-/// Train; returns the model card. Checkpoints go to `out/checkpoint/`.
-pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<ModelCard> {
+/// Train; returns the model card, or None when `stop_after` ended this invocation early.
+/// Checkpoints go to `out/checkpoint/`.
+pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<ModelCard>> {
     let dev = Device::Cpu;
     let prior = Prior::new(setup.fm, setup.prior.clone());
     let noise = NoiseModel::default_for(setup.fm);
@@ -416,6 +423,15 @@ pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<ModelCard> {
         &model_cfg.transform,
         n_bands,
     );
+    if setup.export_only {
+        if !resuming {
+            bail!("--export-only needs a checkpoint in {}", ckpt.display());
+        }
+        return write_model(
+            &varmap, model_cfg, cfg, setup, noise, history, examples, wall, start_step,
+        )
+        .map(Some);
+    }
     let mut logf = match &setup.log {
         Some(p) => Some(
             std::fs::OpenOptions::new()
@@ -502,7 +518,8 @@ pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<ModelCard> {
             pb.set_message(format!("loss {l:.3} lr {lr:.2e}"));
         }
         let last = step + 1 == cfg.steps;
-        if (step + 1) % cfg.val_every == 0 || last {
+        let stop = setup.stop_after.is_some_and(|k| step + 1 >= start_step + k);
+        if (step + 1) % cfg.val_every == 0 || last || stop {
             let v = mean_nll(&model, &val, 1024)?;
             let tr = recent.iter().sum::<f64>() / recent.len() as f64;
             recent.clear();
@@ -534,11 +551,40 @@ pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<ModelCard> {
             };
             std::fs::write(ckpt.join("meta.json.tmp"), serde_json::to_string(&meta)?)?;
             std::fs::rename(ckpt.join("meta.json.tmp"), &meta_path)?;
+            if stop && !last {
+                if let Some(pb) = &pb {
+                    pb.finish_and_clear();
+                }
+                line(format!(
+                    "stopped after step {} (checkpoint written); continue with --resume",
+                    step + 1
+                ));
+                return Ok(None);
+            }
         }
     }
     if let Some(pb) = &pb {
         pb.finish_and_clear();
     }
+    write_model(
+        &varmap, model_cfg, cfg, setup, noise, history, examples, wall, cfg.steps,
+    )
+    .map(Some)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_model(
+    varmap: &VarMap,
+    model_cfg: ModelConfig,
+    cfg: &TrainConfig,
+    setup: &TrainSetup,
+    noise: NoiseModel,
+    history: Vec<(usize, f64, f64)>,
+    examples: usize,
+    wall: f64,
+    steps: usize,
+) -> Result<ModelCard> {
+    let threads = rayon::current_num_threads();
     let val_loss = history.last().map(|h| h.2).unwrap_or(f64::NAN);
     varmap.save(setup.out.join("weights.safetensors"))?;
     let card = ModelCard {
@@ -552,7 +598,7 @@ pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<ModelCard> {
         training: TrainingRecord {
             command: setup.command.clone(),
             seed: cfg.seed,
-            steps: cfg.steps,
+            steps,
             batch: cfg.batch,
             examples,
             wall_seconds: wall,
@@ -570,4 +616,62 @@ pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<ModelCard> {
         serde_json::to_string_pretty(&card)? + "\n",
     )?;
     Ok(card)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> TrainConfig {
+        TrainConfig {
+            steps: 4,
+            batch: 32,
+            val_every: 2,
+            val_size: 16,
+            d_model: 8,
+            heads: 2,
+            layers: 1,
+            ffn: 8,
+            ctx: 4,
+            flow_blocks: 2,
+            flow_hidden: 12,
+            warmup: 2,
+            ..TrainConfig::default()
+        }
+    }
+
+    fn setup(out: &Path, stop_after: Option<usize>, resume: bool) -> TrainSetup<'static> {
+        TrainSetup {
+            fm: ForwardModel::embedded_raw(),
+            prior: PriorConfig::training(),
+            simulator: SimulatorConfig::default(),
+            out: out.to_path_buf(),
+            resume,
+            log: None,
+            command: "test".into(),
+            progress: false,
+            export_only: false,
+            stop_after,
+        }
+    }
+
+    #[test]
+    fn interrupted_and_resumed_training_equals_uninterrupted() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let card = train(&tiny(), &setup(a.path(), None, false))
+            .unwrap()
+            .unwrap();
+        assert_eq!(card.training.steps, 4);
+        assert!(card.training.val_loss.is_finite());
+        assert!(train(&tiny(), &setup(b.path(), Some(3), false))
+            .unwrap()
+            .is_none());
+        train(&tiny(), &setup(b.path(), None, true))
+            .unwrap()
+            .unwrap();
+        let wa = std::fs::read(a.path().join("weights.safetensors")).unwrap();
+        let wb = std::fs::read(b.path().join("weights.safetensors")).unwrap();
+        assert!(wa == wb, "resumed weights differ from an uninterrupted run");
+    }
 }

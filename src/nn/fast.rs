@@ -1,0 +1,369 @@
+//! Fast CPU sampler for the conditional MAF: draws samples and their exact log densities in
+//! one pass, for many samples of one star at once.
+//!
+//! Inverting a MADE block is sequential over the D dimensions, but every hidden unit
+//! depends only on inputs of lower rank than its degree, so with the units sorted by degree
+//! each unit is computed exactly once (no D-fold recomputation). Activations are stored
+//! dimension-major ([unit][sample]) so the inner loops run over samples with SIMD, and the
+//! context's contribution to every hidden unit is computed once per star.
+
+use super::flow::Maf;
+use anyhow::Result;
+
+/// One MADE block in degree-sorted layout.
+#[derive(Clone, Debug)]
+pub struct FastMade {
+    /// Variable index by rank.
+    order: Vec<usize>,
+    /// Hidden units of degree r are [group_end[r-1], group_end[r]).
+    group_end: Vec<usize>,
+    /// Unit permutation: sorted position -> original unit index.
+    perm: Vec<usize>,
+    /// Layer-1 weights by sorted unit, inputs in rank order [h][d].
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    /// Layer-2 weights [h][h], both axes sorted.
+    w2: Vec<f32>,
+    b2: Vec<f32>,
+    /// Output weights by variable index [d][h] (sorted hidden axis).
+    w3: Vec<f32>,
+    b3: Vec<f32>,
+    w4: Vec<f32>,
+    b4: Vec<f32>,
+    clip: f32,
+}
+
+/// The whole flow in fast layout.
+#[derive(Clone, Debug)]
+pub struct FastMaf {
+    /// Blocks in data -> base order.
+    pub blocks: Vec<FastMade>,
+    /// Dimension.
+    pub dim: usize,
+    /// Hidden width.
+    pub hidden: usize,
+}
+
+fn to_vec2(t: &candle_core::Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(t.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?)
+}
+
+fn to_vec1(t: &candle_core::Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?)
+}
+
+impl FastMaf {
+    /// Copy weights out of a candle flow.
+    pub fn from_maf(maf: &Maf) -> Result<FastMaf> {
+        let d = maf.cfg.dim;
+        let h = maf.cfg.hidden;
+        let mut blocks = Vec::new();
+        for blk in &maf.blocks {
+            let deg = &blk.degrees;
+            let mut order = vec![0; d];
+            for (i, &r) in deg.input.iter().enumerate() {
+                order[r - 1] = i;
+            }
+            let mut perm: Vec<usize> = (0..h).collect();
+            perm.sort_by_key(|&j| (deg.hidden[j], j));
+            let mut group_end = vec![0; d];
+            for r in 0..d {
+                group_end[r] = perm.iter().filter(|&&j| deg.hidden[j] <= r).count();
+            }
+            let (w1o, w2o, w3o, w4o) = (
+                to_vec2(&blk.w1)?,
+                to_vec2(&blk.w2)?,
+                to_vec2(&blk.w3)?,
+                to_vec2(&blk.w4)?,
+            );
+            let (b1o, b2o, b3, b4) = (
+                to_vec1(&blk.b1)?,
+                to_vec1(&blk.b2)?,
+                to_vec1(&blk.b3)?,
+                to_vec1(&blk.b4)?,
+            );
+            let mut w1 = vec![0f32; h * d];
+            let mut w2 = vec![0f32; h * h];
+            let mut w3 = vec![0f32; d * h];
+            let mut w4 = vec![0f32; d * h];
+            for (js, &j) in perm.iter().enumerate() {
+                for r in 0..d {
+                    let i = order[r];
+                    // masked: unit of degree g sees inputs of rank < g
+                    if deg.hidden[j] >= deg.input[i] {
+                        w1[js * d + r] = w1o[j][i];
+                    }
+                }
+                for (ks, &k) in perm.iter().enumerate() {
+                    if deg.hidden[j] >= deg.hidden[k] {
+                        w2[js * h + ks] = w2o[j][k];
+                    }
+                }
+            }
+            for i in 0..d {
+                for (ks, &k) in perm.iter().enumerate() {
+                    if deg.input[i] > deg.hidden[k] {
+                        w3[i * h + ks] = w3o[i][k];
+                        w4[i * h + ks] = w4o[i][k];
+                    }
+                }
+            }
+            let b1 = perm.iter().map(|&j| b1o[j]).collect();
+            let b2 = perm.iter().map(|&j| b2o[j]).collect();
+            blocks.push(FastMade {
+                order,
+                group_end,
+                perm,
+                w1,
+                b1,
+                w2,
+                b2,
+                w3,
+                b3,
+                w4,
+                b4,
+                clip: maf.cfg.alpha_clip as f32,
+            });
+        }
+        Ok(FastMaf {
+            blocks,
+            dim: d,
+            hidden: h,
+        })
+    }
+
+    /// Per-block context terms in sorted layout from the candle flow's context terms
+    /// (cc[k] = (c1(ctx), c2(ctx)) rows of one star).
+    pub fn sorted_context(
+        &self,
+        k: usize,
+        c1: &[f32],
+        c2: &[f32],
+        out1: &mut [f32],
+        out2: &mut [f32],
+    ) {
+        let blk = &self.blocks[k];
+        for (js, &j) in blk.perm.iter().enumerate() {
+            out1[js] = c1[j];
+            out2[js] = c2[j];
+        }
+    }
+}
+
+/// Reusable buffers for [`FastMaf::sample_star`] (no allocation per sample or per star).
+#[derive(Default)]
+pub struct Workspace {
+    x: Vec<f32>,
+    y: Vec<f32>,
+    h1: Vec<f32>,
+    h2: Vec<f32>,
+    alpha_sum: Vec<f32>,
+    acc: Vec<f32>,
+    mu: Vec<f32>,
+}
+
+/// Samples per register tile.
+const TILE: usize = 16;
+
+impl FastMaf {
+    /// Transform base noise `z` (dimension-major [dim][n]) into samples `u` (dimension-major,
+    /// written into `u`) and return in `log_q` the log density of each u under the flow.
+    /// `ctx1/ctx2[k]` are block k's sorted context terms. `n` must be a multiple of 16.
+    pub fn sample_star(
+        &self,
+        z: &[f32],
+        n: usize,
+        ctx1: &[Vec<f32>],
+        ctx2: &[Vec<f32>],
+        ws: &mut Workspace,
+        u: &mut [f32],
+        log_q: &mut [f64],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::physics::forward::has_avx2_fma() {
+                // SAFETY: the CPU supports avx2 and fma (checked at run time).
+                unsafe { self.sample_avx2(z, n, ctx1, ctx2, ws, u, log_q) };
+                return;
+            }
+        }
+        self.sample_generic::<false>(z, n, ctx1, ctx2, ws, u, log_q)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn sample_avx2(
+        &self,
+        z: &[f32],
+        n: usize,
+        ctx1: &[Vec<f32>],
+        ctx2: &[Vec<f32>],
+        ws: &mut Workspace,
+        u: &mut [f32],
+        log_q: &mut [f64],
+    ) {
+        self.sample_generic::<true>(z, n, ctx1, ctx2, ws, u, log_q)
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn sample_generic<const FMA: bool>(
+        &self,
+        z: &[f32],
+        n: usize,
+        ctx1: &[Vec<f32>],
+        ctx2: &[Vec<f32>],
+        ws: &mut Workspace,
+        u: &mut [f32],
+        log_q: &mut [f64],
+    ) {
+        assert!(n % TILE == 0, "sample count must be a multiple of {TILE}");
+        let (d, h) = (self.dim, self.hidden);
+        ws.x.clear();
+        ws.x.extend_from_slice(&z[..d * n]);
+        ws.y.resize(d * n, 0.0);
+        ws.h1.resize(h * n, 0.0);
+        ws.h2.resize(h * n, 0.0);
+        ws.acc.resize(n, 0.0);
+        ws.mu.resize(n, 0.0);
+        ws.alpha_sum.clear();
+        ws.alpha_sum.resize(n, 0.0);
+        for (k, blk) in self.blocks.iter().enumerate().rev() {
+            let c1 = &ctx1[k];
+            let c2 = &ctx2[k];
+            let mut prev_end = 0;
+            for r in 0..d {
+                let end = blk.group_end[r];
+                // layer 1, units of degree r: inputs of rank < r
+                for j in prev_end..end {
+                    let bias = blk.b1[j] + c1[j];
+                    let row = &blk.w1[j * d..j * d + d];
+                    let out = &mut ws.h1[j * n..(j + 1) * n];
+                    out.iter_mut().for_each(|o| *o = bias);
+                    for (s, &w) in row.iter().enumerate().take(r) {
+                        let yi = &ws.y[blk.order[s] * n..(blk.order[s] + 1) * n];
+                        axpy::<FMA>(w, yi, out);
+                    }
+                    out.iter_mut().for_each(|o| *o = o.max(0.0));
+                }
+                // layer 2, units of degree r: layer-1 units of degree <= r
+                for j in prev_end..end {
+                    let bias = blk.b2[j] + c2[j];
+                    let row = &blk.w2[j * h..j * h + end];
+                    dot_rows::<FMA>(bias, row, &ws.h1, n, &mut ws.h2[j * n..(j + 1) * n]);
+                    ws.h2[j * n..(j + 1) * n]
+                        .iter_mut()
+                        .for_each(|o| *o = o.max(0.0));
+                }
+                prev_end = end;
+                // outputs of the variable of rank r: layer-2 units of degree <= r
+                let i = blk.order[r];
+                dot_rows::<FMA>(
+                    blk.b3[i],
+                    &blk.w3[i * h..i * h + end],
+                    &ws.h2,
+                    n,
+                    &mut ws.mu,
+                );
+                dot_rows::<FMA>(
+                    blk.b4[i],
+                    &blk.w4[i * h..i * h + end],
+                    &ws.h2,
+                    n,
+                    &mut ws.acc,
+                );
+                let mu = &ws.mu;
+                let clip = blk.clip;
+                let xi = &ws.x[i * n..(i + 1) * n];
+                let yi = &mut ws.y[i * n..(i + 1) * n];
+                for t in 0..n {
+                    let a = clip * fast_tanh(ws.acc[t] / clip);
+                    yi[t] = xi[t] * fast_exp(a) + mu[t];
+                    ws.alpha_sum[t] += a;
+                }
+            }
+            std::mem::swap(&mut ws.x, &mut ws.y);
+        }
+        u[..d * n].copy_from_slice(&ws.x[..d * n]);
+        const HALF_LOG_2PI: f64 = 0.918_938_533_204_672_8;
+        for t in 0..n {
+            let mut lq = -(ws.alpha_sum[t] as f64) - d as f64 * HALF_LOG_2PI;
+            for i in 0..d {
+                let zz = z[i * n + t] as f64;
+                lq -= 0.5 * zz * zz;
+            }
+            log_q[t] = lq;
+        }
+    }
+}
+
+/// out += w * x.
+#[inline(always)]
+fn axpy<const FMA: bool>(w: f32, x: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = if FMA { w.mul_add(v, *o) } else { *o + w * v };
+    }
+}
+
+/// out[t] = bias + sum_k row[k] * act[k * n + t], tiled over samples so the accumulators
+/// stay in registers.
+#[inline(always)]
+fn dot_rows<const FMA: bool>(bias: f32, row: &[f32], act: &[f32], n: usize, out: &mut [f32]) {
+    let mut t0 = 0;
+    while t0 < n {
+        let mut acc = [bias; TILE];
+        for (k, &w) in row.iter().enumerate() {
+            let a: &[f32; TILE] = act[k * n + t0..k * n + t0 + TILE].try_into().unwrap();
+            for l in 0..TILE {
+                acc[l] = if FMA {
+                    w.mul_add(a[l], acc[l])
+                } else {
+                    acc[l] + w * a[l]
+                };
+            }
+        }
+        out[t0..t0 + TILE].copy_from_slice(&acc);
+        t0 += TILE;
+    }
+}
+
+/// e^x for |x| < 87 with ~2e-7 relative error (vectorisable, no libm).
+#[inline(always)]
+pub fn fast_exp(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 87.0);
+    let k = (x * std::f32::consts::LOG2_E).round();
+    let r = x - k * 0.693_145_75 - k * 1.428_606_8e-6;
+    // e^r on |r| <= 0.347: degree-6 Taylor/minimax
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (0.166_666_67
+                    + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
+    p * f32::from_bits(((k as i32 + 127) as u32) << 23)
+}
+
+/// tanh(x) via e^(2x) (vectorisable).
+#[inline(always)]
+pub fn fast_tanh(x: f32) -> f32 {
+    let x = x.clamp(-15.0, 15.0);
+    let e = fast_exp(2.0 * x);
+    (e - 1.0) / (e + 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_and_tanh() {
+        let mut x = -20.0f32;
+        while x < 20.0 {
+            let e = (fast_exp(x) as f64 - (x as f64).exp()).abs() / (x as f64).exp();
+            assert!(e < 1e-6, "exp({x}) rel err {e}");
+            let t = (fast_tanh(x) as f64 - (x as f64).tanh()).abs();
+            assert!(t < 2e-6, "tanh({x}) err {t}");
+            x += 0.013;
+        }
+    }
+}
