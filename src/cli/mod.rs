@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod calibrate;
 mod forward;
 
 /// sedflow: Bayesian posteriors of stellar parameters from broadband photometry.
@@ -22,6 +23,8 @@ enum Command {
     ForwardCheck(forward::CheckArgs),
     /// Benchmarks (forward-model throughput, ...).
     Bench(bench::BenchArgs),
+    /// Fit the empirical calibration of the forward model on labelled stars and validate it.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 /// Parse the command line and run; returns the process exit code.
@@ -31,5 +34,6 @@ pub fn run() -> Result<i32> {
         Command::Forward(a) => forward::run(a),
         Command::ForwardCheck(a) => forward::check(a),
         Command::Bench(a) => bench::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
     }
 }

@@ -3,7 +3,7 @@
 //! A correction is a low-order polynomial in standardised (log10 Teff, log g, [M/H]),
 //! evaluated at the point clamped into the box covered by the calibration stars, so that it
 //! never extrapolates a polynomial beyond its data. Fitted by `sedflow calibrate`
-//! (`crate::calibrate`), stored as JSON under `models/calibration/`.
+//! (`crate::calib`), stored as JSON under `models/calibration/`.
 
 use super::bands::BandRegistry;
 use anyhow::{bail, Context, Result};
@@ -51,6 +51,31 @@ pub struct Calibration {
 }
 
 impl Calibration {
+    /// A calibration from its parts (band ids are resolved when attached to a model).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        terms: Vec<[u8; 3]>,
+        center: [f64; 3],
+        scale: [f64; 3],
+        lo: [f64; 3],
+        hi: [f64; 3],
+        bands: Vec<BandCorrection>,
+        card: serde_json::Value,
+    ) -> Calibration {
+        Calibration {
+            id,
+            terms,
+            center,
+            scale,
+            lo,
+            hi,
+            bands,
+            card,
+            resolved: Vec::new(),
+        }
+    }
+
     /// The embedded default calibration, if the project ships one.
     pub fn embedded() -> Option<Result<Calibration>> {
         EMBEDDED_JSON.map(Calibration::from_json)
