@@ -9,8 +9,9 @@ use super::bands::BandRegistry;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-/// The calibration embedded in the binary (None until one has been fitted and committed).
-const EMBEDDED_JSON: Option<&str> = None;
+/// The calibration embedded in the binary: fitted by `sedflow calibrate` on the benchmark
+/// stars (see its card and models/calibration/report.txt).
+const EMBEDDED_JSON: Option<&str> = Some(include_str!("../../models/calibration/calibration.json"));
 
 /// Correction of one band.
 #[derive(Clone, Debug, Serialize, Deserialize)]
