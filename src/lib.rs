@@ -4,6 +4,7 @@
 //! (`physics`) turns theta = (Teff, log g, [M/H], A_V, R_V, distance) into magnitudes.
 #![deny(missing_docs)]
 
+pub mod calib;
 pub mod cli;
 pub mod eval;
 pub mod infer;

@@ -1,4 +1,5 @@
 //! One integration-test binary (one link step); each module covers one component.
 
+mod calibrate;
 mod cli_forward;
 mod forward_model;

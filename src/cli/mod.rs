@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod calibrate;
 mod evaluate;
 mod forward;
 mod mcmc;
@@ -34,6 +35,8 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Reference ensemble MCMC for one catalogue star.
     Mcmc(mcmc::McmcArgs),
+    /// Fit the empirical calibration of the forward model on labelled stars and validate it.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 /// Parse the command line and run; returns the process exit code.
@@ -47,5 +50,6 @@ pub fn run() -> Result<i32> {
         Command::Simulate(a) => simulate::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Mcmc(a) => mcmc::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
     }
 }

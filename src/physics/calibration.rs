@@ -3,14 +3,15 @@
 //! A correction is a low-order polynomial in standardised (log10 Teff, log g, [M/H]),
 //! evaluated at the point clamped into the box covered by the calibration stars, so that it
 //! never extrapolates a polynomial beyond its data. Fitted by `sedflow calibrate`
-//! (`crate::calibrate`), stored as JSON under `models/calibration/`.
+//! (`crate::calib`), stored as JSON under `models/calibration/`.
 
 use super::bands::BandRegistry;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-/// The calibration embedded in the binary (None until one has been fitted and committed).
-const EMBEDDED_JSON: Option<&str> = None;
+/// The calibration embedded in the binary: fitted by `sedflow calibrate` on the benchmark
+/// stars (see its card and models/calibration/report.txt).
+const EMBEDDED_JSON: Option<&str> = Some(include_str!("../../models/calibration/calibration.json"));
 
 /// Correction of one band.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -51,6 +52,31 @@ pub struct Calibration {
 }
 
 impl Calibration {
+    /// A calibration from its parts (band ids are resolved when attached to a model).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        terms: Vec<[u8; 3]>,
+        center: [f64; 3],
+        scale: [f64; 3],
+        lo: [f64; 3],
+        hi: [f64; 3],
+        bands: Vec<BandCorrection>,
+        card: serde_json::Value,
+    ) -> Calibration {
+        Calibration {
+            id,
+            terms,
+            center,
+            scale,
+            lo,
+            hi,
+            bands,
+            card,
+            resolved: Vec::new(),
+        }
+    }
+
     /// The embedded default calibration, if the project ships one.
     pub fn embedded() -> Option<Result<Calibration>> {
         EMBEDDED_JSON.map(Calibration::from_json)

@@ -1,0 +1,660 @@
+//! Calibration step, fitting: smooth per-band corrections delta_b(Teff, log g, [M/H]) from
+//! labelled stars.
+//!
+//! Observation model of star i in band b (magnitudes):
+//!   m_obs = m_raw(labels, A_V, R_V, d) + delta_b(labels) + e_phot + e_model
+//! Per star the nuisance u = (mu, A_V, Teff, log g, [M/H]) has a Gaussian prior: the distance
+//! modulus from the (zero-point corrected) parallax, A_V from the reddening prior, and the
+//! labels with their errors (plus survey-systematics floors). Linearising the model in u
+//! around the current estimate makes u marginalisable analytically:
+//!   r = m_obs - m_raw(u0) - G (u_prior - u0) ~ N(Phi beta, C),  C = N + G S G^T
+//! with G the model's derivatives (finite differences), S the prior variances and N the
+//! photometric plus model-floor variances. beta (every band's coefficients at once: bands are
+//! coupled through C) solves the generalised least-squares normal equations with a ridge
+//! prior. Degeneracies are anchored by the priors: a correction common to all bands competes
+//! with the parallax, one along the extinction vector with the reddening prior, one along
+//! dm/dTeff with the labels. The fit iterates: re-linearise around each star's posterior
+//! (A_V, mu), drop per-band outliers (standardised conditional residual) and stars that do
+//! not fit at all. Sums over stars run in fixed chunks combined in order, so results do not
+//! depend on the number of threads.
+
+use super::data::LabelledStar;
+use super::linalg::{cholesky, cholesky_solve, spd_inverse};
+use super::{distance_of_mu, CalibSettings, NuisancePrior};
+use crate::likelihood::NoiseModel;
+use crate::physics::calibration::{BandCorrection, Calibration};
+use crate::physics::{ForwardModel, Theta};
+use crate::util::stats::percentile;
+use anyhow::{bail, Result};
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// Bands without calibration data that inherit the correction of a sibling band:
+/// (band, sibling, reason). Gaia DR3 G/BP/RP are the DR2 instrument and passbands differing
+/// by a few hundredths of a magnitude in synthetic colours, so the model's errors match.
+pub const INHERITANCE: [(&str, &str); 3] = [
+    ("gaia_g", "gaia_dr2_g"),
+    ("gaia_bp", "gaia_dr2_bp"),
+    ("gaia_rp", "gaia_dr2_rp"),
+];
+
+/// Stars whose Mahalanobis chi^2 per band exceeds this do not fit the model at all
+/// (binaries, wrong labels, blends) and leave the fit.
+const MAX_STAR_CHI2_PER_BAND: f64 = 10.0;
+/// Stars summed per chunk of the normal equations (fixed: results independent of threads).
+const CHUNK: usize = 128;
+/// Finite-difference steps: relative Teff, log g, [M/H], A_V.
+const FD_STEPS: [f64; 4] = [0.004, 0.05, 0.05, 0.05];
+/// Prior width of mu for stars without a usable parallax [mag] (effectively free).
+const FREE_MU_SIGMA: f64 = 10.0;
+
+/// Summary of a fit (written into the model card).
+#[derive(Clone, Debug, Serialize)]
+pub struct FitStats {
+    /// Stars given to the fit.
+    pub n_input: usize,
+    /// Stars whose labels lie outside the model's range or support (not used).
+    pub n_outside_model: usize,
+    /// Stars dropped as not fitting at all (chi^2 per band above the limit).
+    pub n_rejected_stars: usize,
+    /// Measurements dropped as per-band outliers.
+    pub n_clipped_measurements: usize,
+    /// Stars in the final iteration.
+    pub n_used: usize,
+    /// Weight per label source (source, stars, weight per star).
+    pub source_weights: Vec<(String, usize, f64)>,
+    /// Mean chi^2 per band of the used stars after the final iteration.
+    pub chi2_per_band: f64,
+    /// Fitted relative scale error of each reddening map (A_V prior mean multiplied by
+    /// 1 + kappa).
+    pub map_scales: Vec<(String, f64)>,
+}
+
+/// The fitted calibration and how the fit went.
+#[derive(Clone, Debug)]
+pub struct FitOutcome {
+    /// The calibration (fitted and inherited bands).
+    pub calibration: Calibration,
+    /// Statistics.
+    pub stats: FitStats,
+}
+
+#[derive(Clone, Debug)]
+struct StarState {
+    av0: f64,
+    mu0: f64,
+    clipped: Vec<bool>,
+    active: bool,
+}
+
+/// One star linearised around its current state.
+struct Linearised {
+    /// Indices into the star's photometry of the bands used.
+    used: Vec<usize>,
+    /// Sparse design row of each used band: (parameter index, value).
+    rows: Vec<Vec<(usize, f64)>>,
+    r: Vec<f64>,
+    /// C^-1, row-major used x used.
+    p: Vec<f64>,
+    g: Vec<[f64; 5]>,
+    s: [f64; 5],
+    du_prior: [f64; 5],
+    /// Reddening-map scale parameter of the star and its A_V prior mean at unit scale.
+    kappa: Option<(usize, f64)>,
+    w: f64,
+}
+
+fn theta(labels: [f64; 3], av: f64, rv: f64, mu: f64) -> Theta {
+    Theta {
+        teff: labels[0],
+        logg: labels[1],
+        mh: labels[2],
+        av,
+        rv,
+        distance: distance_of_mu(mu),
+    }
+}
+
+/// Whether the model can be evaluated at a star's labels.
+pub fn labels_in_model(fm: &ForwardModel, star: &LabelledStar) -> bool {
+    fm.support(&theta(star.labels, 0.0, 3.1, 0.0))
+}
+
+/// The clamp box and standardisation of the basis from the training stars' labels.
+fn basis_frame(
+    stars: &[&LabelledStar],
+    s: &CalibSettings,
+) -> ([f64; 3], [f64; 3], [f64; 3], [f64; 3]) {
+    let mut center = [0.0; 3];
+    let mut scale = [0.0; 3];
+    let mut lo = [0.0; 3];
+    let mut hi = [0.0; 3];
+    for a in 0..3 {
+        let v: Vec<f64> = stars
+            .iter()
+            .map(|st| {
+                if a == 0 {
+                    st.labels[0].log10()
+                } else {
+                    st.labels[a]
+                }
+            })
+            .collect();
+        lo[a] = percentile(&v, s.box_percentiles.0);
+        hi[a] = percentile(&v, s.box_percentiles.1);
+        center[a] = 0.5 * (lo[a] + hi[a]);
+        scale[a] = (0.5 * (hi[a] - lo[a])).max(1e-6);
+    }
+    (center, scale, lo, hi)
+}
+
+/// Weights per label source so that none has more than `max_share` of the total weight.
+fn source_weights(stars: &[&LabelledStar], max_share: f64) -> Vec<(String, usize, f64)> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for st in stars {
+        match counts.iter_mut().find(|(s, _)| *s == st.label_source) {
+            Some(c) => c.1 += 1,
+            None => counts.push((st.label_source.clone(), 1)),
+        }
+    }
+    counts.sort();
+    let n: usize = counts.iter().map(|c| c.1).sum();
+    counts
+        .into_iter()
+        .map(|(s, c)| {
+            let share = c as f64 / n as f64;
+            let w = if n > c && max_share < 1.0 && share > max_share {
+                max_share / (1.0 - max_share) * (n - c) as f64 / c as f64
+            } else {
+                1.0
+            };
+            (s, c, w)
+        })
+        .collect()
+}
+
+/// Linearise one star around its state; None if the model cannot be evaluated there.
+#[allow(clippy::too_many_arguments)]
+fn linearise(
+    raw: &ForwardModel,
+    cal_model: &ForwardModel,
+    star: &LabelledStar,
+    st: &StarState,
+    prior: &NuisancePrior,
+    s: &CalibSettings,
+    noise: &NoiseModel,
+    cal_index: &[Option<usize>],
+    calib: &Calibration,
+    kappa_index: Option<usize>,
+    w: f64,
+) -> Option<Linearised> {
+    let used: Vec<usize> = (0..star.phot.len()).filter(|&i| !st.clipped[i]).collect();
+    let n = used.len();
+    if n < 3 {
+        return None;
+    }
+    let bands: Vec<usize> = used.iter().map(|&i| star.phot[i].band as usize).collect();
+    let t0 = theta(star.labels, st.av0, s.rv, st.mu0);
+    let mut m_raw = vec![0f32; n];
+    raw.magnitudes(&t0, &bands, &mut m_raw).ok()?;
+    let mut m_cal = vec![0f32; n];
+    cal_model.magnitudes(&t0, &bands, &mut m_cal).ok()?;
+    let mut g = vec![[0.0f64; 5]; n];
+    for row in g.iter_mut() {
+        row[0] = 1.0;
+    }
+    let mut plus = vec![0f32; n];
+    let mut minus = vec![0f32; n];
+    // A_V: forward difference (A_V >= 0 is always inside the model)
+    let h = FD_STEPS[3];
+    cal_model
+        .magnitudes(
+            &Theta {
+                av: st.av0 + h,
+                ..t0
+            },
+            &bands,
+            &mut plus,
+        )
+        .ok()?;
+    for (k, row) in g.iter_mut().enumerate() {
+        row[1] = (plus[k] - m_cal[k]) as f64 / h;
+    }
+    // labels: central differences, one-sided at the edge of the support
+    for a in 0..3 {
+        let h = if a == 0 {
+            FD_STEPS[0] * star.labels[0]
+        } else {
+            FD_STEPS[a]
+        };
+        let mut lp = star.labels;
+        lp[a] += h;
+        let mut lm = star.labels;
+        lm[a] -= h;
+        let ok_p = cal_model
+            .magnitudes(&theta(lp, st.av0, s.rv, st.mu0), &bands, &mut plus)
+            .is_ok();
+        let ok_m = cal_model
+            .magnitudes(&theta(lm, st.av0, s.rv, st.mu0), &bands, &mut minus)
+            .is_ok();
+        for k in 0..n {
+            g[k][2 + a] = match (ok_p, ok_m) {
+                (true, true) => (plus[k] - minus[k]) as f64 / (2.0 * h),
+                (true, false) => (plus[k] - m_cal[k]) as f64 / h,
+                (false, true) => (m_cal[k] - minus[k]) as f64 / h,
+                (false, false) => 0.0,
+            };
+        }
+    }
+    let (mu_p, sig_mu) = prior
+        .mu(s.min_parallax_snr)
+        .unwrap_or((st.mu0, FREE_MU_SIGMA));
+    let lerr = |a: usize| star.label_err[a].hypot(s.label_err_floor[a]);
+    let sd = [sig_mu, prior.av.1, lerr(0), lerr(1), lerr(2)];
+    let var = sd.map(|x| x * x);
+    let du_prior = [mu_p - st.mu0, prior.av.0 - st.av0, 0.0, 0.0, 0.0];
+    let mut r = vec![0.0; n];
+    let mut c = vec![0.0; n * n];
+    for k in 0..n {
+        let m = &star.phot[used[k]];
+        let f = noise.floor[m.band as usize] as f64;
+        let gd: f64 = (0..5).map(|q| g[k][q] * du_prior[q]).sum();
+        r[k] = m.mag as f64 - m_raw[k] as f64 - gd;
+        for l in 0..n {
+            let mut v: f64 = (0..5).map(|q| g[k][q] * var[q] * g[l][q]).sum();
+            if k == l {
+                v += (m.err as f64).powi(2) + f * f;
+            }
+            c[k * n + l] = v;
+        }
+    }
+    let p = spd_inverse(&c, n)?;
+    let nt = calib.terms.len();
+    let mut phi = Vec::with_capacity(nt);
+    calib.basis(
+        star.labels[0].log10(),
+        star.labels[1],
+        star.labels[2],
+        &mut phi,
+    );
+    let kappa = kappa_index.map(|m| (m, prior.av.0));
+    let rows = bands
+        .iter()
+        .zip(&g)
+        .map(|(&b, gk)| {
+            let mut row: Vec<(usize, f64)> = match cal_index[b] {
+                Some(k) => (0..nt).map(|t| (k * nt + t, phi[t])).collect(),
+                None => Vec::new(),
+            };
+            if let Some((m, a_base)) = kappa {
+                row.push((n_cal_params(cal_index, nt) + m, gk[1] * a_base));
+            }
+            row
+        })
+        .collect();
+    Some(Linearised {
+        used,
+        rows,
+        r,
+        p,
+        g,
+        s: var,
+        du_prior,
+        kappa,
+        w,
+    })
+}
+
+/// Number of correction coefficients (the map scales follow them in the parameter vector).
+fn n_cal_params(cal_index: &[Option<usize>], nt: usize) -> usize {
+    cal_index.iter().flatten().count() * nt
+}
+
+/// Design times parameters (corrections plus map-scale terms) of a linearised star.
+fn predicted(lin: &Linearised, beta: &[f64]) -> Vec<f64> {
+    lin.rows
+        .iter()
+        .map(|row| row.iter().map(|&(p, x)| x * beta[p]).sum())
+        .collect()
+}
+
+/// Add one star's terms to the normal equations.
+fn accumulate(lin: &Linearised, dim: usize, a: &mut [f64], b: &mut [f64]) {
+    let n = lin.used.len();
+    for i in 0..n {
+        if lin.rows[i].is_empty() {
+            continue;
+        }
+        let pr: f64 = (0..n).map(|j| lin.p[i * n + j] * lin.r[j]).sum::<f64>() * lin.w;
+        for &(p, x) in &lin.rows[i] {
+            b[p] += x * pr;
+        }
+        for j in 0..n {
+            let c = lin.w * lin.p[i * n + j];
+            if c == 0.0 || lin.rows[j].is_empty() {
+                continue;
+            }
+            for &(p, xp) in &lin.rows[i] {
+                let cx = c * xp;
+                let arow = &mut a[p * dim..(p + 1) * dim];
+                for &(q, xq) in &lin.rows[j] {
+                    arow[q] += cx * xq;
+                }
+            }
+        }
+    }
+}
+
+/// Build a calibration from coefficients (fitted bands plus inherited siblings).
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    fm: &ForwardModel,
+    terms: &[[u8; 3]],
+    frame: ([f64; 3], [f64; 3], [f64; 3], [f64; 3]),
+    cal_bands: &[usize],
+    band_counts: &[usize],
+    beta: &[f64],
+    inherit: bool,
+) -> Calibration {
+    let nt = terms.len();
+    let mut bands: Vec<BandCorrection> = cal_bands
+        .iter()
+        .enumerate()
+        .map(|(k, &b)| BandCorrection {
+            band: fm.bands().name(b).to_string(),
+            coef: beta[k * nt..(k + 1) * nt].to_vec(),
+            origin: "fitted".into(),
+            n_stars: band_counts[k],
+        })
+        .collect();
+    if inherit {
+        for (child, parent) in INHERITANCE {
+            if fm.bands().id(child).is_err() || bands.iter().any(|b| b.band == child) {
+                continue;
+            }
+            if let Some(p) = bands.iter().find(|b| b.band == parent).cloned() {
+                bands.push(BandCorrection {
+                    band: child.to_string(),
+                    coef: p.coef,
+                    origin: format!("inherited from {parent}"),
+                    n_stars: 0,
+                });
+            }
+        }
+    }
+    let (center, scale, lo, hi) = frame;
+    let mut bytes = Vec::new();
+    for b in &bands {
+        bytes.extend(b.band.as_bytes());
+        for c in &b.coef {
+            bytes.extend(c.to_le_bytes());
+        }
+    }
+    let id = format!("cal-{:08x}", super::data::fnv1a64(&bytes) as u32);
+    Calibration::new(
+        id,
+        terms.to_vec(),
+        center,
+        scale,
+        lo,
+        hi,
+        bands,
+        serde_json::Value::Null,
+    )
+}
+
+/// Fit the corrections on `stars` with the raw model `raw`.
+pub fn fit(
+    raw: &ForwardModel,
+    stars: &[LabelledStar],
+    s: &CalibSettings,
+    noise: &NoiseModel,
+) -> Result<FitOutcome> {
+    if raw.calibration().is_some() {
+        bail!("the calibration must be fitted against the raw model (without a calibration)");
+    }
+    let inside: Vec<&LabelledStar> = stars.iter().filter(|st| labels_in_model(raw, st)).collect();
+    let n_outside_model = stars.len() - inside.len();
+    if inside.len() < 10 {
+        bail!(
+            "only {} of {} stars have labels inside the model; cannot fit",
+            inside.len(),
+            stars.len()
+        );
+    }
+    let terms = s.terms();
+    let nt = terms.len();
+    let frame = basis_frame(&inside, s);
+    // bands with enough stars, in registry order
+    let nb_reg = raw.bands().len();
+    let mut counts = vec![0usize; nb_reg];
+    for st in &inside {
+        for m in &st.phot {
+            counts[m.band as usize] += 1;
+        }
+    }
+    let cal_bands: Vec<usize> = (0..nb_reg)
+        .filter(|&b| counts[b] >= s.min_stars_per_band)
+        .collect();
+    if cal_bands.is_empty() {
+        bail!(
+            "no band has {} or more stars with labels inside the model",
+            s.min_stars_per_band
+        );
+    }
+    let band_counts: Vec<usize> = cal_bands.iter().map(|&b| counts[b]).collect();
+    let mut cal_index = vec![None; nb_reg];
+    for (k, &b) in cal_bands.iter().enumerate() {
+        cal_index[b] = Some(k);
+    }
+    // reddening maps whose scale is fitted: those giving a prior value to some star
+    let mut maps: Vec<String> = inside
+        .iter()
+        .filter(|st| st.ebv.0.is_some() && st.ebv.1.is_some())
+        .map(|st| st.ebv_source.clone())
+        .collect();
+    maps.sort();
+    maps.dedup();
+    let n_coef = cal_bands.len() * nt;
+    let dim = n_coef + maps.len();
+    let weights = source_weights(&inside, s.max_source_share);
+    let star_w: Vec<f64> = inside
+        .iter()
+        .map(|st| {
+            weights
+                .iter()
+                .find(|w| w.0 == st.label_source)
+                .map(|w| w.2)
+                .unwrap_or(1.0)
+        })
+        .collect();
+    // priors at unit map scale: the scales enter the design
+    let priors: Vec<NuisancePrior> = inside
+        .iter()
+        .map(|st| NuisancePrior::of(st, s, &[]))
+        .collect();
+    let kappa_index: Vec<Option<usize>> = inside
+        .iter()
+        .map(|st| {
+            if st.ebv.0.is_some() && st.ebv.1.is_some() {
+                maps.iter().position(|m| *m == st.ebv_source)
+            } else {
+                None
+            }
+        })
+        .collect();
+    // initial state: A_V at its prior mean, mu from the photometry
+    let mut states: Vec<StarState> = inside
+        .par_iter()
+        .zip(&priors)
+        .map(|(st, pr)| {
+            let av0 = pr.av.0.max(0.0);
+            let bands: Vec<usize> = st.phot.iter().map(|m| m.band as usize).collect();
+            let mut m = vec![0f32; bands.len()];
+            let ok = raw
+                .magnitudes(&theta(st.labels, av0, s.rv, 0.0), &bands, &mut m)
+                .is_ok();
+            let mut d: Vec<f64> = st
+                .phot
+                .iter()
+                .zip(&m)
+                .map(|(o, p)| o.mag as f64 - *p as f64)
+                .collect();
+            d.sort_by(|a, b| a.total_cmp(b));
+            StarState {
+                av0,
+                mu0: if ok { d[d.len() / 2] } else { 0.0 },
+                clipped: vec![false; st.phot.len()],
+                active: ok,
+            }
+        })
+        .collect();
+    let mut beta = vec![0.0; dim];
+    let mut n_rejected_stars = 0;
+    let mut chi2_per_band = f64::NAN;
+    let mut n_used = 0;
+    for iter in 0..s.iterations {
+        let calib = assemble(raw, &terms, frame, &cal_bands, &band_counts, &beta, false);
+        let cal_model = raw.with_calibration(Some(calib.clone()))?;
+        let lins: Vec<Option<Linearised>> = inside
+            .par_iter()
+            .zip(&states)
+            .zip(&priors)
+            .zip(&star_w)
+            .zip(&kappa_index)
+            .map(|((((st, state), pr), &w), &ki)| {
+                if !state.active {
+                    return None;
+                }
+                linearise(
+                    raw, &cal_model, st, state, pr, s, noise, &cal_index, &calib, ki, w,
+                )
+            })
+            .collect();
+        // normal equations, summed in fixed chunks combined in order
+        let partial: Vec<(Vec<f64>, Vec<f64>)> = lins
+            .par_chunks(CHUNK)
+            .map(|chunk| {
+                let mut a = vec![0.0; dim * dim];
+                let mut b = vec![0.0; dim];
+                for lin in chunk.iter().flatten() {
+                    accumulate(lin, dim, &mut a, &mut b);
+                }
+                (a, b)
+            })
+            .collect();
+        let mut a = vec![0.0; dim * dim];
+        let mut b = vec![0.0; dim];
+        for (pa, pb) in &partial {
+            for (x, y) in a.iter_mut().zip(pa) {
+                *x += y;
+            }
+            for (x, y) in b.iter_mut().zip(pb) {
+                *x += y;
+            }
+        }
+        for k in 0..cal_bands.len() {
+            for (t, e) in terms.iter().enumerate() {
+                let sig = if *e == [0, 0, 0] {
+                    s.ridge_sigma_const
+                } else {
+                    s.ridge_sigma
+                };
+                let i = k * nt + t;
+                a[i * dim + i] += 1.0 / (sig * sig);
+            }
+        }
+        for m in 0..maps.len() {
+            let i = n_coef + m;
+            a[i * dim + i] += 1.0 / (s.map_scale_sigma * s.map_scale_sigma);
+        }
+        if !cholesky(&mut a, dim) {
+            bail!("calibration normal equations are not positive definite (iteration {iter})");
+        }
+        cholesky_solve(&a, dim, &mut b);
+        beta = b;
+        // update each star: posterior (mu, A_V), outliers
+        let last = iter + 1 == s.iterations;
+        let updates: Vec<(StarState, f64, usize, bool)> = lins
+            .par_iter()
+            .zip(&states)
+            .map(|(lin, state)| {
+                let mut st = state.clone();
+                let Some(lin) = lin else {
+                    let was = st.active;
+                    st.active = false;
+                    return (st, 0.0, 0, was);
+                };
+                let n = lin.used.len();
+                let pred = predicted(lin, &beta);
+                let e: Vec<f64> = lin.r.iter().zip(&pred).map(|(r, p)| r - p).collect();
+                let v: Vec<f64> = (0..n)
+                    .map(|i| (0..n).map(|j| lin.p[i * n + j] * e[j]).sum())
+                    .collect();
+                let chi2: f64 = e.iter().zip(&v).map(|(a, b)| a * b).sum();
+                let mut du = lin.du_prior;
+                if let Some((m, a_base)) = lin.kappa {
+                    du[1] += beta[n_coef + m] * a_base;
+                }
+                for (q, d) in du.iter_mut().enumerate() {
+                    *d += lin.s[q] * (0..n).map(|k| lin.g[k][q] * v[k]).sum::<f64>();
+                }
+                st.mu0 += du[0];
+                st.av0 = (st.av0 + du[1]).max(0.0);
+                // no outlier decisions against the raw model (iteration 0): its systematics
+                // are what the fit is for
+                if iter > 0 && !last {
+                    if chi2 / n as f64 > MAX_STAR_CHI2_PER_BAND {
+                        st.active = false;
+                        return (st, chi2, n, true);
+                    }
+                    // the worst band only: one outlier inflates the others' residuals
+                    let (worst, z) = (0..n)
+                        .map(|i| (i, (v[i] / lin.p[i * n + i].sqrt()).abs()))
+                        .fold((0, 0.0), |acc, x| if x.1 > acc.1 { x } else { acc });
+                    if z > s.clip_sigma {
+                        st.clipped[lin.used[worst]] = true;
+                    }
+                }
+                (st, chi2, n, false)
+            })
+            .collect();
+        let mut chi2_sum = 0.0;
+        let mut n_sum = 0;
+        n_used = 0;
+        for (i, (st, chi2, n, rejected)) in updates.into_iter().enumerate() {
+            if rejected && st.active != states[i].active {
+                n_rejected_stars += 1;
+            }
+            if n > 0 {
+                chi2_sum += chi2;
+                n_sum += n;
+                n_used += 1;
+            }
+            states[i] = st;
+        }
+        chi2_per_band = chi2_sum / n_sum.max(1) as f64;
+    }
+    let n_clipped_measurements = states
+        .iter()
+        .map(|s| s.clipped.iter().filter(|&&c| c).count())
+        .sum();
+    let calibration = assemble(raw, &terms, frame, &cal_bands, &band_counts, &beta, true);
+    Ok(FitOutcome {
+        calibration,
+        stats: FitStats {
+            n_input: stars.len(),
+            n_outside_model,
+            n_rejected_stars,
+            n_clipped_measurements,
+            n_used,
+            source_weights: weights,
+            chi2_per_band,
+            map_scales: maps
+                .iter()
+                .enumerate()
+                .map(|(m, name)| (name.clone(), beta[n_coef + m]))
+                .collect(),
+        },
+    })
+}
