@@ -9,5 +9,6 @@ pub mod infer;
 pub mod io;
 pub mod likelihood;
 pub mod physics;
+pub mod pipeline;
 pub mod prior;
 pub mod util;

@@ -2,3 +2,6 @@
 
 mod cli_forward;
 mod forward_model;
+mod pipeline;
+mod pipeline_s3;
+mod pipeline_util;

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod forward;
+mod run;
 
 /// sedflow: Bayesian posteriors of stellar parameters from broadband photometry.
 #[derive(Parser, Debug)]
@@ -22,6 +23,8 @@ enum Command {
     ForwardCheck(forward::CheckArgs),
     /// Benchmarks (forward-model throughput, ...).
     Bench(bench::BenchArgs),
+    /// The survey pipeline: Parquet catalogues (local or S3) -> per-star posteriors.
+    Run(run::RunArgs),
 }
 
 /// Parse the command line and run; returns the process exit code.
@@ -31,5 +34,6 @@ pub fn run() -> Result<i32> {
         Command::Forward(a) => forward::run(a),
         Command::ForwardCheck(a) => forward::check(a),
         Command::Bench(a) => bench::run(a),
+        Command::Run(a) => run::run(a),
     }
 }
