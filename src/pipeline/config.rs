@@ -215,7 +215,7 @@ impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
             compression: Compression::Zstd,
-            row_group_rows: 65536,
+            row_group_rows: 32768,
         }
     }
 }

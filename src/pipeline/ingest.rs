@@ -393,9 +393,8 @@ fn check_parallax(plx: f64, err: Option<f64>, zp: f32) -> Result<(f32, f32), Str
 /// pre-pass fills it).
 pub type Duplicates = HashMap<i64, u32>;
 
-/// Duplicate source_ids among `ids`.
-pub fn find_duplicates(ids: impl IntoIterator<Item = i64>) -> Duplicates {
-    let mut v: Vec<i64> = ids.into_iter().collect();
+/// Duplicate source_ids among `ids` (sorted in place: no copy of a large part's ids).
+pub fn find_duplicates(mut v: Vec<i64>) -> Duplicates {
     v.sort_unstable();
     let mut d = Duplicates::new();
     let mut i = 0;
@@ -779,7 +778,7 @@ mod tests {
         let m = Mapper::resolve(&b.schema(), &cfg, &maps, &names, "f").unwrap();
         assert!(!m.is_long());
         assert_eq!(m.unused, vec!["mystery".to_string()]);
-        let dups = find_duplicates([1, 2, 1, 5]);
+        let dups = find_duplicates(vec![1, 2, 1, 5]);
         let s = m.ingest_wide(&b, 0, 10, &dups).unwrap();
         assert_eq!(s.len(), 5);
         assert_eq!(s[0].idx, 10);

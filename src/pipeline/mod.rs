@@ -220,6 +220,7 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .max_blocking_threads(4)
         .thread_name("sedflow-io")
         .enable_all()
         .build()
@@ -626,8 +627,9 @@ fn read_part(
             obj.uri
         ));
     }
-    // duplicate pre-pass over the source_id column of the part
-    let mut per_rg_ids: Vec<Vec<i64>> = Vec::new();
+    // duplicate pre-pass over the source_id column of the part (8 bytes per row, freed
+    // before the part is read)
+    let mut ids: Vec<i64> = Vec::with_capacity(plan.n_rows as usize);
     for &g in &plan.row_groups {
         let batches = rt.block_on(source::read_column_of_row_group(
             obj,
@@ -635,25 +637,22 @@ fn read_part(
             &mapper.source_id,
             g,
         ))?;
-        let mut ids = Vec::new();
+        let start = ids.len();
         for b in batches {
             let a = ingest::id_col(&b, &mapper.source_id)
                 .with_context(|| format!("{}: row group {g}", obj.uri))?;
             ids.extend(a.iter().flatten());
         }
-        per_rg_ids.push(ids);
+        if mapper.is_long() {
+            // long format: a star is "duplicated" when its rows span several row groups,
+            // so count each id once per row group
+            let mut rg: Vec<i64> = ids.split_off(start);
+            rg.sort_unstable();
+            rg.dedup();
+            ids.extend(rg);
+        }
     }
-    let dups: Duplicates = if mapper.is_long() {
-        // a star is "duplicated" when its rows are spread over several row groups
-        find_duplicates(per_rg_ids.iter_mut().flat_map(|ids| {
-            ids.sort_unstable();
-            ids.dedup();
-            ids.iter().copied()
-        }))
-    } else {
-        find_duplicates(per_rg_ids.iter().flatten().copied())
-    };
-    drop(per_rg_ids);
+    let dups: Duplicates = find_duplicates(ids);
     let mut extra = vec![
         ("sedflow.input".to_string(), obj.uri.clone()),
         (

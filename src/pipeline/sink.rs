@@ -21,6 +21,7 @@ use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::ZstdLevel;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
@@ -227,8 +228,13 @@ impl SinkSettings {
             .chain(extra)
             .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
             .collect();
-        WriterProperties::builder()
-            .set_compression(codec)
+        // Dictionary encoding only where values repeat (flags, reasons, counts): for the
+        // float summaries it would only cost memory and time before falling back to plain.
+        let mut b = WriterProperties::builder().set_dictionary_enabled(false);
+        for c in ["flags", "flag_reason", "n_bands", "n_samples"] {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(c), true);
+        }
+        b.set_compression(codec)
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_key_value_metadata(Some(kv))
             .build()
