@@ -841,3 +841,61 @@ fn secrets_never_appear_in_output_logs_or_metadata() {
     // the files are really there and readable
     assert!(everything.contains("sedflow.config"));
 }
+
+#[test]
+fn schemas_document_every_column_flag_and_default_mapping() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::fs::read_to_string(format!("{root}/schemas/output.md")).unwrap();
+    for (bit, name) in sedflow::pipeline::FLAG_NAMES {
+        let row = format!("| {} | {bit} | `{name}` |", bit.trailing_zeros());
+        assert!(
+            out.contains(&row),
+            "schemas/output.md lacks the flag row {row}"
+        );
+    }
+    for c in sedflow::pipeline::sink::posterior_columns() {
+        let documented = out.contains(&format!("`{c}`"))
+            || c.split_once('_').is_some_and(|(p, s)| {
+                sedflow::physics::PARAM_NAMES.contains(&p) && out.contains(&format!("{{p}}_{s}"))
+            });
+        assert!(documented, "schemas/output.md does not document column {c}");
+    }
+    let inp = std::fs::read_to_string(format!("{root}/schemas/input.md")).unwrap();
+    for b in
+        sedflow::pipeline::config::default_band_columns(sedflow::pipeline::config::GaiaRelease::Dr3)
+    {
+        let ps1 = b.column.ends_with("_mean_psf_mag");
+        assert!(
+            ps1 || (inp.contains(&format!("`{}`", b.column))
+                && inp.contains(&format!("`{}`", b.band))),
+            "schemas/input.md lacks {} -> {}",
+            b.column,
+            b.band
+        );
+        if let Some(e) = &b.error {
+            assert!(
+                ps1 || inp.contains(&format!("`{e}`")),
+                "schemas/input.md lacks {e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn committed_example_configs_parse_and_resolve() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let names: Vec<String> = sedflow::physics::ForwardModel::embedded()
+        .bands()
+        .names()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    for f in ["pipeline.toml", "scripts/pipeline-gaia-dr2.toml"] {
+        let c =
+            sedflow::pipeline::config::PipelineConfig::load(&std::path::Path::new(root).join(f))
+                .unwrap_or_else(|e| panic!("{f}: {e:#}"));
+        c.validate().unwrap();
+        sedflow::pipeline::ingest::band_mappings(&c.input, &names)
+            .unwrap_or_else(|e| panic!("{f}: {e:#}"));
+    }
+}
