@@ -234,6 +234,18 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
     let target = OutputTarget::open(&opts.output, &cfg.s3)?;
     if let location::Uri::Local(out) = location::Uri::parse(&opts.output)? {
         let out = std::fs::canonicalize(&out).unwrap_or_else(|_| out.into());
+        // outputs must never become inputs of a rerun
+        if let location::Uri::Local(inp) = location::Uri::parse(&opts.input)? {
+            if let Ok(inp) = std::fs::canonicalize(&inp) {
+                if inp.is_dir() && out.starts_with(&inp) {
+                    anyhow::bail!(
+                        "the output directory {} lies inside the input directory {}; use separate directories",
+                        out.display(),
+                        inp.display()
+                    );
+                }
+            }
+        }
         if let Some(i) = inputs.iter().find(|i| {
             std::fs::canonicalize(&i.uri)
                 .map(|p| p.starts_with(&out))

@@ -83,6 +83,7 @@ impl Reporter {
         st.last_line = Instant::now();
         if let Some(b) = &self.bar {
             b.set_length(total_rows);
+            b.set_message("0 stars/s");
             b.set_draw_target(ProgressDrawTarget::stderr());
             b.enable_steady_tick(Duration::from_millis(250));
         }
