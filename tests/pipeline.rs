@@ -437,6 +437,11 @@ fn kill_9_then_rerun_equals_an_uninterrupted_run() {
     );
     for (name, rows) in &expected {
         assert_eq!(&resumed[name], rows, "{name}");
+        // same command, same input: byte-identical files (no timestamps, no run ids)
+        assert!(
+            std::fs::read(full.join(name)).unwrap() == std::fs::read(killed.join(name)).unwrap(),
+            "{name}: bytes differ"
+        );
     }
     let mut ids: Vec<i64> = resumed
         .values()

@@ -178,7 +178,7 @@ enum Unit {
     },
     /// A file whose footer could not be read: reported, not processed.
     Broken {
-        file: usize,
+        /// The error, naming the file.
         error: String,
     },
 }
@@ -299,7 +299,6 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
                     units.extend(plan_file(f, rg).into_iter().map(|plan| Unit::Part { plan }))
                 }
                 Err(e) => units.push(Unit::Broken {
-                    file: f,
                     error: format!("{e:#}"),
                 }),
             }
@@ -311,7 +310,6 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
             match r {
                 Ok(rg) => all.extend(plan_file(f, rg).into_iter().map(|plan| Unit::Part { plan })),
                 Err(e) => all.push(Unit::Broken {
-                    file: f,
                     error: format!("{e:#}"),
                 }),
             }
@@ -376,8 +374,7 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
         match u {
             Unit::Part { plan } if !skip.contains(&k) => todo.push(plan),
             Unit::Part { .. } => {}
-            Unit::Broken { file, error } => {
-                let _ = file;
+            Unit::Broken { error } => {
                 summary.parts_failed += 1;
                 shared.error(error);
             }
@@ -989,14 +986,13 @@ fn write_stage(
             }
             if complete {
                 let p = open.remove(&part).unwrap();
-                let (name, uri) = (p.name.clone(), p.uri.clone());
+                let uri = p.uri.clone();
                 match rt.block_on(p.commit()) {
                     Ok(()) => {
                         out.written += 1;
                         if shared.reporter.lines() {
                             shared.reporter.log(&format!("wrote {uri}"));
                         }
-                        let _ = name;
                     }
                     Err(e) => {
                         dead.insert(part);
