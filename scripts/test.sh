@@ -1,6 +1,25 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): release profile, so that the numeric code
 # is optimised and the binary the README runs is the one under test (one build profile).
+#
+# The S3 tests of `sedflow run` need a real S3-compatible server: moto (pinned below) is
+# installed once into target/test-venv and its moto_server path exported for the tests,
+# which start it on a free port. If it cannot be installed the S3 tests say so loudly and
+# skip, unless SEDFLOW_REQUIRE_S3_TESTS is set (CI sets it), where they fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+MOTO_SPEC='moto[server]==5.2.1'
+VENV=target/test-venv
+if [ ! -x "$VENV/bin/moto_server" ] || [ "$(cat "$VENV/.spec" 2>/dev/null)" != "$MOTO_SPEC" ]; then
+    echo "scripts/test.sh: installing $MOTO_SPEC into $VENV (S3 test server)" >&2
+    if python3 -m venv "$VENV" >&2 && "$VENV/bin/pip" install -q "$MOTO_SPEC" >&2; then
+        echo "$MOTO_SPEC" > "$VENV/.spec"
+    else
+        echo "scripts/test.sh: WARNING: could not install $MOTO_SPEC; the S3 tests will be skipped" >&2
+    fi
+fi
+if [ -x "$VENV/bin/moto_server" ]; then
+    export SEDFLOW_MOTO_SERVER="$PWD/$VENV/bin/moto_server"
+fi
 exec cargo test --release "$@"

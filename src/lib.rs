@@ -12,6 +12,7 @@ pub mod io;
 pub mod likelihood;
 pub mod nn;
 pub mod physics;
+pub mod pipeline;
 pub mod prior;
 pub mod simulate;
 pub mod util;

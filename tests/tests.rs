@@ -3,3 +3,6 @@
 mod calibrate;
 mod cli_forward;
 mod forward_model;
+mod pipeline;
+mod pipeline_s3;
+mod pipeline_util;

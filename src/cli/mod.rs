@@ -8,6 +8,7 @@ mod calibrate;
 mod evaluate;
 mod forward;
 mod mcmc;
+mod run;
 pub mod simulate;
 mod train;
 
@@ -37,6 +38,8 @@ enum Command {
     Mcmc(mcmc::McmcArgs),
     /// Fit the empirical calibration of the forward model on labelled stars and validate it.
     Calibrate(calibrate::CalibrateArgs),
+    /// The survey pipeline: Parquet catalogues (local or S3) -> per-star posteriors.
+    Run(run::RunArgs),
 }
 
 /// Parse the command line and run; returns the process exit code.
@@ -51,5 +54,6 @@ pub fn run() -> Result<i32> {
         Command::Evaluate(a) => evaluate::run(a),
         Command::Mcmc(a) => mcmc::run(a),
         Command::Calibrate(a) => calibrate::run(a),
+        Command::Run(a) => run::run(a),
     }
 }

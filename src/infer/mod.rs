@@ -40,6 +40,11 @@ pub mod flags {
     pub const ALL_WEIGHTS_ZERO: u32 = 1 << 10;
     /// Only one photometric band: the posterior is mostly prior.
     pub const SINGLE_BAND: u32 = 1 << 11;
+    /// The input row has a null source_id: no posterior (the row is still written).
+    pub const NULL_SOURCE_ID: u32 = 1 << 12;
+    /// A band was observed more than once for this star (long format); the first
+    /// measurement was used, the others ignored.
+    pub const DUPLICATE_BAND: u32 = 1 << 13;
 }
 
 /// Summary of one parameter's posterior.

@@ -1,0 +1,128 @@
+//! `sedflow run`: the survey pipeline's command line (step 0 of the data path). Flags are
+//! merged over `pipeline.toml` here, once; the work happens in [`crate::pipeline`].
+
+use crate::pipeline::config::PipelineConfig;
+use crate::pipeline::progress::ProgressMode;
+use crate::pipeline::{self, shard, RunOptions};
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+/// How to show progress.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ProgressArg {
+    /// A progress bar on a terminal, periodic lines otherwise.
+    Auto,
+    /// Periodic lines.
+    Lines,
+    /// Only warnings, errors and the final summary.
+    Off,
+}
+
+/// Arguments of `sedflow run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Pipeline configuration (default: the committed pipeline.toml, embedded).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Input: a Parquet file, a directory (searched recursively), a glob, or s3://bucket/prefix.
+    #[arg(long)]
+    input: String,
+    /// Output directory or s3://bucket/prefix (one posterior file per input part).
+    #[arg(long)]
+    output: String,
+    /// Proposal samples per star [config: inference.samples, default 256].
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Resampled posterior draws per star written to <output>/samples/ [inference.write_samples].
+    #[arg(long)]
+    write_samples: Option<usize>,
+    /// Run seed [inference.seed].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stars per inference batch [batching.batch_size].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// This process's shard (default: SLURM_ARRAY_TASK_ID, AWS_BATCH_JOB_ARRAY_INDEX or
+    /// JOB_COMPLETION_INDEX; else 0).
+    #[arg(long)]
+    shard_index: Option<usize>,
+    /// Number of shards (default: SLURM_ARRAY_TASK_COUNT, else shard.count; else 1).
+    #[arg(long)]
+    shard_count: Option<usize>,
+    /// Progress display.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    progress: ProgressArg,
+}
+
+/// Keep the memory glibc holds flat over a long run. By default glibc raises its mmap
+/// threshold dynamically after large frees (up to 32 MiB), so the MiB-sized buffers of the
+/// Parquet reader and writer and the stars' batches end up on the heap and are not returned;
+/// peak RSS then creeps up with run length (measured: 100k -> 1M stars, +15-40 MiB and noisy).
+/// A fixed trim threshold disables that adjustment: RSS stays flat and about 25% lower, for
+/// about 1 s more system time per million stars. No effect on other C libraries.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before the worker threads start.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);
+    }
+}
+
+/// Run the pipeline; exit code 0 when every part was written or already done, 1 when some
+/// input could not be processed (each named on stderr).
+pub fn run(a: RunArgs) -> Result<i32> {
+    let mut cfg = match &a.config {
+        Some(p) => PipelineConfig::load(p)?,
+        None => PipelineConfig::embedded_default(),
+    };
+    if let Some(n) = a.samples {
+        cfg.inference.samples = n;
+    }
+    if let Some(k) = a.write_samples {
+        cfg.inference.write_samples = k;
+    }
+    if let Some(s) = a.seed {
+        cfg.inference.seed = s;
+    }
+    if let Some(b) = a.batch_size {
+        cfg.batching.batch_size = b;
+        cfg.batching.window = cfg.batching.window.max(b);
+    }
+    // every message leaving this command is redacted, errors included
+    let redactor = crate::pipeline::config::Redactor::new(&cfg);
+    let result = (|| -> Result<i32> {
+        cfg.validate()?;
+        let shard = shard::resolve(a.shard_index, a.shard_count, cfg.shard.count, |k| {
+            std::env::var(k).ok()
+        })?;
+        tune_allocator();
+        let engine = crate::infer::default_engine()?;
+        let opts = RunOptions {
+            input: a.input.clone(),
+            output: a.output.clone(),
+            config: cfg.clone(),
+            shard,
+            progress: match a.progress {
+                ProgressArg::Auto => ProgressMode::Auto,
+                ProgressArg::Lines => ProgressMode::Lines,
+                ProgressArg::Off => ProgressMode::Off,
+            },
+        };
+        let summary = pipeline::run(&opts, engine.as_ref())?;
+        println!("{summary}");
+        if summary.parts_failed > 0 {
+            eprintln!(
+                "sedflow run: {} part(s) failed; rerun to retry them (finished parts are kept):",
+                summary.parts_failed
+            );
+            for e in &summary.errors {
+                eprintln!("  {e}");
+            }
+            Ok(1)
+        } else {
+            Ok(0)
+        }
+    })();
+    result.map_err(|e| anyhow::anyhow!("{}", redactor.redact(&format!("{e:#}"))))
+}

@@ -1,0 +1,534 @@
+//! Pipeline configuration (step 0 of the data path): `pipeline.toml` merged with the
+//! command line into one validated [`RunConfig`], the provenance written into every output
+//! file, and the list of secrets that must never be printed.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The committed default `pipeline.toml`, used when no `--config` is given.
+pub const DEFAULT_TOML: &str = include_str!("../../pipeline.toml");
+
+/// A credential: never printed (`Debug` shows `***`) and never serialised.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value, for handing to the S3 client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// `[inference]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceConfig {
+    /// Proposal samples per star.
+    pub samples: usize,
+    /// Resampled draws per star written to the samples table (0 = no samples table).
+    pub write_samples: usize,
+    /// Run seed.
+    pub seed: u64,
+    /// LOW_NEFF threshold.
+    pub min_n_eff: f32,
+    /// LOW_EFFICIENCY threshold.
+    pub min_efficiency: f32,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        let d = crate::infer::InferSettings::default();
+        InferenceConfig {
+            samples: d.n_samples,
+            write_samples: d.keep_samples,
+            seed: d.seed,
+            min_n_eff: d.min_n_eff,
+            min_efficiency: d.min_efficiency,
+        }
+    }
+}
+
+/// `[batching]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchingConfig {
+    /// Stars per inference batch.
+    pub batch_size: usize,
+    /// Largest number of later stars a star waits for before its batch is run.
+    pub window: usize,
+}
+
+impl Default for BatchingConfig {
+    fn default() -> Self {
+        BatchingConfig {
+            batch_size: 512,
+            window: 8192,
+        }
+    }
+}
+
+/// Input table layout.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    /// Decide per file from its columns.
+    Auto,
+    /// One row per star.
+    Wide,
+    /// One row per observation.
+    Long,
+}
+
+/// Which Gaia passbands the Gaia-archive columns are.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GaiaRelease {
+    /// Gaia DR3 / EDR3 passbands (gaia_g, gaia_bp, gaia_rp).
+    Dr3,
+    /// Gaia DR2 passbands (gaia_dr2_g, ...).
+    Dr2,
+}
+
+/// One column -> band mapping (`[[input.bands]]`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BandColumn {
+    /// Magnitude column.
+    pub column: String,
+    /// Band name in the model's registry.
+    pub band: String,
+    /// 1-sigma error column.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Flux-over-error column, used when the error column is absent or null.
+    #[serde(default)]
+    pub flux_over_error: Option<String>,
+    /// Added in quadrature to the error [mag].
+    #[serde(default)]
+    pub error_floor: f32,
+}
+
+/// `[input.long]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LongConfig {
+    /// Column with band names.
+    pub band_column: String,
+    /// Column with magnitudes (parallax for band "parallax").
+    pub mag_column: String,
+    /// Column with errors.
+    pub error_column: String,
+    /// Catalogue band label -> registry band name.
+    pub band_aliases: BTreeMap<String, String>,
+}
+
+impl Default for LongConfig {
+    fn default() -> Self {
+        LongConfig {
+            band_column: "band".into(),
+            mag_column: "mag".into(),
+            error_column: "mag_error".into(),
+            band_aliases: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[input]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InputConfig {
+    /// Table layout.
+    pub format: InputFormat,
+    /// Star id column (int64).
+    pub source_id_column: String,
+    /// Passbands of the Gaia columns.
+    pub gaia_release: GaiaRelease,
+    /// Map the Gaia-archive column names.
+    pub default_columns: bool,
+    /// Parallax column [mas].
+    pub parallax_column: String,
+    /// Parallax error column [mas].
+    pub parallax_error_column: String,
+    /// Added to every observed parallax [mas].
+    pub parallax_zero_point: f32,
+    /// Rows per output part (whole row groups).
+    pub rows_per_part: u64,
+    /// Rows decoded at a time.
+    pub read_batch_rows: usize,
+    /// Extra column mappings.
+    pub bands: Vec<BandColumn>,
+    /// Long-format columns.
+    pub long: LongConfig,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            format: InputFormat::Auto,
+            source_id_column: "source_id".into(),
+            gaia_release: GaiaRelease::Dr3,
+            default_columns: true,
+            parallax_column: "parallax".into(),
+            parallax_error_column: "parallax_error".into(),
+            parallax_zero_point: 0.0,
+            rows_per_part: 1_000_000,
+            read_batch_rows: 8192,
+            bands: Vec::new(),
+            long: LongConfig::default(),
+        }
+    }
+}
+
+/// Output compression codec.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// zstd (level 3).
+    Zstd,
+    /// snappy.
+    Snappy,
+    /// lz4 (raw).
+    Lz4,
+    /// Uncompressed.
+    None,
+}
+
+/// `[output]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputConfig {
+    /// Codec.
+    pub compression: Compression,
+    /// Rows per output row group.
+    pub row_group_rows: usize,
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        OutputConfig {
+            compression: Compression::Zstd,
+            row_group_rows: 32768,
+        }
+    }
+}
+
+/// `[shard]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardConfig {
+    /// Shard count when the environment gives only an index.
+    pub count: Option<usize>,
+}
+
+/// `[progress]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProgressConfig {
+    /// Seconds between progress lines when not on a terminal.
+    pub log_interval_s: f64,
+}
+
+impl Default for ProgressConfig {
+    fn default() -> Self {
+        ProgressConfig {
+            log_interval_s: 30.0,
+        }
+    }
+}
+
+/// `[s3]`: never serialised.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Endpoint URL (S3-compatible servers).
+    pub endpoint: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Allow plain http endpoints.
+    pub allow_http: Option<bool>,
+    /// Access key id.
+    pub access_key_id: Option<Secret>,
+    /// Secret access key.
+    pub secret_access_key: Option<Secret>,
+    /// Session token.
+    pub session_token: Option<Secret>,
+    /// Retries of a failed request (object_store default: 10).
+    pub max_retries: Option<usize>,
+    /// Give up retrying a request after this long [s] (object_store default: 180).
+    pub retry_timeout_s: Option<f64>,
+}
+
+/// The whole `pipeline.toml`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// `[inference]`.
+    pub inference: InferenceConfig,
+    /// `[batching]`.
+    pub batching: BatchingConfig,
+    /// `[input]`.
+    pub input: InputConfig,
+    /// `[output]`.
+    pub output: OutputConfig,
+    /// `[shard]` (not written to outputs: sharding does not change results).
+    #[serde(skip_serializing)]
+    pub shard: ShardConfig,
+    /// `[progress]` (not written to outputs).
+    #[serde(skip_serializing)]
+    pub progress: ProgressConfig,
+    /// `[s3]` (credentials: never written anywhere).
+    #[serde(skip_serializing)]
+    pub s3: S3Config,
+}
+
+impl PipelineConfig {
+    /// Parse TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<PipelineConfig> {
+        // toml's error messages quote the offending line, which may hold a secret: keep only
+        // the message and the position.
+        toml::from_str::<PipelineConfig>(text).map_err(|e| {
+            let span = e
+                .span()
+                .map(|s| {
+                    let line = 1 + text[..s.start.min(text.len())].matches('\n').count();
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            anyhow::anyhow!(
+                "{origin}: invalid pipeline configuration{span}: {}",
+                e.message()
+            )
+        })
+    }
+
+    /// The embedded default.
+    pub fn embedded_default() -> PipelineConfig {
+        PipelineConfig::from_toml(DEFAULT_TOML, "embedded pipeline.toml")
+            .expect("the committed pipeline.toml parses")
+    }
+
+    /// Read a config file.
+    pub fn load(path: &std::path::Path) -> Result<PipelineConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        PipelineConfig::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Check values that serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        if self.inference.samples == 0 {
+            bail!("inference.samples must be at least 1");
+        }
+        if self.batching.batch_size == 0 {
+            bail!("batching.batch_size must be at least 1");
+        }
+        if self.batching.window < self.batching.batch_size {
+            bail!(
+                "batching.window ({}) must be at least batching.batch_size ({})",
+                self.batching.window,
+                self.batching.batch_size
+            );
+        }
+        if self.input.rows_per_part == 0 || self.input.read_batch_rows == 0 {
+            bail!("input.rows_per_part and input.read_batch_rows must be positive");
+        }
+        if self.output.row_group_rows == 0 {
+            bail!("output.row_group_rows must be positive");
+        }
+        if !self.input.parallax_zero_point.is_finite() {
+            bail!("input.parallax_zero_point must be finite");
+        }
+        for b in &self.input.bands {
+            if !(b.error_floor.is_finite() && b.error_floor >= 0.0) {
+                bail!(
+                    "input.bands: error_floor of column {} must be >= 0",
+                    b.column
+                );
+            }
+        }
+        if self.shard.count == Some(0) {
+            bail!("shard.count must be at least 1");
+        }
+        if let Some(t) = self.s3.retry_timeout_s {
+            if !(t.is_finite() && t >= 0.0) {
+                bail!("s3.retry_timeout_s must be >= 0");
+            }
+        }
+        if !(self.progress.log_interval_s > 0.0) {
+            bail!("progress.log_interval_s must be positive");
+        }
+        Ok(())
+    }
+
+    /// The settings that determine output values, as JSON (no secrets, no sharding, no
+    /// progress): written into every output file and hashed into the resume fingerprint.
+    pub fn provenance_json(&self) -> String {
+        serde_json::to_string(self).expect("config serialises")
+    }
+
+    /// Secret values from this config (to be redacted from every message).
+    pub fn secrets(&self) -> Vec<String> {
+        [
+            &self.s3.access_key_id,
+            &self.s3.secret_access_key,
+            &self.s3.session_token,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|s| s.expose().to_string())
+        .collect()
+    }
+}
+
+/// The Gaia-archive column names and their bands (schemas/input.md).
+pub fn default_band_columns(release: GaiaRelease) -> Vec<BandColumn> {
+    let gaia = match release {
+        GaiaRelease::Dr3 => ["gaia_g", "gaia_bp", "gaia_rp"],
+        GaiaRelease::Dr2 => ["gaia_dr2_g", "gaia_dr2_bp", "gaia_dr2_rp"],
+    };
+    let mut v = Vec::new();
+    for (short, band) in ["g", "bp", "rp"].iter().zip(gaia) {
+        v.push(BandColumn {
+            column: format!("phot_{short}_mean_mag"),
+            band: band.into(),
+            error: Some(format!("phot_{short}_mean_mag_error")),
+            flux_over_error: Some(format!("phot_{short}_mean_flux_over_error")),
+            error_floor: 0.0,
+        });
+    }
+    for (m, e, band) in [
+        ("j_m", "j_msigcom", "tmass_j"),
+        ("h_m", "h_msigcom", "tmass_h"),
+        ("ks_m", "ks_msigcom", "tmass_ks"),
+        ("w1mpro", "w1mpro_error", "wise_w1"),
+        ("w2mpro", "w2mpro_error", "wise_w2"),
+    ] {
+        v.push(BandColumn {
+            column: m.into(),
+            band: band.into(),
+            error: Some(e.into()),
+            flux_over_error: None,
+            error_floor: 0.0,
+        });
+    }
+    for f in ["g", "r", "i", "z", "y"] {
+        v.push(BandColumn {
+            column: format!("{f}_mean_psf_mag"),
+            band: format!("ps1_{f}"),
+            error: Some(format!("{f}_mean_psf_mag_error")),
+            flux_over_error: None,
+            error_floor: 0.0,
+        });
+    }
+    v
+}
+
+/// 64-bit FNV-1a: a stable hash for fingerprints (std's hashers are not stable across
+/// releases).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Replaces every known secret in messages before they are printed.
+#[derive(Clone, Debug, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    /// Secrets from the config and from the AWS environment variables.
+    pub fn new(config: &PipelineConfig) -> Redactor {
+        let mut secrets = config.secrets();
+        for var in [
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        ] {
+            if let Ok(v) = std::env::var(var) {
+                secrets.push(v);
+            }
+        }
+        // very short values would redact ordinary text; real credentials are long
+        secrets.retain(|s| s.len() >= 4);
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Redactor { secrets }
+    }
+
+    /// `msg` with every secret replaced by `***`.
+    pub fn redact(&self, msg: &str) -> String {
+        let mut out = msg.to_string();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "***");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_equals_code_defaults() {
+        // the committed file documents the defaults: they must agree with the code
+        assert_eq!(
+            PipelineConfig::embedded_default(),
+            PipelineConfig::default()
+        );
+        PipelineConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn secrets_are_not_serialised_nor_debug_printed() {
+        let c = PipelineConfig::from_toml(
+            "[s3]\nsecret_access_key = \"TOPSECRET123\"\naccess_key_id = \"AKIDXYZ\"\n",
+            "t",
+        )
+        .unwrap();
+        assert!(!c.provenance_json().contains("TOPSECRET123"));
+        assert!(!format!("{c:?}").contains("TOPSECRET123"));
+        let r = Redactor::new(&c);
+        assert_eq!(r.redact("key TOPSECRET123 id AKIDXYZ"), "key *** id ***");
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_the_line() {
+        let e = PipelineConfig::from_toml(
+            "[s3]\nsecret_access_key = \"TOPSECRET123\"\nbogus = 1\n",
+            "cfg",
+        )
+        .unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(msg.contains("cfg") && msg.contains("line 3"), "{msg}");
+        assert!(!msg.contains("TOPSECRET123"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(PipelineConfig::from_toml("[inference]\nsample = 3\n", "t").is_err());
+        let c = PipelineConfig::from_toml(
+            "[input]\ngaia_release = \"dr2\"\n[[input.bands]]\ncolumn = \"u\"\nband = \"sdss_u\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.input.gaia_release, GaiaRelease::Dr2);
+        assert_eq!(c.input.bands[0].band, "sdss_u");
+    }
+}

@@ -1,0 +1,399 @@
+//! Writing (step 5 of the data path): the output schemas (declared once, documented in
+//! `schemas/output.md`), one Parquet writer per output part that restores input row order,
+//! and the atomic commit: an output file appears only when complete (object_store's
+//! `BufWriter`: a staged local file renamed on completion, or a completed S3 multipart
+//! upload), samples table first, posterior table last, so the posterior file marks the part
+//! done for resumption.
+
+use super::config::Compression;
+use super::location::OutputTarget;
+use crate::infer::{StarResult, QUANTILE_SUFFIXES};
+use crate::physics::PARAM_NAMES;
+use anyhow::{Context, Result};
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float32Builder, Int16Builder, Int32Builder, Int64Builder,
+    ListBuilder, StringBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use object_store::buffered::BufWriter;
+use parquet::arrow::AsyncArrowWriter;
+use parquet::basic::ZstdLevel;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+/// Rows handed to the Parquet encoder at a time.
+pub const WRITE_CHUNK_ROWS: usize = 4096;
+
+/// Subdirectory of the output holding the samples tables.
+pub const SAMPLES_DIR: &str = "samples";
+
+/// One output row: the engine's result plus what only the pipeline knows.
+#[derive(Clone, Debug)]
+pub struct OutRow {
+    /// Result (flags already merged with the ingest flags).
+    pub res: StarResult,
+    /// The input source_id was null.
+    pub null_id: bool,
+    /// Input rows this output row stands for.
+    pub n_rows: u32,
+}
+
+/// Names of the posterior table's columns, in order.
+pub fn posterior_columns() -> Vec<String> {
+    let mut v = vec!["source_id".to_string()];
+    for p in PARAM_NAMES {
+        for q in QUANTILE_SUFFIXES {
+            v.push(format!("{p}_{q}"));
+        }
+        v.push(format!("{p}_mean"));
+    }
+    for c in [
+        "n_bands",
+        "has_parallax",
+        "n_samples",
+        "n_eff",
+        "sample_efficiency",
+        "log_evidence",
+        "flags",
+        "flag_reason",
+    ] {
+        v.push(c.into());
+    }
+    v
+}
+
+/// The posterior table's schema.
+pub fn posterior_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        let fields: Vec<Field> = posterior_columns()
+            .into_iter()
+            .map(|name| {
+                let dt = match name.as_str() {
+                    "source_id" | "flags" => DataType::Int64,
+                    "n_bands" => DataType::Int16,
+                    "has_parallax" => DataType::Boolean,
+                    "n_samples" => DataType::Int32,
+                    "flag_reason" => DataType::Utf8,
+                    _ => DataType::Float32,
+                };
+                let nullable = !matches!(
+                    name.as_str(),
+                    "flags" | "flag_reason" | "n_bands" | "has_parallax" | "n_samples"
+                );
+                Field::new(name, dt, nullable)
+            })
+            .collect();
+        Arc::new(Schema::new(fields))
+    })
+    .clone()
+}
+
+/// The samples table's schema: source_id and one list column per parameter.
+pub fn samples_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        let mut fields = vec![Field::new("source_id", DataType::Int64, true)];
+        for p in PARAM_NAMES {
+            fields.push(Field::new(
+                p,
+                DataType::List(Arc::new(Field::new("item", DataType::Float32, false))),
+                true,
+            ));
+        }
+        Arc::new(Schema::new(fields))
+    })
+    .clone()
+}
+
+fn f32_opt(x: f32) -> Option<f32> {
+    if x.is_nan() {
+        None
+    } else {
+        Some(x)
+    }
+}
+
+/// Posterior rows as a record batch (NaN is written as null).
+pub fn posterior_batch(rows: &[OutRow]) -> Result<RecordBatch> {
+    let n = rows.len();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    let mut ids = Int64Builder::with_capacity(n);
+    for r in rows {
+        ids.append_option((!r.null_id).then_some(r.res.source_id));
+    }
+    cols.push(Arc::new(ids.finish()));
+    for p in 0..PARAM_NAMES.len() {
+        for q in 0..QUANTILE_SUFFIXES.len() {
+            let mut b = Float32Builder::with_capacity(n);
+            for r in rows {
+                b.append_option(f32_opt(r.res.params[p].q[q]));
+            }
+            cols.push(Arc::new(b.finish()));
+        }
+        let mut b = Float32Builder::with_capacity(n);
+        for r in rows {
+            b.append_option(f32_opt(r.res.params[p].mean));
+        }
+        cols.push(Arc::new(b.finish()));
+    }
+    let mut nb = Int16Builder::with_capacity(n);
+    let mut hp = BooleanBuilder::with_capacity(n);
+    let mut ns = Int32Builder::with_capacity(n);
+    let mut ne = Float32Builder::with_capacity(n);
+    let mut se = Float32Builder::with_capacity(n);
+    let mut le = Float32Builder::with_capacity(n);
+    let mut fl = Int64Builder::with_capacity(n);
+    let mut fr = StringBuilder::with_capacity(n, 16 * n);
+    for r in rows {
+        nb.append_value(r.res.n_bands as i16);
+        hp.append_value(r.res.has_parallax);
+        ns.append_value(r.res.n_samples as i32);
+        ne.append_option(f32_opt(r.res.n_eff));
+        se.append_option(f32_opt(r.res.sample_efficiency));
+        le.append_option(f32_opt(r.res.log_evidence));
+        fl.append_value(r.res.flags as i64);
+        fr.append_value(&r.res.flag_reason);
+    }
+    cols.push(Arc::new(nb.finish()));
+    cols.push(Arc::new(hp.finish()));
+    cols.push(Arc::new(ns.finish()));
+    cols.push(Arc::new(ne.finish()));
+    cols.push(Arc::new(se.finish()));
+    cols.push(Arc::new(le.finish()));
+    cols.push(Arc::new(fl.finish()));
+    cols.push(Arc::new(fr.finish()));
+    RecordBatch::try_new(posterior_schema(), cols).context("building the posterior batch (bug)")
+}
+
+/// Samples rows as a record batch (null lists for stars without samples).
+pub fn samples_batch(rows: &[OutRow]) -> Result<RecordBatch> {
+    let n = rows.len();
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    let mut ids = Int64Builder::with_capacity(n);
+    for r in rows {
+        ids.append_option((!r.null_id).then_some(r.res.source_id));
+    }
+    cols.push(Arc::new(ids.finish()));
+    for p in 0..PARAM_NAMES.len() {
+        let mut b = ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new(
+            "item",
+            DataType::Float32,
+            false,
+        )));
+        for r in rows {
+            match &r.res.samples {
+                Some(s) => {
+                    for d in s {
+                        b.values().append_value(d[p]);
+                    }
+                    b.append(true);
+                }
+                None => b.append(false),
+            }
+        }
+        cols.push(Arc::new(b.finish()));
+    }
+    RecordBatch::try_new(samples_schema(), cols).context("building the samples batch (bug)")
+}
+
+/// Metadata and encoding shared by all output files of a run.
+#[derive(Clone, Debug)]
+pub struct SinkSettings {
+    /// Codec.
+    pub compression: Compression,
+    /// Rows per row group.
+    pub row_group_rows: usize,
+    /// Key-value metadata common to every file (model id, config, fingerprint...).
+    pub metadata: Vec<(String, String)>,
+    /// Write the samples table.
+    pub samples: bool,
+}
+
+impl SinkSettings {
+    fn props(&self, extra: &[(String, String)]) -> WriterProperties {
+        let codec = match self.compression {
+            Compression::Zstd => parquet::basic::Compression::ZSTD(ZstdLevel::default()),
+            Compression::Snappy => parquet::basic::Compression::SNAPPY,
+            Compression::Lz4 => parquet::basic::Compression::LZ4_RAW,
+            Compression::None => parquet::basic::Compression::UNCOMPRESSED,
+        };
+        let kv = self
+            .metadata
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+            .collect();
+        // Dictionary encoding only where values repeat (flags, reasons, counts): for the
+        // float summaries it would only cost memory and time before falling back to plain.
+        let mut b = WriterProperties::builder().set_dictionary_enabled(false);
+        for c in ["flags", "flag_reason", "n_bands", "n_samples"] {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(c), true);
+        }
+        b.set_compression(codec)
+            .set_max_row_group_row_count(Some(self.row_group_rows))
+            .set_key_value_metadata(Some(kv))
+            .build()
+    }
+}
+
+type Writer = AsyncArrowWriter<BufWriter>;
+
+/// One output part being written: reorders results into input order and streams them out.
+pub struct PartSink {
+    /// Output file name.
+    pub name: String,
+    /// Output URI (for messages).
+    pub uri: String,
+    main: Writer,
+    samples: Option<Writer>,
+    next: u32,
+    pending: BTreeMap<u32, OutRow>,
+    ready: Vec<OutRow>,
+    expected: Option<u32>,
+    /// Input rows written so far.
+    pub rows_done: u64,
+}
+
+impl PartSink {
+    /// Start writing part `name` (nothing is visible in the output until [`commit`]).
+    ///
+    /// [`commit`]: PartSink::commit
+    pub fn open(
+        target: &OutputTarget,
+        name: &str,
+        settings: &SinkSettings,
+        extra: &[(String, String)],
+    ) -> Result<PartSink> {
+        let mk = |file: &str, schema: SchemaRef, table: &str| -> Result<Writer> {
+            let buf = BufWriter::new(target.store.clone(), target.path(file));
+            let mut kv = extra.to_vec();
+            kv.push(("sedflow.table".into(), table.into()));
+            AsyncArrowWriter::try_new(buf, schema, Some(settings.props(&kv)))
+                .with_context(|| format!("{}: creating the Parquet writer", target.uri(file)))
+        };
+        let samples = if settings.samples {
+            Some(mk(
+                &format!("{SAMPLES_DIR}/{name}"),
+                samples_schema(),
+                "samples",
+            )?)
+        } else {
+            None
+        };
+        Ok(PartSink {
+            name: name.to_string(),
+            uri: target.uri(name),
+            main: mk(name, posterior_schema(), "posterior")?,
+            samples,
+            next: 0,
+            pending: BTreeMap::new(),
+            ready: Vec::new(),
+            expected: None,
+            rows_done: 0,
+        })
+    }
+
+    /// Add the row for output position `idx`.
+    pub fn insert(&mut self, idx: u32, row: OutRow) {
+        debug_assert!(idx >= self.next, "row {idx} of {} twice", self.name);
+        self.pending.insert(idx, row);
+        while let Some(r) = self.pending.remove(&self.next) {
+            self.ready.push(r);
+            self.next += 1;
+        }
+    }
+
+    /// The reader has finished the part: it has `n` output rows.
+    pub fn set_expected(&mut self, n: u32) {
+        self.expected = Some(n);
+    }
+
+    /// All rows have arrived.
+    pub fn is_complete(&self) -> bool {
+        self.expected == Some(self.next)
+    }
+
+    /// Rows waiting for an earlier row (reorder buffer).
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Encode the rows that are in order; all of them when `force`, else whole chunks.
+    pub async fn write_ready(&mut self, force: bool) -> Result<()> {
+        while self.ready.len() >= WRITE_CHUNK_ROWS || (force && !self.ready.is_empty()) {
+            let k = self.ready.len().min(WRITE_CHUNK_ROWS);
+            let rows: Vec<OutRow> = self.ready.drain(..k).collect();
+            let b = posterior_batch(&rows)?;
+            self.main
+                .write(&b)
+                .await
+                .with_context(|| format!("writing {}", self.uri))?;
+            if let Some(s) = &mut self.samples {
+                let b = samples_batch(&rows)?;
+                s.write(&b)
+                    .await
+                    .with_context(|| format!("writing samples for {}", self.uri))?;
+            }
+            self.rows_done += rows.iter().map(|r| r.n_rows as u64).sum::<u64>();
+        }
+        Ok(())
+    }
+
+    /// Finish and publish: the samples table first, then the posterior table.
+    pub async fn commit(mut self) -> Result<()> {
+        self.write_ready(true).await?;
+        if let Some(mut s) = self.samples.take() {
+            s.finish()
+                .await
+                .with_context(|| format!("completing samples for {}", self.uri))?;
+        }
+        self.main
+            .finish()
+            .await
+            .with_context(|| format!("completing {}", self.uri))?;
+        Ok(())
+    }
+
+    /// Give up on the part: abort the uploads (nothing appears in the output).
+    pub async fn abort(self) {
+        if let Some(s) = self.samples {
+            let _ = s.into_inner().abort().await;
+        }
+        let _ = self.main.into_inner().abort().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infer::flags;
+
+    #[test]
+    fn schema_matches_batches_and_nan_is_null() {
+        let mut r = StarResult::unprocessed(5, flags::NO_USABLE_BANDS, "none".into());
+        r.samples = Some(vec![[1.0; 6], [2.0; 6]]);
+        let rows = vec![
+            OutRow {
+                res: r.clone(),
+                null_id: false,
+                n_rows: 1,
+            },
+            OutRow {
+                res: StarResult::unprocessed(0, flags::NULL_SOURCE_ID, "null".into()),
+                null_id: true,
+                n_rows: 1,
+            },
+        ];
+        let b = posterior_batch(&rows).unwrap();
+        assert_eq!(b.num_columns(), 1 + 6 * 6 + 8);
+        assert_eq!(b.column(0).null_count(), 1);
+        assert_eq!(b.column(1).null_count(), 2);
+        let s = samples_batch(&rows).unwrap();
+        assert_eq!(s.column(1).null_count(), 1);
+    }
+}
