@@ -158,7 +158,7 @@ fn bench_flow(
     let t1 = median_time(repeats, || {
         engine
             .proposal
-            .sample(one, samples, &seeds[..stars], &mut th, &mut lq)
+            .sample(one, samples, &seeds[..stars], &mut th, &mut lq);
     });
     let nt = rayon::current_num_threads();
     let tn = median_time(repeats, || {

@@ -7,8 +7,7 @@ use crate::infer::importance::ImportanceEngine;
 use crate::infer::mcmc::{self, McmcConfig};
 use crate::infer::{Engine, InferSettings};
 use crate::nn::proposal::FlowProposal;
-use crate::physics::{ForwardModel, PARAM_NAMES};
-use crate::prior::{Prior, PriorConfig};
+use crate::physics::PARAM_NAMES;
 use crate::util::stats::weighted_quantiles;
 use anyhow::Result;
 use clap::Args;
@@ -47,19 +46,7 @@ pub struct EvaluateArgs {
 
 /// Build the importance-sampling engine over a flow proposal.
 pub fn flow_engine(model: Option<&PathBuf>) -> Result<ImportanceEngine<FlowProposal>> {
-    let proposal = match model {
-        Some(dir) => FlowProposal::load_dir(dir, &candle_core::Device::Cpu)?,
-        None => crate::infer::default_flow_proposal()?,
-    };
-    let fm = ForwardModel::embedded().clone();
-    let noise = proposal.card.noise.clone();
-    Ok(ImportanceEngine {
-        prior: Prior::new(&fm, PriorConfig::default()),
-        fm,
-        noise,
-        proposal,
-        chunk: 64,
-    })
+    crate::infer::flow_engine(model.map(|p| p.as_path()))
 }
 
 /// Run `sedflow evaluate`.

@@ -1,7 +1,7 @@
 //! `sedflow mcmc`: the reference ensemble MCMC for one star of a catalogue (default input
 //! columns), printing posterior quantiles, autocorrelation times and effective samples.
 
-use super::simulate::CATALOGUE_COLUMNS;
+use super::simulate::catalogue_columns_map;
 use crate::infer::mcmc::{self, McmcConfig};
 use crate::infer::QUANTILES;
 use crate::likelihood::{Measurement, NoiseModel, StarObs};
@@ -60,13 +60,13 @@ pub fn read_star(
         .position(|&x| x as i64 == source_id)
         .with_context(|| format!("{}: no star with source_id {source_id}", path.display()))?;
     let mut phot = Vec::new();
-    for (band, mag_col, err_col) in CATALOGUE_COLUMNS {
+    for (band, mag_col, err_col) in &catalogue_columns_map() {
         let name = if gaia_dr2 {
             band.replace("gaia_", "gaia_dr2_")
         } else {
             band.to_string()
         };
-        if let (Some(m), Some(e)) = (cols.get(*mag_col), cols.get(*err_col)) {
+        if let (Some(m), Some(e)) = (cols.get(mag_col), cols.get(err_col)) {
             let (m, e) = (m[row], e[row]);
             if m.is_finite() && e.is_finite() && e > 0.0 {
                 phot.push(Measurement {

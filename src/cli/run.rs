@@ -53,6 +53,9 @@ pub struct RunArgs {
     /// Progress display.
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     progress: ProgressArg,
+    /// Neural-posterior directory (weights.safetensors + card.json); default: the embedded model.
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 /// Keep the memory glibc holds flat over a long run. By default glibc raises its mmap
@@ -97,7 +100,10 @@ pub fn run(a: RunArgs) -> Result<i32> {
             std::env::var(k).ok()
         })?;
         tune_allocator();
-        let engine = crate::infer::default_engine()?;
+        let engine: Box<dyn crate::infer::Engine> = match &a.model {
+            Some(dir) => Box::new(crate::infer::flow_engine(Some(dir))?),
+            None => crate::infer::default_engine()?,
+        };
         let opts = RunOptions {
             input: a.input.clone(),
             output: a.output.clone(),

@@ -10,34 +10,15 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
-/// Catalogue column names (magnitude, error) of each band, the pipeline's default input
-/// contract. Gaia columns hold DR3 or DR2 photometry depending on the catalogue.
-pub const CATALOGUE_COLUMNS: &[(&str, &str, &str)] = &[
-    ("gaia_g", "phot_g_mean_mag", "phot_g_mean_mag_error"),
-    ("gaia_bp", "phot_bp_mean_mag", "phot_bp_mean_mag_error"),
-    ("gaia_rp", "phot_rp_mean_mag", "phot_rp_mean_mag_error"),
-    ("tmass_j", "j_m", "j_msigcom"),
-    ("tmass_h", "h_m", "h_msigcom"),
-    ("tmass_ks", "ks_m", "ks_msigcom"),
-    ("wise_w1", "w1mpro", "w1mpro_error"),
-    ("wise_w2", "w2mpro", "w2mpro_error"),
-    ("ps1_g", "g_mean_psf_mag", "g_mean_psf_mag_error"),
-    ("ps1_r", "r_mean_psf_mag", "r_mean_psf_mag_error"),
-    ("ps1_i", "i_mean_psf_mag", "i_mean_psf_mag_error"),
-    ("ps1_z", "z_mean_psf_mag", "z_mean_psf_mag_error"),
-    ("ps1_y", "y_mean_psf_mag", "y_mean_psf_mag_error"),
-    ("sdss_u", "sdss_u_mag", "sdss_u_mag_error"),
-    ("sdss_g", "sdss_g_mag", "sdss_g_mag_error"),
-    ("sdss_r", "sdss_r_mag", "sdss_r_mag_error"),
-    ("sdss_i", "sdss_i_mag", "sdss_i_mag_error"),
-    ("sdss_z", "sdss_z_mag", "sdss_z_mag_error"),
-    ("lsst_u", "lsst_u_mag", "lsst_u_mag_error"),
-    ("lsst_g", "lsst_g_mag", "lsst_g_mag_error"),
-    ("lsst_r", "lsst_r_mag", "lsst_r_mag_error"),
-    ("lsst_i", "lsst_i_mag", "lsst_i_mag_error"),
-    ("lsst_z", "lsst_z_mag", "lsst_z_mag_error"),
-    ("lsst_y", "lsst_y_mag", "lsst_y_mag_error"),
-];
+/// Catalogue column names (band, magnitude column, error column): the pipeline's default
+/// input mapping (one source of truth: `pipeline::config::default_band_columns`), with the
+/// Gaia columns named by their DR3 bands.
+pub fn catalogue_columns_map() -> Vec<(String, String, String)> {
+    crate::pipeline::config::default_band_columns(crate::pipeline::config::GaiaRelease::Dr3)
+        .into_iter()
+        .map(|c| (c.band, c.column, c.error.unwrap_or_default()))
+        .collect()
+}
 
 /// Gaia data release of the simulated Gaia photometry.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
@@ -109,8 +90,9 @@ pub fn catalogue_columns(
     };
     cols.push(Column::F32("parallax".into(), plx(|p| p.0)));
     cols.push(Column::F32("parallax_error".into(), plx(|p| p.1)));
-    for (band, mag_col, err_col) in CATALOGUE_COLUMNS {
-        let name = match (release, *band) {
+    let map = catalogue_columns_map();
+    for (band, mag_col, err_col) in &map {
+        let name = match (release, band.as_str()) {
             (GaiaRelease::Dr2, "gaia_g") => "gaia_dr2_g",
             (GaiaRelease::Dr2, "gaia_bp") => "gaia_dr2_bp",
             (GaiaRelease::Dr2, "gaia_rp") => "gaia_dr2_rp",
@@ -142,7 +124,7 @@ pub fn catalogue_columns(
     for b in covered {
         let name = fm.bands().name(b as usize);
         let base = name.replace("gaia_dr2_", "gaia_");
-        if !CATALOGUE_COLUMNS.iter().any(|c| c.0 == base) {
+        if !map.iter().any(|c| c.0 == base) {
             bail!("simulated band {name} has no catalogue column");
         }
     }

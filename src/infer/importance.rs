@@ -9,6 +9,43 @@ use crate::prior::Prior;
 use crate::util::rng::{derive_seed, Rng};
 use crate::util::stats::weighted_quantiles;
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Time a proposal spent encoding observations and drawing samples [s].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SampleTimes {
+    /// Encoding the observations (set encoder).
+    pub encode_s: f64,
+    /// Drawing samples with their log densities.
+    pub sample_s: f64,
+}
+
+/// CPU time per inference sub-stage, summed over threads [ns].
+#[derive(Debug, Default)]
+pub struct StageClock {
+    encode: AtomicU64,
+    flow: AtomicU64,
+    likelihood: AtomicU64,
+    summaries: AtomicU64,
+}
+
+impl StageClock {
+    fn add(cell: &AtomicU64, seconds: f64) {
+        cell.fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
+    }
+
+    /// (stage, CPU seconds) so far.
+    pub fn snapshot(&self) -> Vec<(&'static str, f64)> {
+        let s = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 * 1e-9;
+        vec![
+            ("encode", s(&self.encode)),
+            ("flow sampling", s(&self.flow)),
+            ("likelihood+prior", s(&self.likelihood)),
+            ("summaries", s(&self.summaries)),
+        ]
+    }
+}
 
 /// A proposal distribution: draws samples with their exact log densities.
 pub trait Proposal: Send + Sync {
@@ -23,7 +60,7 @@ pub trait Proposal: Send + Sync {
         seeds: &[u64],
         thetas: &mut Vec<Theta>,
         log_q: &mut Vec<f64>,
-    );
+    ) -> SampleTimes;
 }
 
 /// The prior as proposal: always valid, inefficient when the data are informative.
@@ -44,7 +81,8 @@ impl Proposal for PriorProposal<'_> {
         seeds: &[u64],
         thetas: &mut Vec<Theta>,
         log_q: &mut Vec<f64>,
-    ) {
+    ) -> SampleTimes {
+        let t0 = Instant::now();
         thetas.clear();
         log_q.clear();
         for s in 0..stars.len() {
@@ -54,6 +92,10 @@ impl Proposal for PriorProposal<'_> {
                 log_q.push(self.prior.log_prob(&t));
                 thetas.push(t);
             }
+        }
+        SampleTimes {
+            encode_s: 0.0,
+            sample_s: t0.elapsed().as_secs_f64(),
         }
     }
 }
@@ -115,6 +157,8 @@ pub struct ImportanceEngine<P: Proposal> {
     pub proposal: P,
     /// Stars per proposal call (the flow batches its encoder over them).
     pub chunk: usize,
+    /// CPU time per sub-stage (for benchmarks).
+    pub clock: StageClock,
 }
 
 impl<P: Proposal> ImportanceEngine<P> {
@@ -124,15 +168,25 @@ impl<P: Proposal> ImportanceEngine<P> {
         let active: Vec<usize> = (0..stars.len())
             .filter(|&i| !stars[i].phot.is_empty())
             .collect();
-        let act_stars: Vec<StarObs> = active.iter().map(|&i| stars[i].clone()).collect();
+        // the engine's contract gives stars with photometry; copy only if some lack it
+        let owned: Vec<StarObs>;
+        let act_stars: &[StarObs] = if active.len() == stars.len() {
+            stars
+        } else {
+            owned = active.iter().map(|&i| stars[i].clone()).collect();
+            &owned
+        };
         let seeds: Vec<u64> = act_stars
             .iter()
             .map(|s| derive_seed(settings.seed, &[s.source_id as u64]))
             .collect();
         let mut thetas = Vec::with_capacity(n * act_stars.len());
         let mut log_q = Vec::with_capacity(n * act_stars.len());
-        self.proposal
-            .sample(&act_stars, n, &seeds, &mut thetas, &mut log_q);
+        let times = self
+            .proposal
+            .sample(act_stars, n, &seeds, &mut thetas, &mut log_q);
+        StageClock::add(&self.clock.encode, times.encode_s);
+        StageClock::add(&self.clock.flow, times.sample_s);
         let mut out: Vec<StarResult> = stars
             .iter()
             .map(|s| {
@@ -146,7 +200,9 @@ impl<P: Proposal> ImportanceEngine<P> {
         let mut mags = Vec::new();
         let mut log_w = vec![0f64; n];
         let mut log_l = vec![0f64; n];
+        let (mut t_like, mut t_sum) = (0f64, 0f64);
         for (a, &i) in active.iter().enumerate() {
+            let t0 = Instant::now();
             let star = &stars[i];
             let prep = PreparedStar::new(star, &self.noise);
             let th = &thetas[a * n..(a + 1) * n];
@@ -164,8 +220,13 @@ impl<P: Proposal> ImportanceEngine<P> {
                     f64::NEG_INFINITY
                 };
             }
+            let t1 = Instant::now();
             out[i] = self.summarise(star, &prep, th, &log_w, &log_l, seeds[a], settings);
+            t_like += (t1 - t0).as_secs_f64();
+            t_sum += t1.elapsed().as_secs_f64();
         }
+        StageClock::add(&self.clock.likelihood, t_like);
+        StageClock::add(&self.clock.summaries, t_sum);
         out
     }
 
@@ -282,6 +343,10 @@ impl<P: Proposal> Engine for ImportanceEngine<P> {
         format!("{} | forward {}", self.proposal.id(), self.fm.id())
     }
 
+    fn stage_times(&self) -> Vec<(&'static str, f64)> {
+        self.clock.snapshot()
+    }
+
     fn band_names(&self) -> Vec<String> {
         self.fm
             .bands()
@@ -359,6 +424,7 @@ mod tests {
                 prior: Prior::default_embedded(),
             },
             chunk: 8,
+            clock: Default::default(),
         };
         let settings = InferSettings {
             n_samples: 200_000,

@@ -149,31 +149,45 @@ pub trait Engine: Send + Sync {
     /// One result per star, in order. Stars must have validated measurements (finite
     /// magnitudes, positive errors); stars without any measurement get an unprocessed row.
     fn infer(&self, stars: &[StarObs], settings: &InferSettings) -> Vec<StarResult>;
+    /// CPU seconds spent so far per inference sub-stage (encode, flow sampling, likelihood,
+    /// summaries), summed over threads; empty if the engine does not measure them.
+    fn stage_times(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
 }
 
-/// The engine `sedflow run` uses by default.
-///
-/// Today: importance sampling with the prior as proposal over the embedded (calibrated)
-/// forward model. The embedded neural posterior replaces the proposal once it is trained
-/// (issue: neural posterior).
-pub fn default_engine() -> anyhow::Result<Box<dyn Engine>> {
+/// The importance-sampling engine over the neural posterior in `model_dir` (weights +
+/// card), or over the embedded default model; likelihood and prior are the calibrated
+/// embedded forward model and the physical prior.
+pub fn flow_engine(
+    model_dir: Option<&std::path::Path>,
+) -> anyhow::Result<importance::ImportanceEngine<crate::nn::proposal::FlowProposal>> {
     use crate::likelihood::NoiseModel;
     use crate::physics::ForwardModel;
-    use crate::prior::Prior;
+    use crate::prior::{Prior, PriorConfig};
+    let proposal = match model_dir {
+        Some(dir) => crate::nn::proposal::FlowProposal::load_dir(dir, &candle_core::Device::Cpu)?,
+        None => crate::nn::proposal::FlowProposal::embedded()?,
+    };
     let fm = ForwardModel::embedded().clone();
-    let noise = NoiseModel::default_for(&fm);
-    Ok(Box::new(importance::ImportanceEngine {
+    let bands: Vec<&str> = fm.bands().names();
+    if proposal.card.config.bands != bands {
+        anyhow::bail!(
+            "the model's bands differ from the forward model's registry: retrain the model"
+        );
+    }
+    Ok(importance::ImportanceEngine {
+        prior: Prior::new(&fm, PriorConfig::default()),
+        noise: NoiseModel::default_for(&fm),
         fm,
-        prior: Prior::default_embedded().clone(),
-        noise,
-        proposal: importance::PriorProposal {
-            prior: Prior::default_embedded(),
-        },
-        chunk: 16,
-    }))
+        proposal,
+        chunk: 64,
+        clock: Default::default(),
+    })
 }
 
-/// The embedded default neural posterior as a proposal.
-pub fn default_flow_proposal() -> anyhow::Result<crate::nn::proposal::FlowProposal> {
-    anyhow::bail!("no default neural posterior is embedded in this build; pass --model DIR")
+/// The engine `sedflow run` uses by default: importance sampling with the embedded neural
+/// posterior as proposal.
+pub fn default_engine() -> anyhow::Result<Box<dyn Engine>> {
+    Ok(Box::new(flow_engine(None)?))
 }

@@ -131,30 +131,30 @@ impl Mlp {
 
 /// One pre-norm self-attention block.
 pub struct Block {
-    ln1: LayerNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    proj: Linear,
-    ln2: LayerNorm,
-    ff1: Linear,
-    ff2: Linear,
+    pub(crate) ln1: LayerNorm,
+    pub(crate) q: Linear,
+    pub(crate) k: Linear,
+    pub(crate) v: Linear,
+    pub(crate) proj: Linear,
+    pub(crate) ln2: LayerNorm,
+    pub(crate) ff1: Linear,
+    pub(crate) ff2: Linear,
 }
 
 /// The set encoder.
 pub struct SetEncoder {
     /// Configuration.
     pub cfg: EncoderConfig,
-    emb: Tensor,
-    mag: Mlp,
-    err: Mlp,
-    plx: Mlp,
-    blocks: Vec<Block>,
-    pool_seed: Tensor,
-    pool_ln: LayerNorm,
-    pool_k: Linear,
-    pool_v: Linear,
-    out: Mlp,
+    pub(crate) emb: Tensor,
+    pub(crate) mag: Mlp,
+    pub(crate) err: Mlp,
+    pub(crate) plx: Mlp,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) pool_seed: Tensor,
+    pub(crate) pool_ln: LayerNorm,
+    pub(crate) pool_k: Linear,
+    pub(crate) pool_v: Linear,
+    pub(crate) out: Mlp,
 }
 
 /// Token tensors on a device.

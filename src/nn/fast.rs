@@ -25,11 +25,14 @@ pub struct FastMade {
     /// Layer-2 weights [h][h], both axes sorted.
     w2: Vec<f32>,
     b2: Vec<f32>,
-    /// Output weights by variable index [d][h] (sorted hidden axis).
-    w3: Vec<f32>,
     b3: Vec<f32>,
-    w4: Vec<f32>,
     b4: Vec<f32>,
+    /// Context -> hidden weights of both layers, sorted rows [h][ctx].
+    c1: Vec<f32>,
+    c2: Vec<f32>,
+    /// Shift (w3) and log-scale (w4) output rows by variable index, sorted hidden axis,
+    /// interleaved: [d][2][h].
+    w34: Vec<f32>,
     clip: f32,
 }
 
@@ -108,6 +111,14 @@ impl FastMaf {
                     }
                 }
             }
+            let mut w34 = vec![0f32; 2 * d * h];
+            for i in 0..d {
+                w34[2 * i * h..(2 * i + 1) * h].copy_from_slice(&w3[i * h..(i + 1) * h]);
+                w34[(2 * i + 1) * h..(2 * i + 2) * h].copy_from_slice(&w4[i * h..(i + 1) * h]);
+            }
+            let (c1o, c2o) = (to_vec2(blk.c1.weight())?, to_vec2(blk.c2.weight())?);
+            let c1: Vec<f32> = perm.iter().flat_map(|&j| c1o[j].clone()).collect();
+            let c2: Vec<f32> = perm.iter().flat_map(|&j| c2o[j].clone()).collect();
             let b1 = perm.iter().map(|&j| b1o[j]).collect();
             let b2 = perm.iter().map(|&j| b2o[j]).collect();
             blocks.push(FastMade {
@@ -118,10 +129,11 @@ impl FastMaf {
                 b1,
                 w2,
                 b2,
-                w3,
                 b3,
-                w4,
                 b4,
+                c1,
+                c2,
+                w34,
                 clip: maf.cfg.alpha_clip as f32,
             });
         }
@@ -130,6 +142,18 @@ impl FastMaf {
             dim: d,
             hidden: h,
         })
+    }
+
+    /// Block k's context terms (sorted layout) from a context vector.
+    pub fn context_terms(&self, k: usize, ctx: &[f32], out1: &mut Vec<f32>, out2: &mut Vec<f32>) {
+        let blk = &self.blocks[k];
+        let c = ctx.len();
+        out1.clear();
+        out2.clear();
+        for (r1, r2) in blk.c1.chunks_exact(c).zip(blk.c2.chunks_exact(c)) {
+            out1.push(r1.iter().zip(ctx).map(|(w, x)| w * x).sum());
+            out2.push(r2.iter().zip(ctx).map(|(w, x)| w * x).sum());
+        }
     }
 
     /// Per-block context terms in sorted layout from the candle flow's context terms
@@ -226,7 +250,7 @@ impl FastMaf {
         ws.h1.resize(h * n, 0.0);
         ws.h2.resize(h * n, 0.0);
         ws.acc.resize(n, 0.0);
-        ws.mu.resize(n, 0.0);
+        ws.mu.resize(2 * n, 0.0);
         ws.alpha_sum.clear();
         ws.alpha_sum.resize(n, 0.0);
         for (k, blk) in self.blocks.iter().enumerate().rev() {
@@ -247,40 +271,44 @@ impl FastMaf {
                     }
                     out.iter_mut().for_each(|o| *o = o.max(0.0));
                 }
-                // layer 2, units of degree r: layer-1 units of degree <= r
-                for j in prev_end..end {
-                    let bias = blk.b2[j] + c2[j];
-                    let row = &blk.w2[j * h..j * h + end];
-                    dot_rows::<FMA>(bias, row, &ws.h1, n, &mut ws.h2[j * n..(j + 1) * n]);
-                    ws.h2[j * n..(j + 1) * n]
-                        .iter_mut()
-                        .for_each(|o| *o = o.max(0.0));
+                // layer 2, units of degree r: layer-1 units of degree <= r, four at a time
+                let mut j = prev_end;
+                while j < end {
+                    let m = (end - j).min(4);
+                    let mut bias = [0f32; 4];
+                    for q in 0..m {
+                        bias[q] = blk.b2[j + q] + c2[j + q];
+                    }
+                    let w = &blk.w2[j * h..];
+                    let out = &mut ws.h2[j * n..(j + m) * n];
+                    match m {
+                        4 => dense::<4, FMA>(&bias, w, h, end, &ws.h1, n, out),
+                        3 => dense::<3, FMA>(&bias, w, h, end, &ws.h1, n, out),
+                        2 => dense::<2, FMA>(&bias, w, h, end, &ws.h1, n, out),
+                        _ => dense::<1, FMA>(&bias, w, h, end, &ws.h1, n, out),
+                    }
+                    out.iter_mut().for_each(|o| *o = o.max(0.0));
+                    j += m;
                 }
                 prev_end = end;
-                // outputs of the variable of rank r: layer-2 units of degree <= r
+                // shift and log-scale of the variable of rank r, side by side [mu | raw]:
+                // layer-2 units of degree <= r
                 let i = blk.order[r];
-                dot_rows::<FMA>(
-                    blk.b3[i],
-                    &blk.w3[i * h..i * h + end],
-                    &ws.h2,
-                    n,
-                    &mut ws.mu,
-                );
-                dot_rows::<FMA>(
-                    blk.b4[i],
-                    &blk.w4[i * h..i * h + end],
-                    &ws.h2,
-                    n,
-                    &mut ws.acc,
-                );
-                let mu = &ws.mu;
+                let bias = [blk.b3[i], blk.b4[i], 0.0, 0.0];
+                dense::<2, FMA>(&bias, &blk.w34[2 * i * h..], h, end, &ws.h2, n, &mut ws.mu);
+                let (mu, raw) = ws.mu.split_at(n);
                 let clip = blk.clip;
                 let xi = &ws.x[i * n..(i + 1) * n];
                 let yi = &mut ws.y[i * n..(i + 1) * n];
-                for t in 0..n {
-                    let a = clip * fast_tanh(ws.acc[t] / clip);
-                    yi[t] = xi[t] * fast_exp(a) + mu[t];
-                    ws.alpha_sum[t] += a;
+                for (((y, &x), (&m, &r)), s) in yi
+                    .iter_mut()
+                    .zip(xi)
+                    .zip(mu.iter().zip(raw))
+                    .zip(ws.alpha_sum.iter_mut())
+                {
+                    let a = clip * fast_tanh(r / clip);
+                    *y = x * fast_exp(a) + m;
+                    *s += a;
                 }
             }
             std::mem::swap(&mut ws.x, &mut ws.y);
@@ -306,24 +334,41 @@ fn axpy<const FMA: bool>(w: f32, x: &[f32], out: &mut [f32]) {
     }
 }
 
-/// out[t] = bias + sum_k row[k] * act[k * n + t], tiled over samples so the accumulators
-/// stay in registers.
+/// J output rows at once: out[q][t] = bias[q] + sum_{k < k_len} w[q * stride + k] act[k][t]
+/// (activations dimension-major, n samples per row). Tiles of J units x 16 samples keep
+/// 2J independent accumulators in registers and reuse every activation load J times.
 #[inline(always)]
-fn dot_rows<const FMA: bool>(bias: f32, row: &[f32], act: &[f32], n: usize, out: &mut [f32]) {
+fn dense<const J: usize, const FMA: bool>(
+    bias: &[f32; 4],
+    w: &[f32],
+    stride: usize,
+    k_len: usize,
+    act: &[f32],
+    n: usize,
+    out: &mut [f32],
+) {
     let mut t0 = 0;
     while t0 < n {
-        let mut acc = [bias; TILE];
-        for (k, &w) in row.iter().enumerate() {
+        let mut acc = [[0f32; TILE]; J];
+        for q in 0..J {
+            acc[q] = [bias[q]; TILE];
+        }
+        for k in 0..k_len {
             let a: &[f32; TILE] = act[k * n + t0..k * n + t0 + TILE].try_into().unwrap();
-            for l in 0..TILE {
-                acc[l] = if FMA {
-                    w.mul_add(a[l], acc[l])
-                } else {
-                    acc[l] + w * a[l]
-                };
+            for q in 0..J {
+                let wq = w[q * stride + k];
+                for l in 0..TILE {
+                    acc[q][l] = if FMA {
+                        wq.mul_add(a[l], acc[q][l])
+                    } else {
+                        acc[q][l] + wq * a[l]
+                    };
+                }
             }
         }
-        out[t0..t0 + TILE].copy_from_slice(&acc);
+        for q in 0..J {
+            out[q * n + t0..q * n + t0 + TILE].copy_from_slice(&acc[q]);
+        }
         t0 += TILE;
     }
 }
@@ -331,8 +376,10 @@ fn dot_rows<const FMA: bool>(bias: f32, row: &[f32], act: &[f32], n: usize, out:
 /// e^x for |x| < 87 with ~2e-7 relative error (vectorisable, no libm).
 #[inline(always)]
 pub fn fast_exp(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 87.0);
-    let k = (x * std::f32::consts::LOG2_E).round();
+    let x = x.max(-87.0).min(87.0);
+    // round to nearest with the 1.5 * 2^23 trick (vectorises, unlike f32::round)
+    const MAGIC: f32 = 12_582_912.0;
+    let k = (x * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
     let r = x - k * 0.693_145_75 - k * 1.428_606_8e-6;
     // e^r on |r| <= 0.347: degree-6 Taylor/minimax
     let p = 1.0
@@ -346,7 +393,7 @@ pub fn fast_exp(x: f32) -> f32 {
 /// tanh(x) via e^(2x) (vectorisable).
 #[inline(always)]
 pub fn fast_tanh(x: f32) -> f32 {
-    let x = x.clamp(-15.0, 15.0);
+    let x = x.max(-15.0).min(15.0);
     let e = fast_exp(2.0 * x);
     (e - 1.0) / (e + 1.0)
 }

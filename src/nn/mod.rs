@@ -3,6 +3,7 @@
 
 pub mod encoder;
 pub mod fast;
+pub mod fast_encoder;
 pub mod flow;
 pub mod model;
 pub mod param;

@@ -4,9 +4,10 @@
 //! sampler (or candle's reference sampler on a GPU).
 
 use super::fast::{FastMaf, Workspace};
+use super::fast_encoder::FastEncoder;
 use super::model::{ModelCard, NeuralPosterior};
 use super::tokens::TokenBatch;
-use crate::infer::importance::Proposal;
+use crate::infer::importance::{Proposal, SampleTimes};
 use crate::likelihood::StarObs;
 use crate::physics::Theta;
 use crate::util::rng::Rng;
@@ -14,12 +15,19 @@ use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use std::cell::RefCell;
 
+/// Weights of the default model, embedded in the binary.
+pub static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../models/default/weights.safetensors");
+/// Card of the default model.
+pub static DEFAULT_CARD: &str = include_str!("../../models/default/card.json");
+
 /// Neural posterior proposal.
 pub struct FlowProposal {
     /// The network.
     pub model: NeuralPosterior,
     /// Fast CPU sampler built from the same weights.
     pub fast: FastMaf,
+    /// Plain-Rust encoder built from the same weights (one star at a time).
+    pub encoder: FastEncoder,
     /// Model card.
     pub card: ModelCard,
 }
@@ -33,7 +41,13 @@ impl FlowProposal {
     pub fn from_bytes(weights: &[u8], card: ModelCard, device: &Device) -> Result<Self> {
         let model = NeuralPosterior::from_bytes(&card.config, weights, device)?;
         let fast = FastMaf::from_maf(&model.flow)?;
-        Ok(FlowProposal { model, fast, card })
+        let encoder = FastEncoder::from_encoder(&model.encoder)?;
+        Ok(FlowProposal {
+            model,
+            fast,
+            encoder,
+            card,
+        })
     }
 
     /// Load `weights.safetensors` and `card.json` from a directory.
@@ -47,23 +61,28 @@ impl FlowProposal {
         Self::from_bytes(&w, card, device)
     }
 
-    /// Per-star sorted context terms for every block: [star][block] -> (c1, c2).
-    fn context_terms(&self, stars: &[StarObs]) -> Result<Vec<Vec<(Vec<f32>, Vec<f32>)>>> {
-        let tb = TokenBatch::build(stars, self.card.config.encoder.n_bands);
-        let ctx = self.model.context(&tb)?;
-        let h = self.fast.hidden;
-        let mut out = vec![Vec::with_capacity(self.fast.blocks.len()); stars.len()];
-        for (k, blk) in self.model.flow.blocks.iter().enumerate() {
-            let (c1, c2) = blk.context_terms(&ctx)?;
-            let (c1, c2) = (c1.to_vec2::<f32>()?, c2.to_vec2::<f32>()?);
-            for s in 0..stars.len() {
-                let mut a = vec![0f32; h];
-                let mut b = vec![0f32; h];
-                self.fast.sorted_context(k, &c1[s], &c2[s], &mut a, &mut b);
-                out[s].push((a, b));
-            }
-        }
-        Ok(out)
+    /// The embedded default model.
+    pub fn embedded() -> Result<Self> {
+        let card: ModelCard = serde_json::from_str(DEFAULT_CARD).context("embedded model card")?;
+        Self::from_bytes(DEFAULT_WEIGHTS, card, &Device::Cpu)
+    }
+
+    /// Per-star sorted context terms for every block: [star][block] -> (c1, c2). Each
+    /// star is encoded on its own, so its samples never depend on its batch.
+    fn context_terms(&self, stars: &[StarObs]) -> Vec<Vec<(Vec<f32>, Vec<f32>)>> {
+        stars
+            .iter()
+            .map(|s| {
+                let ctx = self.encoder.context(s);
+                (0..self.fast.blocks.len())
+                    .map(|k| {
+                        let (mut a, mut b) = (Vec::new(), Vec::new());
+                        self.fast.context_terms(k, &ctx, &mut a, &mut b);
+                        (a, b)
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// Draw for one star from base noise (candle reference path; used on GPUs and in
@@ -101,15 +120,15 @@ impl Proposal for FlowProposal {
         seeds: &[u64],
         thetas: &mut Vec<Theta>,
         log_q: &mut Vec<f64>,
-    ) {
+    ) -> SampleTimes {
         thetas.clear();
         log_q.clear();
         if stars.is_empty() {
-            return;
+            return SampleTimes::default();
         }
-        let terms = self
-            .context_terms(stars)
-            .expect("encoder failed on a validated batch");
+        let t0 = std::time::Instant::now();
+        let terms = self.context_terms(stars);
+        let encode_s = t0.elapsed().as_secs_f64();
         let np = padded(n);
         let tr = &self.card.config.transform;
         WORKSPACE.with(|ws| {
@@ -140,5 +159,9 @@ impl Proposal for FlowProposal {
                 }
             }
         });
+        SampleTimes {
+            encode_s,
+            sample_s: t0.elapsed().as_secs_f64() - encode_s,
+        }
     }
 }

@@ -379,3 +379,33 @@ fn fast_sampler_matches_the_candle_reference() {
         );
     }
 }
+
+#[test]
+fn plain_rust_encoder_matches_candle_and_ignores_batch_mates() {
+    use super::fast_encoder::FastEncoder;
+    let cfg = small_config();
+    let varmap = VarMap::new();
+    let model = NeuralPosterior::new(
+        &cfg,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    init_deterministic(&varmap, 41).unwrap();
+    randomise(&varmap, 42, 0.1);
+    let fast = FastEncoder::from_encoder(&model.encoder).unwrap();
+    let s = stars();
+    let reference = model
+        .context(&TokenBatch::build(&s, 27))
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    for (k, star) in s.iter().enumerate() {
+        let c = fast.context(star);
+        for (a, b) in c.iter().zip(&reference[k]) {
+            assert!(
+                (a - b).abs() < 1e-4 * (1.0 + b.abs()),
+                "star {k}: {a} vs {b}"
+            );
+        }
+    }
+}

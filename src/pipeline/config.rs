@@ -428,6 +428,25 @@ pub fn default_band_columns(release: GaiaRelease) -> Vec<BandColumn> {
             error_floor: 0.0,
         });
     }
+    // SDSS PhotoObj PSF magnitudes and LSST object-table PSF magnitudes (AB)
+    for f in ["u", "g", "r", "i", "z"] {
+        v.push(BandColumn {
+            column: format!("psfMag_{f}"),
+            band: format!("sdss_{f}"),
+            error: Some(format!("psfMagErr_{f}")),
+            flux_over_error: None,
+            error_floor: 0.0,
+        });
+    }
+    for f in ["u", "g", "r", "i", "z", "y"] {
+        v.push(BandColumn {
+            column: format!("{f}_psfMag"),
+            band: format!("lsst_{f}"),
+            error: Some(format!("{f}_psfMagErr")),
+            flux_over_error: None,
+            error_floor: 0.0,
+        });
+    }
     v
 }
 

@@ -94,6 +94,8 @@ pub struct RunSummary {
     pub infer_s: f64,
     /// Busy time of the writer stage (reorder + encode + upload) [s].
     pub write_s: f64,
+    /// CPU seconds per inference sub-stage reported by the engine (summed over threads).
+    pub engine_stages: Vec<(&'static str, f64)>,
     /// Error messages (already redacted), one per failed part or file.
     pub errors: Vec<String>,
     /// Peak resident set size of the process [bytes], where the OS reports it.
@@ -120,6 +122,18 @@ impl std::fmt::Display for RunSummary {
             "sedflow run: stage busy time: read+ingest {:.2} s, inference {:.2} s, write {:.2} s",
             self.read_s, self.infer_s, self.write_s
         )?;
+        if !self.engine_stages.is_empty() {
+            let total: f64 = self
+                .engine_stages
+                .iter()
+                .map(|s| s.1)
+                .sum::<f64>()
+                .max(1e-12);
+            write!(f, "\nsedflow run: inference CPU time by sub-stage:")?;
+            for (name, s) in &self.engine_stages {
+                write!(f, " {name} {s:.2} s ({:.0}%)", 100.0 * s / total)?;
+            }
+        }
         if let Some(r) = self.peak_rss_bytes {
             write!(f, "\nsedflow run: peak RSS {:.1} MiB", r as f64 / 1048576.0)?;
         }
@@ -480,6 +494,7 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
     summary.read_s = read_s.as_secs_f64();
     summary.infer_s = infer_s.as_secs_f64();
     summary.write_s = w.busy.as_secs_f64();
+    summary.engine_stages = engine.stage_times();
     summary.parts_written = w.written;
     summary.parts_failed += w.failed;
     summary.rows = w.rows;
