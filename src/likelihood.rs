@@ -39,9 +39,28 @@ pub struct NoiseModel {
 }
 
 impl NoiseModel {
-    /// Default floors: 0.02 mag, 0.04 mag in the u bands (model atmospheres are least
-    /// reliable in the near-UV).
+    /// The model's floors: where the forward model carries a calibration that estimated a
+    /// band's floor (`sedflow calibrate`, maximum marginal likelihood on real stars), that
+    /// floor; otherwise the defaults 0.02 mag, 0.04 mag in the u bands (model atmospheres
+    /// are least reliable in the near-UV).
     pub fn default_for(fm: &ForwardModel) -> NoiseModel {
+        let cal = fm.calibration();
+        let floor = fm
+            .bands()
+            .all()
+            .iter()
+            .map(|b| match cal.and_then(|c| c.floor(b.id)) {
+                Some(f) => f as f32,
+                None if b.name.ends_with("_u") => 0.04,
+                None => 0.02,
+            })
+            .collect();
+        NoiseModel { floor }
+    }
+
+    /// The raw physical model's default floors (0.02 mag, 0.04 mag in the u bands),
+    /// whatever calibration `fm` carries.
+    pub fn defaults(fm: &ForwardModel) -> NoiseModel {
         let floor = fm
             .bands()
             .all()

@@ -31,6 +31,34 @@ struct Truth {
 /// the injected distortion and noise, exact labels with modest quoted errors, a reddening
 /// prior around the true A_V, and parallaxes.
 fn synthetic(n: usize, seed: u64, distort: bool) -> (Vec<LabelledStar>, Vec<Truth>) {
+    synthetic_with(n, seed, distort, &Physics::default())
+}
+
+/// What the synthetic sky does beyond the raw model: extra (model-systematics) noise per band
+/// of BENCHMARK_PHOTOMETRY beyond the reported 0.01 mag, a relative error of each band's
+/// extinction, and the true scatter of the reddening prior (quoted: 0.015).
+struct Physics {
+    extra_noise: [f64; 13],
+    ext_kappa: [f64; 13],
+    ebv_sd: f64,
+}
+
+impl Default for Physics {
+    fn default() -> Self {
+        Physics {
+            extra_noise: [0.0; 13],
+            ext_kappa: [0.0; 13],
+            ebv_sd: 0.01,
+        }
+    }
+}
+
+fn synthetic_with(
+    n: usize,
+    seed: u64,
+    distort: bool,
+    phys: &Physics,
+) -> (Vec<LabelledStar>, Vec<Truth>) {
     let fm = ForwardModel::embedded_raw();
     let bands: Vec<usize> = BENCHMARK_PHOTOMETRY
         .iter()
@@ -68,6 +96,8 @@ fn synthetic(n: usize, seed: u64, distort: bool) -> (Vec<LabelledStar>, Vec<Trut
         if fm.magnitudes(&t, &bands, &mut m).is_err() {
             continue;
         }
+        let mut ext = vec![0f32; bands.len()];
+        fm.extinction(&t, &bands, &mut ext);
         let phot = bands
             .iter()
             .zip(&m)
@@ -78,9 +108,14 @@ fn synthetic(n: usize, seed: u64, distort: bool) -> (Vec<LabelledStar>, Vec<Trut
                 } else {
                     0.0
                 };
+                let mut mag = mag as f64 + d + 0.01 * rng.normal();
+                mag += phys.ext_kappa[k] * ext[k] as f64;
+                if phys.extra_noise[k] > 0.0 {
+                    mag += phys.extra_noise[k] * rng.normal();
+                }
                 Measurement {
                     band: b as u16,
-                    mag: (mag as f64 + d + 0.01 * rng.normal()) as f32,
+                    mag: mag as f32,
                     err: 0.01,
                 }
             })
@@ -94,7 +129,7 @@ fn synthetic(n: usize, seed: u64, distort: bool) -> (Vec<LabelledStar>, Vec<Trut
             // the settings' zero point (-0.029) is subtracted when read
             parallax: Some((plx - 0.029 + 0.02 * rng.normal(), 0.02)),
             ebv: (
-                Some((av / 2.742 + 0.01 * rng.normal()).max(0.0)),
+                Some((av / 2.742 + phys.ebv_sd * rng.normal()).max(0.0)),
                 Some(0.015),
             ),
             ebv_source: "map".into(),
@@ -280,7 +315,15 @@ fn embedded_calibration_is_used_unless_raw() {
         "ps1_g unchanged by the calibration: {d:?}"
     );
     assert!(d[3].abs() > 1e-4, "tmass_j unchanged: {d:?}");
-    assert_eq!(d[1], d[2], "gaia_bp must inherit gaia_dr2_bp: {d:?}");
+    // gaia_bp inherits gaia_dr2_bp's correction and extinction scale (the magnitudes differ
+    // only by the scale times the small difference of the passbands' extinction)
+    let entry = |n: &str| cal.bands.iter().find(|c| c.band == n).unwrap();
+    assert_eq!(entry("gaia_bp").coef, entry("gaia_dr2_bp").coef);
+    assert_eq!(entry("gaia_bp").ext_kappa, entry("gaia_dr2_bp").ext_kappa);
+    assert!(
+        (d[1] - d[2]).abs() < 1e-4,
+        "gaia_bp must inherit gaia_dr2_bp: {d:?}"
+    );
     assert_eq!(d[4], 0.0, "sdss_g must stay uncorrected");
     assert_eq!(d[5], 0.0, "lsst_r must stay uncorrected");
     // the CLI: --raw gives the raw model, the default the calibrated one
@@ -488,4 +531,134 @@ fn command_writes_calibration_and_report_reproducibly() {
         err.contains("bad.parquet") && err.contains("parallax"),
         "{err}"
     );
+}
+
+#[test]
+fn fit_recovers_injected_floors_and_map_error_scale() {
+    // model-systematics noise beyond the reported 0.01 mag: none in Gaia (-> the minimum
+    // floor), 0.03 mag in 2MASS, 0.015 mag in Pan-STARRS; the map's E(B-V) scatters twice as
+    // much as quoted
+    let mut extra = [0.0; 13];
+    for (k, (_, _, b)) in BENCHMARK_PHOTOMETRY.iter().enumerate() {
+        extra[k] = if b.starts_with("tmass") {
+            0.03
+        } else if b.starts_with("ps1") {
+            0.015
+        } else {
+            0.0
+        };
+    }
+    let phys = Physics {
+        extra_noise: extra,
+        ebv_sd: 0.03,
+        ..Default::default()
+    };
+    let fm = ForwardModel::embedded_raw();
+    let noise = NoiseModel::default_for(fm);
+    let (stars, _) = synthetic_with(600, 21, true, &phys);
+    let s = settings();
+    let out = fit(fm, &stars, &s, &noise).unwrap();
+    let floor = |b: &str| out.stats.floors.iter().find(|f| f.0 == b).unwrap().1;
+    for b in ["tmass_j", "tmass_h", "tmass_ks"] {
+        let f = floor(b);
+        assert!((f - 0.03).abs() < 0.006, "{b}: floor {f}, injected 0.03");
+    }
+    for b in ["ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y"] {
+        let f = floor(b);
+        assert!((f - 0.015).abs() < 0.005, "{b}: floor {f}, injected 0.015");
+    }
+    for b in ["gaia_dr2_g", "gaia_dr2_bp", "gaia_dr2_rp"] {
+        let f = floor(b);
+        assert!(f < 0.009, "{b}: floor {f}, injected none");
+        assert!(f >= s.floor_min);
+    }
+    let scale = out.stats.map_error_scales[0].1;
+    assert!(
+        (scale - 2.0).abs() < 0.4,
+        "map error scale {scale}, injected 2"
+    );
+    // the floors travel with the calibration into the likelihood of the calibrated model
+    let cal_model = fm.with_calibration(Some(out.calibration)).unwrap();
+    let nm = NoiseModel::default_for(&cal_model);
+    let h = fm.bands().id("tmass_h").unwrap();
+    assert!((nm.floor[h] as f64 - floor("tmass_h")).abs() < 1e-6);
+    // bands without calibration data keep the default floors
+    let u = fm.bands().id("sdss_u").unwrap();
+    assert_eq!(nm.floor[u], 0.04);
+    assert_eq!(NoiseModel::default_for(fm).floor[h], 0.02);
+}
+
+#[test]
+fn fit_recovers_injected_extinction_scales() {
+    let mut kappa = [0.0; 13];
+    let mut want = Vec::new();
+    for (k, (_, _, b)) in BENCHMARK_PHOTOMETRY.iter().enumerate() {
+        kappa[k] = match *b {
+            "gaia_dr2_bp" => 0.05,
+            "ps1_z" => -0.08,
+            "tmass_ks" => -0.3,
+            _ => 0.0,
+        };
+        want.push((b.to_string(), kappa[k]));
+    }
+    let phys = Physics {
+        ext_kappa: kappa,
+        ..Default::default()
+    };
+    let fm = ForwardModel::embedded_raw();
+    let noise = NoiseModel::default_for(fm);
+    let (stars, _) = synthetic_with(600, 23, true, &phys);
+    let s = settings();
+    let out = fit(fm, &stars, &s, &noise).unwrap();
+    for (b, k) in &want {
+        let got = out
+            .calibration
+            .bands
+            .iter()
+            .find(|c| c.band == *b)
+            .unwrap()
+            .ext_kappa;
+        // the anchor band's extinction is never rescaled
+        if b == &s.ext_scale_anchor {
+            assert_eq!(got, 0.0);
+        }
+        // WISE extinction is a few per cent of A_V: its relative scale is barely constrained
+        let tol = if b.starts_with("wise") {
+            0.15
+        } else if b.starts_with("tmass") {
+            0.08
+        } else {
+            0.02
+        };
+        assert!((got - k).abs() < tol, "{b}: kappa {got}, injected {k}");
+    }
+    // the calibrated forward model applies them: with zero polynomial corrections the
+    // magnitude moves by kappa_b A_b
+    let mut cal = out.calibration.clone();
+    for b in &mut cal.bands {
+        b.coef.iter_mut().for_each(|c| *c = 0.0);
+    }
+    let cal_model = fm.with_calibration(Some(cal)).unwrap();
+    let t = Theta {
+        teff: 5500.0,
+        logg: 4.4,
+        mh: 0.0,
+        av: 1.5,
+        rv: 3.1,
+        distance: 500.0,
+    };
+    let b = [fm.bands().id("tmass_ks").unwrap()];
+    let (mut m0, mut m1, mut a) = ([0f32], [0f32], [0f32]);
+    fm.magnitudes(&t, &b, &mut m0).unwrap();
+    cal_model.magnitudes(&t, &b, &mut m1).unwrap();
+    fm.extinction(&t, &b, &mut a);
+    let k = cal_model.calibration().unwrap().bands[cal_model
+        .calibration()
+        .unwrap()
+        .bands
+        .iter()
+        .position(|c| c.band == "tmass_ks")
+        .unwrap()]
+    .ext_kappa;
+    assert!(((m1[0] - m0[0]) as f64 - k * a[0] as f64).abs() < 1e-5);
 }

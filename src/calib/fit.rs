@@ -68,6 +68,16 @@ pub struct FitStats {
     /// Fitted relative scale error of each reddening map (A_V prior mean multiplied by
     /// 1 + kappa).
     pub map_scales: Vec<(String, f64)>,
+    /// Fitted factor on each reddening map's quoted E(B-V) errors (1 where not estimated).
+    #[serde(default)]
+    pub map_error_scales: Vec<(String, f64)>,
+    /// Model-systematics floor of each fitted band [mag] (the likelihood's floor).
+    #[serde(default)]
+    pub floors: Vec<(String, f64)>,
+    /// Fitted relative extinction correction kappa_b of each band whose extinction is
+    /// rescaled (A_b -> A_b (1 + kappa_b)).
+    #[serde(default)]
+    pub ext_scales: Vec<(String, f64)>,
 }
 
 /// The fitted calibration and how the fit went.
@@ -101,6 +111,13 @@ struct Linearised {
     du_prior: [f64; 5],
     /// Reddening-map scale parameter of the star and its A_V prior mean at unit scale.
     kappa: Option<(usize, f64)>,
+    /// Registry band id of each used band.
+    band_ids: Vec<usize>,
+    /// Reported error^2 of each used band.
+    err2: Vec<f64>,
+    /// A_V prior variance from the map's quoted error at unit error scale (0: not a map
+    /// prior), and the star's map index.
+    av_map_var: Option<(usize, f64)>,
     w: f64,
 }
 
@@ -186,6 +203,7 @@ fn linearise(
     cal_index: &[Option<usize>],
     calib: &Calibration,
     kappa_index: Option<usize>,
+    ext_index: &[Option<usize>],
     w: f64,
 ) -> Option<Linearised> {
     let used: Vec<usize> = (0..star.phot.len()).filter(|&i| !st.clipped[i]).collect();
@@ -199,6 +217,9 @@ fn linearise(
     raw.magnitudes(&t0, &bands, &mut m_raw).ok()?;
     let mut m_cal = vec![0f32; n];
     cal_model.magnitudes(&t0, &bands, &mut m_cal).ok()?;
+    // raw extinction: the design of the extinction-scale parameters
+    let mut a_raw = vec![0f32; n];
+    raw.extinction(&t0, &bands, &mut a_raw);
     let mut g = vec![[0.0f64; 5]; n];
     for row in g.iter_mut() {
         row[0] = 1.0;
@@ -269,6 +290,10 @@ fn linearise(
         }
     }
     let p = spd_inverse(&c, n)?;
+    let err2 = used
+        .iter()
+        .map(|&i| (star.phot[i].err as f64).powi(2))
+        .collect();
     let nt = calib.terms.len();
     let mut phi = Vec::with_capacity(nt);
     calib.basis(
@@ -278,16 +303,24 @@ fn linearise(
         &mut phi,
     );
     let kappa = kappa_index.map(|m| (m, prior.av.0));
+    let av_map_var = match (kappa_index, star.ebv.1) {
+        (Some(m), Some(se)) => Some((m, (s.av_per_ebv * se).powi(2))),
+        _ => None,
+    };
     let rows = bands
         .iter()
         .zip(&g)
-        .map(|(&b, gk)| {
+        .zip(&a_raw)
+        .map(|((&b, gk), &ab)| {
             let mut row: Vec<(usize, f64)> = match cal_index[b] {
                 Some(k) => (0..nt).map(|t| (k * nt + t, phi[t])).collect(),
                 None => Vec::new(),
             };
             if let Some((m, a_base)) = kappa {
                 row.push((n_cal_params(cal_index, nt) + m, gk[1] * a_base));
+            }
+            if let Some(p) = ext_index[b] {
+                row.push((p, ab as f64));
             }
             row
         })
@@ -301,6 +334,9 @@ fn linearise(
         s: var,
         du_prior,
         kappa,
+        band_ids: bands,
+        err2,
+        av_map_var,
         w,
     })
 }
@@ -354,6 +390,8 @@ fn assemble(
     cal_bands: &[usize],
     band_counts: &[usize],
     beta: &[f64],
+    ext_index: &[Option<usize>],
+    floor2: Option<&[f64]>,
     inherit: bool,
 ) -> Calibration {
     let nt = terms.len();
@@ -365,6 +403,8 @@ fn assemble(
             coef: beta[k * nt..(k + 1) * nt].to_vec(),
             origin: "fitted".into(),
             n_stars: band_counts[k],
+            ext_kappa: ext_index[b].map_or(0.0, |p| beta[p]),
+            floor: floor2.map(|f| f[b].sqrt()),
         })
         .collect();
     if inherit {
@@ -378,6 +418,8 @@ fn assemble(
                     coef: p.coef,
                     origin: format!("inherited from {parent}"),
                     n_stars: 0,
+                    ext_kappa: p.ext_kappa,
+                    floor: p.floor,
                 });
             }
         }
@@ -388,6 +430,9 @@ fn assemble(
         bytes.extend(b.band.as_bytes());
         for c in &b.coef {
             bytes.extend(c.to_le_bytes());
+        }
+        if b.ext_kappa != 0.0 {
+            bytes.extend(b.ext_kappa.to_le_bytes());
         }
     }
     let id = format!("cal-{:08x}", super::data::fnv1a64(&bytes) as u32);
@@ -401,6 +446,143 @@ fn assemble(
         bands,
         serde_json::Value::Null,
     )
+}
+
+/// Rebuild a linearised star's C^-1 and A_V prior variance for new variance components:
+/// total floor^2 per registry band id, A_V prior floor^2, error-scale^2 per map.
+fn revarianced(lin: &mut Linearised, floor2: &[f64], av_floor2: f64, scale2: &[f64]) -> bool {
+    if let Some((m, v)) = lin.av_map_var {
+        lin.s[1] = scale2[m] * v + av_floor2;
+    }
+    let n = lin.used.len();
+    let mut c = vec![0.0; n * n];
+    for k in 0..n {
+        for l in 0..n {
+            let mut v: f64 = (0..5).map(|q| lin.g[k][q] * lin.s[q] * lin.g[l][q]).sum();
+            if k == l {
+                v += lin.err2[k] + floor2[lin.band_ids[k]];
+            }
+            c[k * n + l] = v;
+        }
+    }
+    match spd_inverse(&c, n) {
+        Some(p) => {
+            lin.p = p;
+            true
+        }
+        None => false,
+    }
+}
+
+/// Maximum-marginal-likelihood estimate of the variance components at fixed coefficients
+/// `beta`, by Fisher scoring: the floor^2 of each fitted band (`floor2`, per registry band
+/// id; entries of bands not in `cal_index` stay) and the error-scale^2 of each map
+/// (`scale2`). Each step rebuilds every star's C^-1; lower bounds are enforced by clamping.
+/// Sums run in fixed chunks combined in order (independent of the number of threads).
+#[allow(clippy::too_many_arguments)]
+fn variance_components(
+    lins: &mut [Option<Linearised>],
+    beta: &[f64],
+    cal_index: &[Option<usize>],
+    floor2: &mut [f64],
+    scale2: &mut [f64],
+    s: &CalibSettings,
+) {
+    let nk = cal_index.iter().flatten().count();
+    let nm = scale2.len();
+    let dim = nk + nm;
+    let av_floor2 = s.av_sigma_floor * s.av_sigma_floor;
+    for _ in 0..s.variance_steps {
+        let partial: Vec<(Vec<f64>, Vec<f64>)> = lins
+            .par_chunks(CHUNK)
+            .map(|chunk| {
+                let mut f = vec![0.0; dim * dim];
+                let mut g = vec![0.0; dim];
+                for lin in chunk.iter().flatten() {
+                    let n = lin.used.len();
+                    let pred = predicted(lin, beta);
+                    let e: Vec<f64> = lin.r.iter().zip(&pred).map(|(r, p)| r - p).collect();
+                    let pe: Vec<f64> = (0..n)
+                        .map(|i| (0..n).map(|j| lin.p[i * n + j] * e[j]).sum())
+                        .collect();
+                    let idx: Vec<Option<usize>> =
+                        lin.band_ids.iter().map(|&b| cal_index[b]).collect();
+                    // derivative of C wrt the map's scale^2: a a^T with a = g_AV sqrt(v)
+                    let map = lin.av_map_var.map(|(m, v)| {
+                        let a: Vec<f64> = (0..n).map(|k| lin.g[k][1] * v.sqrt()).collect();
+                        let pa: Vec<f64> = (0..n)
+                            .map(|i| (0..n).map(|j| lin.p[i * n + j] * a[j]).sum())
+                            .collect();
+                        let apa: f64 = a.iter().zip(&pa).map(|(x, y)| x * y).sum();
+                        let ape: f64 = a.iter().zip(&pe).map(|(x, y)| x * y).sum();
+                        (nk + m, pa, apa, ape)
+                    });
+                    let w = lin.w;
+                    for i in 0..n {
+                        let Some(ki) = idx[i] else { continue };
+                        g[ki] += 0.5 * w * (pe[i] * pe[i] - lin.p[i * n + i]);
+                        for j in 0..n {
+                            if let Some(kj) = idx[j] {
+                                f[ki * dim + kj] += 0.5 * w * lin.p[i * n + j].powi(2);
+                            }
+                        }
+                        if let Some((q, pa, _, _)) = &map {
+                            let x = 0.5 * w * pa[i] * pa[i];
+                            f[ki * dim + q] += x;
+                            f[q * dim + ki] += x;
+                        }
+                    }
+                    if let Some((q, _, apa, ape)) = map {
+                        g[q] += 0.5 * w * (ape * ape - apa);
+                        f[q * dim + q] += 0.5 * w * apa * apa;
+                    }
+                }
+                (f, g)
+            })
+            .collect();
+        let mut f = vec![0.0; dim * dim];
+        let mut g = vec![0.0; dim];
+        for (pf, pg) in &partial {
+            for (x, y) in f.iter_mut().zip(pf) {
+                *x += y;
+            }
+            for (x, y) in g.iter_mut().zip(pg) {
+                *x += y;
+            }
+        }
+        // parameters without information (e.g. a map no used star has) keep their value
+        for i in 0..dim {
+            if f[i * dim + i] <= 0.0 {
+                for j in 0..dim {
+                    f[i * dim + j] = 0.0;
+                    f[j * dim + i] = 0.0;
+                }
+                f[i * dim + i] = 1.0;
+                g[i] = 0.0;
+            }
+        }
+        if !cholesky(&mut f, dim) {
+            return;
+        }
+        cholesky_solve(&f, dim, &mut g);
+        for (b, k) in cal_index.iter().enumerate() {
+            if let Some(k) = k {
+                floor2[b] = (floor2[b] + g[*k]).max(s.floor_min * s.floor_min);
+            }
+        }
+        let smin2 = s.map_error_scale_min * s.map_error_scale_min;
+        for (m, x) in scale2.iter_mut().enumerate() {
+            *x = (*x + g[nk + m]).max(smin2);
+        }
+        let (f2, s2) = (&*floor2, &*scale2);
+        lins.par_iter_mut().for_each(|lin| {
+            if let Some(l) = lin {
+                if !revarianced(l, f2, av_floor2, s2) {
+                    *lin = None;
+                }
+            }
+        });
+    }
 }
 
 /// Fit the corrections on `stars` with the raw model `raw`.
@@ -456,7 +638,18 @@ pub fn fit(
     maps.sort();
     maps.dedup();
     let n_coef = cal_bands.len() * nt;
-    let dim = n_coef + maps.len();
+    // extinction scales: every corrected band but the anchor (the common scale is A_V's)
+    let mut ext_index = vec![None; nb_reg];
+    let mut n_ext = 0;
+    if s.ext_scale_sigma > 0.0 {
+        for &b in &cal_bands {
+            if raw.bands().name(b) != s.ext_scale_anchor {
+                ext_index[b] = Some(n_coef + maps.len() + n_ext);
+                n_ext += 1;
+            }
+        }
+    }
+    let dim = n_coef + maps.len() + n_ext;
     let weights = source_weights(&inside, s.max_source_share);
     let star_w: Vec<f64> = inside
         .iter()
@@ -468,11 +661,9 @@ pub fn fit(
                 .unwrap_or(1.0)
         })
         .collect();
-    // priors at unit map scale: the scales enter the design
-    let priors: Vec<NuisancePrior> = inside
-        .iter()
-        .map(|st| NuisancePrior::of(st, s, &[]))
-        .collect();
+    // variance components: floor^2 per registry band, error scale^2 per map
+    let mut floor2: Vec<f64> = noise.floor.iter().map(|&f| (f as f64).powi(2)).collect();
+    let mut scale2: Vec<f64> = vec![1.0; maps.len()];
     let kappa_index: Vec<Option<usize>> = inside
         .iter()
         .map(|st| {
@@ -486,9 +677,8 @@ pub fn fit(
     // initial state: A_V at its prior mean, mu from the photometry
     let mut states: Vec<StarState> = inside
         .par_iter()
-        .zip(&priors)
-        .map(|(st, pr)| {
-            let av0 = pr.av.0.max(0.0);
+        .map(|st| {
+            let av0 = NuisancePrior::of(st, s, &[]).av.0.max(0.0);
             let bands: Vec<usize> = st.phot.iter().map(|m| m.band as usize).collect();
             let mut m = vec![0f32; bands.len()];
             let ok = raw
@@ -514,9 +704,33 @@ pub fn fit(
     let mut chi2_per_band = f64::NAN;
     let mut n_used = 0;
     for iter in 0..s.iterations {
-        let calib = assemble(raw, &terms, frame, &cal_bands, &band_counts, &beta, false);
+        // priors at unit map scale (the scales enter the design), current map error scales
+        let err_scales: Vec<(String, f64)> = maps
+            .iter()
+            .zip(&scale2)
+            .map(|(m, x)| (m.clone(), x.sqrt()))
+            .collect();
+        let priors: Vec<NuisancePrior> = inside
+            .iter()
+            .map(|st| NuisancePrior::with_map_errors(st, s, &[], &err_scales))
+            .collect();
+        let cur_noise = NoiseModel {
+            floor: floor2.iter().map(|f| f.sqrt() as f32).collect(),
+        };
+        let noise = &cur_noise;
+        let calib = assemble(
+            raw,
+            &terms,
+            frame,
+            &cal_bands,
+            &band_counts,
+            &beta,
+            &ext_index,
+            None,
+            false,
+        );
         let cal_model = raw.with_calibration(Some(calib.clone()))?;
-        let lins: Vec<Option<Linearised>> = inside
+        let mut lins: Vec<Option<Linearised>> = inside
             .par_iter()
             .zip(&states)
             .zip(&priors)
@@ -527,10 +741,14 @@ pub fn fit(
                     return None;
                 }
                 linearise(
-                    raw, &cal_model, st, state, pr, s, noise, &cal_index, &calib, ki, w,
+                    raw, &cal_model, st, state, pr, s, noise, &cal_index, &calib, ki, &ext_index, w,
                 )
             })
             .collect();
+        // variance components at the previous coefficients (not against the raw model)
+        if iter > 0 && s.variance_steps > 0 {
+            variance_components(&mut lins, &beta, &cal_index, &mut floor2, &mut scale2, s);
+        }
         // normal equations, summed in fixed chunks combined in order
         let partial: Vec<(Vec<f64>, Vec<f64>)> = lins
             .par_chunks(CHUNK)
@@ -567,6 +785,9 @@ pub fn fit(
         for m in 0..maps.len() {
             let i = n_coef + m;
             a[i * dim + i] += 1.0 / (s.map_scale_sigma * s.map_scale_sigma);
+        }
+        for p in ext_index.iter().flatten() {
+            a[p * dim + p] += 1.0 / (s.ext_scale_sigma * s.ext_scale_sigma);
         }
         if !cholesky(&mut a, dim) {
             bail!("calibration normal equations are not positive definite (iteration {iter})");
@@ -639,7 +860,17 @@ pub fn fit(
         .iter()
         .map(|s| s.clipped.iter().filter(|&&c| c).count())
         .sum();
-    let calibration = assemble(raw, &terms, frame, &cal_bands, &band_counts, &beta, true);
+    let calibration = assemble(
+        raw,
+        &terms,
+        frame,
+        &cal_bands,
+        &band_counts,
+        &beta,
+        &ext_index,
+        (s.variance_steps > 0).then_some(&floor2[..]),
+        true,
+    );
     Ok(FitOutcome {
         calibration,
         stats: FitStats {
@@ -654,6 +885,25 @@ pub fn fit(
                 .iter()
                 .enumerate()
                 .map(|(m, name)| (name.clone(), beta[n_coef + m]))
+                .collect(),
+            map_error_scales: maps
+                .iter()
+                .take(if s.variance_steps > 0 { maps.len() } else { 0 })
+                .zip(&scale2)
+                .map(|(m, x)| (m.clone(), x.sqrt()))
+                .collect(),
+            ext_scales: cal_bands
+                .iter()
+                .filter_map(|&b| ext_index[b].map(|p| (raw.bands().name(b).to_string(), beta[p])))
+                .collect(),
+            floors: cal_bands
+                .iter()
+                .take(if s.variance_steps > 0 {
+                    cal_bands.len()
+                } else {
+                    0
+                })
+                .map(|&b| (raw.bands().name(b).to_string(), floor2[b].sqrt()))
                 .collect(),
         },
     })

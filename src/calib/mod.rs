@@ -40,6 +40,24 @@ pub struct CalibSettings {
     /// Prior width of the fitted relative scale error of each reddening map (the A_V prior
     /// mean becomes (1 + kappa_map) av_per_ebv E; kappa_map is fitted with the corrections).
     pub map_scale_sigma: f64,
+    /// Prior width of the fitted relative correction kappa_b of each corrected band's
+    /// extinction (A_b -> A_b (1 + kappa_b)); 0 turns the extinction scales off.
+    #[serde(default)]
+    pub ext_scale_sigma: f64,
+    /// Band whose extinction scale stays 1 (fixes the common scale, which is A_V's).
+    #[serde(default = "default_anchor")]
+    pub ext_scale_anchor: String,
+    /// Fisher-scoring steps per fit iteration estimating the variance components by maximum
+    /// marginal likelihood: each corrected band's model-systematics floor and each reddening
+    /// map's error scale (0: keep the default floors and the quoted map errors).
+    #[serde(default)]
+    pub variance_steps: usize,
+    /// Smallest model-systematics floor a band may get [mag].
+    #[serde(default)]
+    pub floor_min: f64,
+    /// Smallest factor on a map's quoted E(B-V) errors.
+    #[serde(default)]
+    pub map_error_scale_min: f64,
     /// Floor added in quadrature to the A_V prior width [mag].
     pub av_sigma_floor: f64,
     /// Width of the half-normal A_V prior of stars with neither a reddening prior nor its
@@ -66,6 +84,10 @@ pub struct CalibSettings {
     pub giant_logg: f64,
 }
 
+fn default_anchor() -> String {
+    "gaia_dr2_g".into()
+}
+
 impl Default for CalibSettings {
     fn default() -> Self {
         CalibSettings {
@@ -76,13 +98,18 @@ impl Default for CalibSettings {
             min_parallax_snr: 5.0,
             av_per_ebv: 2.742,
             map_scale_sigma: 0.2,
+            ext_scale_sigma: 0.1,
+            ext_scale_anchor: default_anchor(),
+            variance_steps: 3,
+            floor_min: 0.005,
+            map_error_scale_min: 0.5,
             av_sigma_floor: 0.03,
             broad_av_sigma: 2.0,
             label_err_floor: [50.0, 0.1, 0.05],
             ridge_sigma_const: 0.2,
             ridge_sigma: 0.05,
             clip_sigma: 4.0,
-            iterations: 4,
+            iterations: 5,
             min_stars_per_band: 100,
             box_percentiles: (1.0, 99.0),
             max_source_share: 1.0,
@@ -130,15 +157,31 @@ impl NuisancePrior {
         s: &CalibSettings,
         map_scales: &[(String, f64)],
     ) -> NuisancePrior {
+        NuisancePrior::with_map_errors(star, s, map_scales, &[])
+    }
+
+    /// As [`NuisancePrior::of`], with each map's quoted E(B-V) errors multiplied by a fitted
+    /// factor `err_scales` (map name, factor; maps not listed: 1).
+    pub fn with_map_errors(
+        star: &LabelledStar,
+        s: &CalibSettings,
+        map_scales: &[(String, f64)],
+        err_scales: &[(String, f64)],
+    ) -> NuisancePrior {
         let kappa = map_scales
             .iter()
             .find(|m| m.0 == star.ebv_source)
             .map(|m| m.1)
             .unwrap_or(0.0);
+        let xs = err_scales
+            .iter()
+            .find(|m| m.0 == star.ebv_source)
+            .map(|m| m.1)
+            .unwrap_or(1.0);
         let av = match star.ebv {
             (Some(e), Some(se)) => (
                 (1.0 + kappa) * s.av_per_ebv * e.max(0.0),
-                (s.av_per_ebv * se).hypot(s.av_sigma_floor),
+                (xs * s.av_per_ebv * se).hypot(s.av_sigma_floor),
             ),
             // no map value but an uncertainty: half-normal of that width
             (None, Some(se)) => (0.0, (s.av_per_ebv * se).hypot(s.av_sigma_floor)),

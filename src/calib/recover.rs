@@ -62,6 +62,19 @@ impl<'a> Objective<'a> {
         noise: &NoiseModel,
         map_scales: &[(String, f64)],
     ) -> Self {
+        Objective::with_map_errors(fm, star, s, noise, map_scales, &[])
+    }
+
+    /// As [`Objective::new`], with the maps' fitted error scales (see
+    /// [`NuisancePrior::with_map_errors`]).
+    pub fn with_map_errors(
+        fm: &'a ForwardModel,
+        star: &'a LabelledStar,
+        s: &CalibSettings,
+        noise: &NoiseModel,
+        map_scales: &[(String, f64)],
+        err_scales: &[(String, f64)],
+    ) -> Self {
         let bands = star.phot.iter().map(|m| m.band as usize).collect();
         let obs = star.phot.iter().map(|m| m.mag as f64).collect();
         let iv = star
@@ -78,7 +91,7 @@ impl<'a> Objective<'a> {
             bands,
             obs,
             iv,
-            prior: NuisancePrior::of(star, s, map_scales),
+            prior: NuisancePrior::with_map_errors(star, s, map_scales, err_scales),
             rv: s.rv,
             radius_rel_err: 0.5
                 * std::f64::consts::LN_10

@@ -113,6 +113,9 @@ pub struct Acceptance {
     pub worst_bin_bias_after: f64,
     /// Which bin.
     pub worst_bin: String,
+    /// Standard error of that bin's median after [K]: sqrt(pi/2) x robust scatter / sqrt(n)
+    /// (how much of the bias the bin's own noise explains).
+    pub worst_bin_bias_se_after: f64,
     /// The same figure before [K].
     pub worst_bin_bias_before: f64,
     /// BP-RP robust scatter before [mag].
@@ -212,17 +215,18 @@ fn teff_summary(stars: &[&LabelledStar], delta: &[f64], s: &CalibSettings) -> Te
     }
 }
 
-fn worst_bin(t: &TeffSummary) -> (f64, String) {
-    t.by_teff_bin
-        .iter()
-        .filter(|b| b.n > BIG_BIN)
-        .fold((0.0, String::from("-")), |acc, b| {
+fn worst_bin(t: &TeffSummary) -> (f64, String, f64) {
+    t.by_teff_bin.iter().filter(|b| b.n > BIG_BIN).fold(
+        (0.0, String::from("-"), f64::NAN),
+        |acc, b| {
             if b.bias.abs() > acc.0 {
-                (b.bias.abs(), b.group.clone())
+                let se = (std::f64::consts::PI / 2.0).sqrt() * b.scatter / (b.n as f64).sqrt();
+                (b.bias.abs(), b.group.clone(), se)
             } else {
                 acc
             }
-        })
+        },
+    )
 }
 
 /// Build the report from the cross-validation.
@@ -299,8 +303,8 @@ pub fn build(
         })
         .collect();
     let bp_rp = colours.iter().find(|c| c.colour == "BP-RP");
-    let (wb, _) = worst_bin(&teff_before);
-    let (wa, wa_bin) = worst_bin(&teff_after);
+    let (wb, _, _) = worst_bin(&teff_before);
+    let (wa, wa_bin, wa_se) = worst_bin(&teff_after);
     let bp_rp_before = bp_rp.map(|c| c.scatter_before).unwrap_or(f64::NAN);
     let bp_rp_after = bp_rp.map(|c| c.scatter_after).unwrap_or(f64::NAN);
     let acceptance = Acceptance {
@@ -308,6 +312,7 @@ pub fn build(
         teff_scatter_after: teff_after.all.scatter,
         worst_bin_bias_after: wa,
         worst_bin: wa_bin,
+        worst_bin_bias_se_after: wa_se,
         worst_bin_bias_before: wb,
         bp_rp_scatter_before: bp_rp_before,
         bp_rp_scatter_after: bp_rp_after,
@@ -377,8 +382,8 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "  worst bin |bias| (n>{BIG_BIN})  raw {:7.1} K   calibrated {:7.1} K   (limit {MAX_BIN_BIAS} K; bin {})",
-            a.worst_bin_bias_before, a.worst_bin_bias_after, a.worst_bin
+            "  worst bin |bias| (n>{BIG_BIN})  raw {:7.1} K   calibrated {:7.1} K   (limit {MAX_BIN_BIAS} K; bin {}; standard error of its median {:.1} K)",
+            a.worst_bin_bias_before, a.worst_bin_bias_after, a.worst_bin, a.worst_bin_bias_se_after
         );
         let _ = writeln!(
             o,
@@ -454,6 +459,33 @@ impl Report {
             "Reddening-map scale errors kappa (A_V prior mean x (1 + kappa)): {}",
             scales.join(", ")
         );
+        let list = |v: &[(String, f64)], f: &dyn Fn(f64) -> String| -> String {
+            v.iter()
+                .map(|(m, x)| format!("{m} {}", f(*x)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !f.map_error_scales.is_empty() {
+            let _ = writeln!(
+                o,
+                "Reddening-map error scales (quoted E(B-V) errors x factor, max. likelihood): {}",
+                list(&f.map_error_scales, &|x| format!("{x:.2}"))
+            );
+        }
+        if !f.floors.is_empty() {
+            let _ = writeln!(
+                o,
+                "Model-systematics floors [mmag] (max. likelihood, beyond reported errors): {}",
+                list(&f.floors, &|x| format!("{:.1}", 1e3 * x))
+            );
+        }
+        if !f.ext_scales.is_empty() {
+            let _ = writeln!(
+                o,
+                "Extinction scales kappa_b (A_b x (1 + kappa_b)): {}",
+                list(&f.ext_scales, &|x| format!("{x:+.3}"))
+            );
+        }
         o
     }
 }

@@ -75,11 +75,12 @@ pub fn measure(
     s: &CalibSettings,
     noise: &NoiseModel,
     map_scales: &[(String, f64)],
+    err_scales: &[(String, f64)],
 ) -> Vec<Measured> {
     stars
         .par_iter()
         .map(|st| {
-            let obj = Objective::new(fm, st, s, noise, map_scales);
+            let obj = Objective::with_map_errors(fm, st, s, noise, map_scales, err_scales);
             (obj.recover(), obj.residuals_at_labels())
         })
         .collect()
@@ -108,7 +109,10 @@ pub fn cross_validate(
         .collect();
     progress("measuring all stars with the raw model");
     let all: Vec<&LabelledStar> = stars.iter().collect();
-    for (o, (rec, res)) in outcomes.iter_mut().zip(measure(raw, &all, s, noise, &[])) {
+    for (o, (rec, res)) in outcomes
+        .iter_mut()
+        .zip(measure(raw, &all, s, noise, &[], &[]))
+    {
         o.before = rec;
         o.at_labels_before = res.as_ref().map(|r| r.0);
         o.resid_before = res.map(|r| r.1);
@@ -124,11 +128,17 @@ pub fn cross_validate(
             .collect();
         let out = fit(raw, &train, s, noise)?;
         let scales = out.stats.map_scales.clone();
+        let err_scales = out.stats.map_error_scales.clone();
         fold_stats.push(out.stats);
         let model = raw.with_calibration(Some(out.calibration))?;
+        // the calibrated model's likelihood: the floors fitted with it
+        let fold_noise = NoiseModel::default_for(&model);
         let idx: Vec<usize> = (0..stars.len()).filter(|&i| folds[i] == f).collect();
         let test: Vec<&LabelledStar> = idx.iter().map(|&i| &stars[i]).collect();
-        for (&i, (rec, res)) in idx.iter().zip(measure(&model, &test, s, noise, &scales)) {
+        for (&i, (rec, res)) in
+            idx.iter()
+                .zip(measure(&model, &test, s, &fold_noise, &scales, &err_scales))
+        {
             outcomes[i].after = rec;
             outcomes[i].at_labels_after = res.as_ref().map(|r| r.0);
             outcomes[i].resid_after = res.map(|r| r.1);

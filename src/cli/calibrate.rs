@@ -222,7 +222,7 @@ pub fn run(a: CalibrateArgs) -> Result<i32> {
         "what": "empirical per-band corrections delta_b(Teff, log g, [M/H]) added to the raw forward model's magnitudes",
         "forward_model": raw.version,
         "fitted_on": summary,
-        "method": "marginal likelihood of the photometry given the labels (with errors + floors), the zero-point corrected parallax and A_V under its reddening prior, linearised per star and marginalised analytically; ridge prior on the coefficients; clamped to the box of the training labels",
+        "method": "marginal likelihood of the photometry given the labels (with errors + floors), the zero-point corrected parallax and A_V under its reddening prior, linearised per star and marginalised analytically; ridge prior on the coefficients; clamped to the box of the training labels; per-band extinction scales A_b -> A_b (1 + ext_kappa) fitted jointly (applied by the forward model); per-band model-systematics floors and reddening-map error scales by maximum marginal likelihood (Fisher scoring). The floors are the likelihood's floors for the calibrated model (NoiseModel::default_for): the posterior engine's and simulator's noise model is data-driven",
         "settings": s,
         "seed": a.seed,
         "folds": a.folds,

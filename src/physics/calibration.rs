@@ -24,6 +24,14 @@ pub struct BandCorrection {
     pub origin: String,
     /// Number of stars used (0 when inherited).
     pub n_stars: usize,
+    /// Relative correction of the band's extinction: the model's A_b(theta) becomes
+    /// A_b (1 + ext_kappa) (extinction-law mismatch of G23 in this band; 0: none).
+    #[serde(default)]
+    pub ext_kappa: f64,
+    /// Model-systematics floor of the band [mag], added in quadrature to reported errors by
+    /// the likelihood (`NoiseModel::default_for`); None: the default floor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<f64>,
 }
 
 /// A set of per-band corrections.
@@ -49,6 +57,9 @@ pub struct Calibration {
     /// Band ids resolved against a registry (not serialised).
     #[serde(skip)]
     resolved: Vec<Option<usize>>,
+    /// 1 + ext_kappa per band id of the registry (not serialised).
+    #[serde(skip)]
+    ext_factor: Vec<f32>,
 }
 
 impl Calibration {
@@ -74,6 +85,7 @@ impl Calibration {
             bands,
             card,
             resolved: Vec::new(),
+            ext_factor: Vec::new(),
         }
     }
 
@@ -119,6 +131,11 @@ impl Calibration {
             self.resolved = (0..reg.len())
                 .map(|id| self.bands.iter().position(|b| b.band == reg.name(id)))
                 .collect();
+            self.ext_factor = self
+                .resolved
+                .iter()
+                .map(|r| r.map_or(1.0, |i| (1.0 + self.bands[i].ext_kappa) as f32))
+                .collect();
         }
     }
 
@@ -127,6 +144,26 @@ impl Calibration {
         self.check_bands(reg)?;
         self.ensure_resolved(reg);
         Ok(self)
+    }
+
+    /// Extinction factors 1 + ext_kappa per band id (resolved calibrations only; empty
+    /// otherwise).
+    #[inline]
+    pub fn ext_factors(&self) -> &[f32] {
+        &self.ext_factor
+    }
+
+    /// Whether any band's extinction is rescaled.
+    pub fn scales_extinction(&self) -> bool {
+        self.bands.iter().any(|b| b.ext_kappa != 0.0)
+    }
+
+    /// Model-systematics floor of a band id, if the calibration estimated one.
+    pub fn floor(&self, band_id: usize) -> Option<f64> {
+        let Some(Some(i)) = self.resolved.get(band_id) else {
+            return None;
+        };
+        self.bands[*i].floor
     }
 
     /// Polynomial basis values at (log10 Teff, log g, [M/H]) after clamping.

@@ -545,14 +545,19 @@ impl ForwardModel {
         if t.av > 0.0 {
             // extinction coefficients: cubic in Teff, linear in log g and [M/H]
             let se = [s3[0], linear(&n[1], t.logg), linear(&n[2], t.mh)];
-            self.add_extinction::<FMA>(&se, t.av, t.rv, bands, out, sc);
+            let factors = match &self.calibration {
+                Some(c) if c.scales_extinction() => Some(c.ext_factors()),
+                _ => None,
+            };
+            self.add_extinction::<FMA>(&se, t.av, t.rv, bands, factors, out, sc);
         }
         if let Some(cal) = &self.calibration {
             cal.add_corrections(lt, t.logg, t.mh, bands, &mut out[..bands.len()]);
         }
     }
 
-    /// Band extinction A_b(theta) only (no surface magnitude, radius or calibration).
+    /// Band extinction A_b(theta) of the raw physical model only (no surface magnitude,
+    /// radius or calibration, including the calibration's extinction scale).
     pub fn extinction(&self, t: &Theta, bands: &[usize], out: &mut [f32]) {
         let n = &self.ext.nodes;
         let se = [
@@ -563,7 +568,7 @@ impl ForwardModel {
         out[..bands.len()].iter_mut().for_each(|o| *o = 0.0);
         if t.av > 0.0 {
             let mut sc = Scratch::new();
-            self.add_extinction::<false>(&se, t.av, t.rv, bands, out, &mut sc);
+            self.add_extinction::<false>(&se, t.av, t.rv, bands, None, out, &mut sc);
         }
     }
 
@@ -574,6 +579,7 @@ impl ForwardModel {
         av: f64,
         rv: f64,
         bands: &[usize],
+        factors: Option<&[f32]>,
         out: &mut [f32],
         sc: &mut Scratch,
     ) {
@@ -613,7 +619,11 @@ impl ForwardModel {
             for (c, h) in coef[off..off + q].iter().zip(&tab_h[off..off + q]) {
                 s += c * h;
             }
-            *o += tab_ref[b] - 2.5 * fast_log10(s.max(1e-30));
+            let a = tab_ref[b] - 2.5 * fast_log10(s.max(1e-30));
+            *o += match factors {
+                Some(f) => a * f[b],
+                None => a,
+            };
         }
     }
 
