@@ -101,7 +101,7 @@ impl Default for CalibSettings {
             ext_scale_sigma: 0.1,
             ext_scale_anchor: default_anchor(),
             variance_steps: 3,
-            floor_min: 0.005,
+            floor_min: 0.01,
             map_error_scale_min: 0.5,
             av_sigma_floor: 0.03,
             broad_av_sigma: 2.0,
