@@ -42,6 +42,10 @@ pub struct EvaluateArgs {
     /// Write the metrics as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Importance-sample the flow alone (no adaptive refinement rounds), to measure the
+    /// flow's own efficiency.
+    #[arg(long)]
+    no_refine: bool,
 }
 
 /// Build the importance-sampling engine over a flow proposal.
@@ -59,6 +63,7 @@ pub fn run(a: EvaluateArgs) -> Result<i32> {
     let settings = InferSettings {
         n_samples: a.samples,
         seed: a.seed,
+        refine: !a.no_refine,
         ..Default::default()
     };
     let t0 = Instant::now();

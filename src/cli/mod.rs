@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod calibrate;
+mod compare;
 mod evaluate;
 mod forward;
 mod mcmc;
@@ -36,6 +37,8 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Reference ensemble MCMC for one catalogue star.
     Mcmc(mcmc::McmcArgs),
+    /// Compare posteriors of real stars (sedflow run output) with spectroscopic labels.
+    CompareLabels(compare::CompareArgs),
     /// Fit the empirical calibration of the forward model on labelled stars and validate it.
     Calibrate(calibrate::CalibrateArgs),
     /// The survey pipeline: Parquet catalogues (local or S3) -> per-star posteriors.
@@ -53,6 +56,7 @@ pub fn run() -> Result<i32> {
         Command::Simulate(a) => simulate::run(a),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Mcmc(a) => mcmc::run(a),
+        Command::CompareLabels(a) => compare::run(a),
         Command::Calibrate(a) => calibrate::run(a),
         Command::Run(a) => run::run(a),
     }

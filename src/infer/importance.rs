@@ -2,7 +2,7 @@
 //! w = prior * likelihood / q, effective sample size, efficiency, evidence, and weighted
 //! posterior summaries per star.
 
-use super::{flags, Engine, InferSettings, ParamSummary, StarResult, QUANTILES};
+use super::{flags, refine, Engine, InferSettings, ParamSummary, StarResult, QUANTILES};
 use crate::likelihood::{NoiseModel, PreparedStar, StarObs};
 use crate::physics::{ForwardModel, Theta};
 use crate::prior::Prior;
@@ -136,6 +136,49 @@ pub fn normalise(log_w: &[f64]) -> Weights {
     }
 }
 
+/// Refinement rounds after the proposal's own samples.
+const REFINE_ROUNDS: usize = 4;
+
+/// Combine self-normalised importance samplers of the same posterior (one per round), each
+/// weighted by its effective sample size (each is consistent; so is the combination). The
+/// evidence estimate is combined the same way.
+pub fn combine(rounds: &[Weights]) -> Weights {
+    let total: f64 = rounds.iter().map(|r| r.n_eff).sum();
+    let n: usize = rounds.iter().map(|r| r.w.len()).sum();
+    if total <= 0.0 {
+        return Weights {
+            w: vec![0.0; n],
+            n_eff: 0.0,
+            log_evidence: f64::NEG_INFINITY,
+        };
+    }
+    let mut w = Vec::with_capacity(n);
+    for r in rounds {
+        let l = r.n_eff / total;
+        w.extend(r.w.iter().map(|x| l * x));
+    }
+    let s2: f64 = w.iter().map(|x| x * x).sum();
+    let m = rounds
+        .iter()
+        .map(|r| r.log_evidence)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let log_evidence = if m.is_finite() {
+        let s: f64 = rounds
+            .iter()
+            .filter(|r| r.log_evidence.is_finite())
+            .map(|r| r.n_eff / total * (r.log_evidence - m).exp())
+            .sum();
+        m + s.ln()
+    } else {
+        f64::NEG_INFINITY
+    };
+    Weights {
+        w,
+        n_eff: 1.0 / s2,
+        log_evidence,
+    }
+}
+
 /// Survival function of chi^2 with k degrees of freedom (Wilson-Hilferty approximation).
 pub fn chi2_sf(x: f64, k: f64) -> f64 {
     if k <= 0.0 {
@@ -165,6 +208,9 @@ impl<P: Proposal> ImportanceEngine<P> {
     /// Process one chunk of stars (single thread).
     pub fn infer_chunk(&self, stars: &[StarObs], settings: &InferSettings) -> Vec<StarResult> {
         let n = settings.n_samples.max(1);
+        // with refinement, half the samples come from the proposal, half from the fitted t
+        let n2 = if settings.refine && n >= 16 { n / 2 } else { 0 };
+        let n1 = n - n2;
         let active: Vec<usize> = (0..stars.len())
             .filter(|&i| !stars[i].phot.is_empty())
             .collect();
@@ -180,11 +226,11 @@ impl<P: Proposal> ImportanceEngine<P> {
             .iter()
             .map(|s| derive_seed(settings.seed, &[s.source_id as u64]))
             .collect();
-        let mut thetas = Vec::with_capacity(n * act_stars.len());
-        let mut log_q = Vec::with_capacity(n * act_stars.len());
+        let mut thetas = Vec::with_capacity(n1 * act_stars.len());
+        let mut log_q = Vec::with_capacity(n1 * act_stars.len());
         let times = self
             .proposal
-            .sample(act_stars, n, &seeds, &mut thetas, &mut log_q);
+            .sample(act_stars, n1, &seeds, &mut thetas, &mut log_q);
         StageClock::add(&self.clock.encode, times.encode_s);
         StageClock::add(&self.clock.flow, times.sample_s);
         let mut out: Vec<StarResult> = stars
@@ -198,30 +244,54 @@ impl<P: Proposal> ImportanceEngine<P> {
             })
             .collect();
         let mut mags = Vec::new();
-        let mut log_w = vec![0f64; n];
-        let mut log_l = vec![0f64; n];
+        let mut th = Vec::with_capacity(n);
+        let mut lq = Vec::with_capacity(n);
+        let mut log_w = Vec::with_capacity(n);
+        let mut log_l = Vec::with_capacity(n);
         let (mut t_like, mut t_sum) = (0f64, 0f64);
         for (a, &i) in active.iter().enumerate() {
             let t0 = Instant::now();
             let star = &stars[i];
             let prep = PreparedStar::new(star, &self.noise);
-            let th = &thetas[a * n..(a + 1) * n];
-            let lq = &log_q[a * n..(a + 1) * n];
-            let nb = prep.bands.len();
-            mags.resize(n * nb, 0f32);
-            self.fm.magnitudes_many(th, &prep.bands, &mut mags);
-            for k in 0..n {
-                let ll = prep.log_likelihood_from_mags(&mags[k * nb..(k + 1) * nb], th[k].distance);
-                log_l[k] = ll;
-                let lp = self.prior.log_prob(&th[k]);
-                log_w[k] = if lp.is_finite() && ll.is_finite() && lq[k].is_finite() {
-                    lp + ll - lq[k]
+            th.clear();
+            lq.clear();
+            th.extend_from_slice(&thetas[a * n1..(a + 1) * n1]);
+            lq.extend_from_slice(&log_q[a * n1..(a + 1) * n1]);
+            self.weigh(&prep, &th, &lq, 0, &mut mags, &mut log_w, &mut log_l);
+            let mut rounds = vec![normalise(&log_w)];
+            let mut wts = rounds[0].clone();
+            // refinement rounds: each draws from a Student-t fitted to everything so far
+            for r in 0..REFINE_ROUNDS {
+                if n2 == 0 {
+                    break;
+                }
+                let m = n2 / REFINE_ROUNDS + usize::from(r < n2 % REFINE_ROUNDS);
+                let v: Vec<[f64; 6]> = th.iter().map(refine::v_of).collect();
+                let fitted = if wts.n_eff > 0.0 {
+                    refine::StudentT::fit(&v, &wts.w, wts.n_eff, 5.0)
                 } else {
-                    f64::NEG_INFINITY
+                    None
                 };
+                // nothing to learn from yet: the proposal's own spread
+                let uniform = vec![1.0 / n1 as f64; n1];
+                let Some(t) =
+                    fitted.or_else(|| refine::StudentT::fit(&v[..n1], &uniform, n1 as f64, 5.0))
+                else {
+                    break;
+                };
+                let mut rng = Rng::for_keys(seeds[a], &[2 + r as u64]);
+                let from = th.len();
+                for _ in 0..m {
+                    let (x, l) = t.sample_theta(&mut rng);
+                    th.push(x);
+                    lq.push(l);
+                }
+                self.weigh(&prep, &th, &lq, from, &mut mags, &mut log_w, &mut log_l);
+                rounds.push(normalise(&log_w[from..]));
+                wts = combine(&rounds);
             }
             let t1 = Instant::now();
-            out[i] = self.summarise(star, &prep, th, &log_w, &log_l, seeds[a], settings);
+            out[i] = self.summarise(star, &prep, &th, &wts, &log_l, seeds[a], settings);
             t_like += (t1 - t0).as_secs_f64();
             t_sum += t1.elapsed().as_secs_f64();
         }
@@ -230,18 +300,50 @@ impl<P: Proposal> ImportanceEngine<P> {
         out
     }
 
+    /// log weights and log likelihoods of samples th[from..] (appended after `from`).
+    #[allow(clippy::too_many_arguments)]
+    fn weigh(
+        &self,
+        prep: &PreparedStar,
+        th: &[Theta],
+        lq: &[f64],
+        from: usize,
+        mags: &mut Vec<f32>,
+        log_w: &mut Vec<f64>,
+        log_l: &mut Vec<f64>,
+    ) {
+        let m = th.len() - from;
+        let nb = prep.bands.len();
+        mags.resize(m * nb, 0f32);
+        self.fm.magnitudes_many(&th[from..], &prep.bands, mags);
+        log_w.truncate(from);
+        log_l.truncate(from);
+        for k in 0..m {
+            let t = &th[from + k];
+            let ll = prep.log_likelihood_from_mags(&mags[k * nb..(k + 1) * nb], t.distance);
+            let lp = self.prior.log_prob(t);
+            let q = lq[from + k];
+            log_l.push(ll);
+            log_w.push(if lp.is_finite() && ll.is_finite() && q.is_finite() {
+                lp + ll - q
+            } else {
+                f64::NEG_INFINITY
+            });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn summarise(
         &self,
         star: &StarObs,
         prep: &PreparedStar,
         th: &[Theta],
-        log_w: &[f64],
+        wts: &Weights,
         log_l: &[f64],
         seed: u64,
         settings: &InferSettings,
     ) -> StarResult {
         let n = th.len();
-        let wts = normalise(log_w);
         let mut res = StarResult {
             source_id: star.source_id,
             params: [ParamSummary::NAN; 6],

@@ -6,6 +6,7 @@
 
 pub mod importance;
 pub mod mcmc;
+pub mod refine;
 
 use crate::likelihood::StarObs;
 
@@ -126,6 +127,9 @@ pub struct InferSettings {
     pub min_n_eff: f32,
     /// Flag LOW_EFFICIENCY below this efficiency.
     pub min_efficiency: f32,
+    /// Draw half of the samples from a Student-t fitted to the first half's weighted
+    /// samples (adaptive refinement, `infer::refine`).
+    pub refine: bool,
 }
 
 impl Default for InferSettings {
@@ -136,6 +140,7 @@ impl Default for InferSettings {
             seed: 0,
             min_n_eff: 10.0,
             min_efficiency: 0.01,
+            refine: true,
         }
     }
 }

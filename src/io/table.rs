@@ -215,3 +215,23 @@ fn write_csv(path: &Path, columns: &[Column]) -> Result<()> {
     }
     std::fs::write(path, s).with_context(|| format!("writing {}", path.display()))
 }
+
+/// Read a string column of a Parquet file (nulls as None).
+pub fn read_strings(path: &Path, column: &str) -> Result<Vec<Option<String>>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
+    let idx = builder
+        .schema()
+        .index_of(column)
+        .with_context(|| format!("{}: no column '{column}'", path.display()))?;
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [idx]);
+    let mut out = Vec::new();
+    for batch in builder.with_projection(mask).build()? {
+        let batch = batch?;
+        let c = cast(batch.column(0), &DataType::Utf8)?;
+        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+        out.extend((0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i).to_string())));
+    }
+    Ok(out)
+}

@@ -41,6 +41,8 @@ pub struct InferenceConfig {
     pub min_n_eff: f32,
     /// LOW_EFFICIENCY threshold.
     pub min_efficiency: f32,
+    /// Adaptive refinement: half the samples from a Student-t fitted to the first half.
+    pub refine: bool,
 }
 
 impl Default for InferenceConfig {
@@ -52,6 +54,7 @@ impl Default for InferenceConfig {
             seed: d.seed,
             min_n_eff: d.min_n_eff,
             min_efficiency: d.min_efficiency,
+            refine: d.refine,
         }
     }
 }

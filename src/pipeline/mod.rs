@@ -443,6 +443,7 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
         seed: cfg.inference.seed,
         min_n_eff: cfg.inference.min_n_eff,
         min_efficiency: cfg.inference.min_efficiency,
+        refine: cfg.inference.refine,
     };
     reporter.start(total_rows);
     let t0 = Instant::now();
