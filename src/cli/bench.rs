@@ -31,6 +31,33 @@ enum BenchWhat {
         #[arg(long)]
         model: Option<std::path::PathBuf>,
     },
+    /// End to end: a `sedflow simulate` catalogue (cached under --work-dir) through
+    /// `sedflow run` in a child process; prints wall time, stars/s, proposal samples/s, peak
+    /// RSS and busy time per stage, and optionally the speed-up over the reference MCMC.
+    Pipeline {
+        /// Catalogue stars.
+        #[arg(long, default_value_t = 250_000)]
+        stars: usize,
+        /// Proposal samples per star.
+        #[arg(long, default_value_t = 256)]
+        samples: usize,
+        /// Catalogue seed.
+        #[arg(long, default_value_t = 11)]
+        seed: u64,
+        /// Directory for the cached catalogue and the run's output.
+        #[arg(long, default_value = "target/bench")]
+        work_dir: std::path::PathBuf,
+        /// Model directory (default: the embedded model).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+        /// Also time the reference MCMC against flow + importance sampling on this many
+        /// stars of the catalogue (time per effective sample).
+        #[arg(long, default_value_t = 0)]
+        mcmc: usize,
+        /// Further arguments for `sedflow run` (after `--`).
+        #[arg(last = true)]
+        run_args: Vec<String>,
+    },
     /// Forward-model throughput in band-magnitudes per second.
     Forward {
         /// Thetas per batch.
@@ -59,6 +86,23 @@ pub fn run(a: BenchArgs) -> Result<i32> {
             repeats,
             model,
         } => bench_flow(stars, samples, repeats, model.as_ref()),
+        BenchWhat::Pipeline {
+            stars,
+            samples,
+            seed,
+            work_dir,
+            model,
+            mcmc,
+            run_args,
+        } => super::bench_pipeline::run(&super::bench_pipeline::PipelineBench {
+            stars,
+            samples,
+            seed,
+            work_dir,
+            model,
+            mcmc,
+            run_args,
+        }),
     }
 }
 

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_pipeline;
 mod calibrate;
 mod compare;
 mod evaluate;

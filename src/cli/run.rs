@@ -4,7 +4,7 @@
 use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::progress::ProgressMode;
 use crate::pipeline::{self, shard, RunOptions};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
@@ -56,6 +56,9 @@ pub struct RunArgs {
     /// Neural-posterior directory (weights.safetensors + card.json); default: the embedded model.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Also write the run's summary (counts, wall time, stage times, peak RSS) as JSON here.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
 }
 
 /// Keep the memory glibc holds flat over a long run. By default glibc raises its mmap
@@ -117,6 +120,10 @@ pub fn run(a: RunArgs) -> Result<i32> {
         };
         let summary = pipeline::run(&opts, engine.as_ref())?;
         println!("{summary}");
+        if let Some(p) = &a.summary_json {
+            std::fs::write(p, serde_json::to_string_pretty(&summary)?)
+                .with_context(|| format!("writing {}", p.display()))?;
+        }
         if summary.parts_failed > 0 {
             eprintln!(
                 "sedflow run: {} part(s) failed; rerun to retry them (finished parts are kept):",

@@ -151,8 +151,8 @@ impl FastMaf {
         out1.clear();
         out2.clear();
         for (r1, r2) in blk.c1.chunks_exact(c).zip(blk.c2.chunks_exact(c)) {
-            out1.push(r1.iter().zip(ctx).map(|(w, x)| w * x).sum());
-            out2.push(r2.iter().zip(ctx).map(|(w, x)| w * x).sum());
+            out1.push(crate::util::dot(r1, ctx));
+            out2.push(crate::util::dot(r2, ctx));
         }
     }
 

@@ -6,6 +6,7 @@
 use super::encoder::{Linear, SetEncoder};
 use super::tokens::{parallax_features, phot_features};
 use crate::likelihood::StarObs;
+use crate::util::dot;
 use anyhow::Result;
 
 /// A dense layer y = W x + b with W row-major [out][in].
@@ -36,7 +37,7 @@ impl Dense {
             .iter_mut()
             .zip(self.w.chunks_exact(self.n_in).zip(&self.b))
         {
-            *o = b + row.iter().zip(x).map(|(w, v)| w * v).sum::<f32>();
+            *o = b + dot(row, x);
         }
     }
 }

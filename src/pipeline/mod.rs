@@ -64,7 +64,7 @@ pub struct RunOptions {
 }
 
 /// What a run did.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RunSummary {
     /// Input files listed (all shards).
     pub files: usize,

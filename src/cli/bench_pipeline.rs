@@ -1,0 +1,246 @@
+//! `sedflow bench pipeline`: the end-to-end throughput benchmark. A catalogue made by
+//! `sedflow simulate` (cached) goes through `sedflow run` in a child process, Parquet in ->
+//! Parquet out, exactly as a user runs it; the child's own summary gives the stage times and
+//! the kernel's accounting (wait4) gives its peak RSS. Optionally, the flow + importance
+//! sampler is compared with the reference MCMC on the first stars of the same catalogue.
+
+use super::simulate::{simulate_catalogue, GaiaRelease};
+use crate::infer::mcmc::{self, McmcConfig};
+use crate::infer::InferSettings;
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Settings of one pipeline benchmark.
+pub struct PipelineBench {
+    /// Catalogue stars.
+    pub stars: usize,
+    /// Proposal samples per star.
+    pub samples: usize,
+    /// Catalogue seed.
+    pub seed: u64,
+    /// Where catalogues (cached) and outputs go.
+    pub work_dir: PathBuf,
+    /// Model directory for the run (default: the embedded model).
+    pub model: Option<PathBuf>,
+    /// Compare with the reference MCMC on this many stars (0: skip).
+    pub mcmc: usize,
+    /// Extra arguments passed to `sedflow run`.
+    pub run_args: Vec<String>,
+}
+
+/// Run the benchmark; prints the figures and returns the exit code.
+pub fn run(b: &PipelineBench) -> Result<i32> {
+    let exe = std::env::current_exe().context("locating the sedflow binary")?;
+    std::fs::create_dir_all(&b.work_dir)
+        .with_context(|| format!("creating {}", b.work_dir.display()))?;
+    let catalogue = b
+        .work_dir
+        .join(format!("simulate-{}-seed{}.parquet", b.stars, b.seed));
+    if !catalogue.exists() {
+        eprintln!(
+            "bench: making the catalogue with `sedflow simulate` -> {}",
+            catalogue.display()
+        );
+        let partial = catalogue.with_extension("partial.parquet");
+        let status = Command::new(&exe)
+            .args(["simulate", "--stars", &b.stars.to_string()])
+            .args(["--seed", &b.seed.to_string(), "--output"])
+            .arg(&partial)
+            .status()
+            .context("starting sedflow simulate")?;
+        if !status.success() {
+            bail!("sedflow simulate failed ({status})");
+        }
+        std::fs::rename(&partial, &catalogue)?;
+    }
+    let output = b
+        .work_dir
+        .join(format!("run-{}-seed{}-{}", b.stars, b.seed, b.samples));
+    if output.exists() {
+        // a previous benchmark's output: remove it so that nothing is skipped as done
+        std::fs::remove_dir_all(&output)
+            .with_context(|| format!("removing {}", output.display()))?;
+    }
+    let summary_path = b.work_dir.join("run-summary.json");
+    let _ = std::fs::remove_file(&summary_path);
+    let threads = rayon::current_num_threads();
+    println!(
+        "bench pipeline: {} stars x {} samples, {} CPU threads, catalogue {}",
+        b.stars,
+        b.samples,
+        threads,
+        catalogue.display()
+    );
+    let mut cmd = Command::new(&exe);
+    cmd.arg("run")
+        .arg("--input")
+        .arg(&catalogue)
+        .arg("--output")
+        .arg(&output)
+        .args(["--samples", &b.samples.to_string(), "--progress", "off"])
+        .arg("--summary-json")
+        .arg(&summary_path);
+    if let Some(m) = &b.model {
+        cmd.arg("--model").arg(m);
+    }
+    cmd.args(&b.run_args).stdout(Stdio::piped());
+    let t0 = Instant::now();
+    let mut child = cmd.spawn().context("starting sedflow run")?;
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        println!("  | {}", line?);
+    }
+    let (code, peak_rss) = wait_with_peak_rss(&mut child)?;
+    let wall = t0.elapsed().as_secs_f64();
+    if code != 0 {
+        bail!("sedflow run exited with {code}");
+    }
+    let s: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&summary_path).context("reading the run's summary")?,
+    )?;
+    let stars = s["stars"].as_f64().unwrap_or(0.0);
+    let inferred = s["stars_inferred"].as_f64().unwrap_or(0.0);
+    let samples = inferred * b.samples as f64;
+    println!(
+        "bench pipeline: wall {:.1} s end to end (process start to exit; {:.1} s processing)",
+        wall,
+        s["wall_s"].as_f64().unwrap_or(f64::NAN)
+    );
+    println!(
+        "bench pipeline: {:.0} stars/s, {:.3e} proposal samples/s (likelihood and weights included)",
+        stars / wall,
+        samples / wall
+    );
+    match peak_rss {
+        Some(kib) => println!(
+            "bench pipeline: peak RSS {:.1} MiB (kernel accounting of the run process)",
+            kib as f64 / 1024.0
+        ),
+        None => println!("bench pipeline: peak RSS unavailable on this platform"),
+    }
+    print_stage_shares(&s);
+    if b.mcmc > 0 {
+        compare_with_mcmc(b)?;
+    }
+    Ok(0)
+}
+
+/// Busy CPU time per stage and its share: reader (read + decode + ingest), the engine's
+/// sub-stages (summed over inference threads) and the writer. Stages overlap in time.
+fn print_stage_shares(s: &serde_json::Value) {
+    let mut stages: Vec<(String, f64)> = vec![("read".into(), s["read_s"].as_f64().unwrap_or(0.0))];
+    if let Some(list) = s["engine_stages"].as_array() {
+        for e in list {
+            if let (Some(name), Some(t)) = (e[0].as_str(), e[1].as_f64()) {
+                stages.push((name.to_string(), t));
+            }
+        }
+    }
+    stages.push(("write".into(), s["write_s"].as_f64().unwrap_or(0.0)));
+    let total: f64 = stages.iter().map(|x| x.1).sum::<f64>().max(1e-12);
+    let parts: Vec<String> = stages
+        .iter()
+        .map(|(n, t)| format!("{n} {t:.1} s ({:.0}%)", 100.0 * t / total))
+        .collect();
+    println!("bench pipeline: busy time by stage: {}", parts.join(", "));
+}
+
+/// Wait for the child and return (exit code, peak RSS in KiB) from the kernel's rusage.
+fn wait_with_peak_rss(child: &mut std::process::Child) -> Result<(i32, Option<u64>)> {
+    #[cfg(unix)]
+    {
+        let pid = child.id() as libc::pid_t;
+        let mut status: libc::c_int = 0;
+        // SAFETY: rusage is plain data; wait4 fills it for our own child, which std has not
+        // reaped (we never call child.wait()).
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r != pid {
+            bail!("wait4 failed: {}", std::io::Error::last_os_error());
+        }
+        let code = if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -1
+        };
+        // Linux reports ru_maxrss in KiB (macOS in bytes)
+        let kib = if cfg!(target_os = "macos") {
+            usage.ru_maxrss as u64 / 1024
+        } else {
+            usage.ru_maxrss as u64
+        };
+        Ok((code, Some(kib)))
+    }
+    #[cfg(not(unix))]
+    {
+        let st = child.wait()?;
+        Ok((st.code().unwrap_or(-1), None))
+    }
+}
+
+/// Flow + importance sampling with the pipeline's sample count (one star at a time, one
+/// thread) against the reference MCMC, on the same stars (the first `b.mcmc` stars of the
+/// benchmark catalogue, regenerated in memory). Two figures: (a) wall time for the MCMC to
+/// reach the same effective sample size as importance sampling gives, burn-in included
+/// (what a user waits for per star); (b) time per effective sample once the chain is burnt
+/// in (the asymptotic rate, which favours the MCMC).
+fn compare_with_mcmc(b: &PipelineBench) -> Result<()> {
+    let engine = crate::infer::flow_engine(b.model.as_deref())?;
+    let sims = simulate_catalogue(&engine.fm, b.mcmc, b.seed, GaiaRelease::Dr3)?;
+    let settings = InferSettings {
+        n_samples: b.samples,
+        keep_samples: 0,
+        seed: b.seed,
+        ..Default::default()
+    };
+    let cfg = McmcConfig {
+        seed: b.seed,
+        ..Default::default()
+    };
+    let burn_share = cfg.burn as f64 / (cfg.burn + cfg.steps) as f64;
+    let (mut t_is, mut neff_is, mut t_mc_same, mut t_mc_run, mut t_mc_sampling, mut neff_mc) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    for s in &sims {
+        let t0 = Instant::now();
+        let r = &engine.infer_chunk(std::slice::from_ref(&s.obs), &settings)[0];
+        t_is += t0.elapsed().as_secs_f64();
+        let n_is = (r.n_eff as f64).max(0.0);
+        neff_is += n_is;
+        let m = mcmc::run(&s.obs, &engine.fm, &engine.prior, &engine.noise, &cfg);
+        let (burn, sampling) = (m.seconds * burn_share, m.seconds * (1.0 - burn_share));
+        t_mc_run += m.seconds;
+        t_mc_sampling += sampling;
+        neff_mc += m.n_eff;
+        t_mc_same += burn + sampling * (n_is / m.n_eff.max(1e-12)).min(1.0);
+    }
+    let k = sims.len() as f64;
+    let per_is = t_is / neff_is.max(1e-12);
+    let per_mc = t_mc_sampling / neff_mc.max(1e-12);
+    println!(
+        "bench pipeline: MCMC comparison on {} stars, one thread: flow+IS with {} samples gives {:.1} effective samples/star in {:.2e} s/star; the MCMC ({} walkers, {} burn-in + {} steps) gives {:.0} in {:.2} s/star",
+        sims.len(),
+        b.samples,
+        neff_is / k,
+        t_is / k,
+        cfg.walkers,
+        cfg.burn,
+        cfg.steps,
+        neff_mc / k,
+        t_mc_run / k,
+    );
+    println!(
+        "bench pipeline: (a) wall time to the same effective sample size, burn-in included: MCMC {:.3} s/star vs flow+IS {:.2e} s/star -> {:.0}x",
+        t_mc_same / k,
+        t_is / k,
+        t_mc_same / t_is.max(1e-12)
+    );
+    println!(
+        "bench pipeline: (b) time per effective sample after burn-in: MCMC {:.2e} s vs flow+IS {:.2e} s -> {:.0}x",
+        per_mc,
+        per_is,
+        per_mc / per_is
+    );
+    Ok(())
+}
