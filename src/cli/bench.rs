@@ -30,6 +30,9 @@ enum BenchWhat {
         /// Model directory (default: the embedded model).
         #[arg(long)]
         model: Option<std::path::PathBuf>,
+        /// Device: cpu, cuda or cuda:N (GPU builds: --features cuda).
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
     /// End to end: a `sedflow simulate` catalogue (cached under --work-dir) through
     /// `sedflow run` in a child process; prints wall time, stars/s, proposal samples/s, peak
@@ -85,7 +88,8 @@ pub fn run(a: BenchArgs) -> Result<i32> {
             samples,
             repeats,
             model,
-        } => bench_flow(stars, samples, repeats, model.as_ref()),
+            device,
+        } => bench_flow(stars, samples, repeats, model.as_ref(), &device),
         BenchWhat::Pipeline {
             stars,
             samples,
@@ -185,10 +189,11 @@ fn bench_flow(
     samples: usize,
     repeats: usize,
     model: Option<&std::path::PathBuf>,
+    device: &str,
 ) -> Result<i32> {
     use crate::infer::importance::Proposal;
     use rayon::prelude::*;
-    let engine = super::evaluate::flow_engine(model)?;
+    let engine = crate::infer::flow_engine_on(model.map(|p| p.as_path()), device)?;
     let cat = super::simulate::simulate_catalogue(
         &engine.fm,
         stars * rayon::current_num_threads(),
@@ -204,6 +209,16 @@ fn bench_flow(
             .proposal
             .sample(one, samples, &seeds[..stars], &mut th, &mut lq);
     });
+    if engine.proposal.on_device {
+        // one batched call per chunk on the device (the results come back to the host)
+        println!(
+            "flow ({}) on {device}: batch of {stars} stars x {samples} samples with log q: {:.1} ms -> {:.3e} samples/s (median of {repeats})",
+            engine.proposal.card.id,
+            t1 * 1e3,
+            (stars * samples) as f64 / t1,
+        );
+        return Ok(0);
+    }
     let nt = rayon::current_num_threads();
     let tn = median_time(repeats, || {
         obs.par_chunks(stars)
@@ -214,9 +229,9 @@ fn bench_flow(
             })
     });
     let ctx_t = median_time(repeats, || {
-        let tb =
-            crate::nn::tokens::TokenBatch::build(one, engine.proposal.card.config.encoder.n_bands);
-        let _ = engine.proposal.model.context(&tb).unwrap();
+        for s in one {
+            std::hint::black_box(engine.proposal.encoder.context(s));
+        }
     });
     println!(
         "flow ({}): batch of {stars} stars x {samples} samples with log q: 1 thread {:.1} ms -> {:.3e} samples/s (encoder {:.1} ms of it); {nt} threads x {stars} stars: {:.3e} samples/s",

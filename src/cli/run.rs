@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// Neural-posterior directory (weights.safetensors + card.json); default: the embedded model.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Device of the neural posterior: cpu, cuda or cuda:N (overrides [inference] device;
+    /// cuda needs a build with --features cuda).
+    #[arg(long)]
+    device: Option<String>,
     /// Also write the run's summary (counts, wall time, stage times, peak RSS) as JSON here.
     #[arg(long)]
     summary_json: Option<PathBuf>,
@@ -91,6 +95,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
     if let Some(s) = a.seed {
         cfg.inference.seed = s;
     }
+    if let Some(d) = &a.device {
+        cfg.inference.device = d.clone();
+    }
     if let Some(b) = a.batch_size {
         cfg.batching.batch_size = b;
         cfg.batching.window = cfg.batching.window.max(b);
@@ -103,10 +110,15 @@ pub fn run(a: RunArgs) -> Result<i32> {
             std::env::var(k).ok()
         })?;
         tune_allocator();
-        let engine: Box<dyn crate::infer::Engine> = match &a.model {
-            Some(dir) => Box::new(crate::infer::flow_engine(Some(dir))?),
-            None => crate::infer::default_engine()?,
-        };
+        let engine: Box<dyn crate::infer::Engine> =
+            if a.model.is_some() || cfg.inference.device != "cpu" {
+                Box::new(crate::infer::flow_engine_on(
+                    a.model.as_deref(),
+                    &cfg.inference.device,
+                )?)
+            } else {
+                crate::infer::default_engine()?
+            };
         let opts = RunOptions {
             input: a.input.clone(),
             output: a.output.clone(),

@@ -167,13 +167,27 @@ pub trait Engine: Send + Sync {
 pub fn flow_engine(
     model_dir: Option<&std::path::Path>,
 ) -> anyhow::Result<importance::ImportanceEngine<crate::nn::proposal::FlowProposal>> {
+    flow_engine_on(model_dir, "cpu")
+}
+
+/// [`flow_engine`] with the proposal on a device (`cpu`, `cuda`, `cuda:N`). On a GPU the
+/// encoder and the flow run there, batched over whole chunks of stars; the likelihood, the
+/// refinement and the summaries stay on the CPU threads.
+pub fn flow_engine_on(
+    model_dir: Option<&std::path::Path>,
+    device: &str,
+) -> anyhow::Result<importance::ImportanceEngine<crate::nn::proposal::FlowProposal>> {
     use crate::likelihood::NoiseModel;
+    use crate::nn::proposal::{parse_device, FlowProposal};
     use crate::physics::ForwardModel;
     use crate::prior::{Prior, PriorConfig};
+    let dev = parse_device(device)?;
     let proposal = match model_dir {
-        Some(dir) => crate::nn::proposal::FlowProposal::load_dir(dir, &candle_core::Device::Cpu)?,
-        None => crate::nn::proposal::FlowProposal::embedded()?,
+        Some(dir) => FlowProposal::load_dir(dir, &dev)?,
+        None => FlowProposal::embedded_on(&dev)?,
     };
+    // GPUs want many samples per call; on the CPU small chunks keep the caches warm
+    let chunk = if dev.is_cpu() { 64 } else { 1024 };
     let fm = ForwardModel::embedded().clone();
     let bands: Vec<&str> = fm.bands().names();
     if proposal.card.config.bands != bands {
@@ -186,7 +200,7 @@ pub fn flow_engine(
         noise: NoiseModel::default_for(&fm),
         fm,
         proposal,
-        chunk: 64,
+        chunk,
         clock: Default::default(),
     })
 }

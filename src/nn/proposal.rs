@@ -30,6 +30,9 @@ pub struct FlowProposal {
     pub encoder: FastEncoder,
     /// Model card.
     pub card: ModelCard,
+    /// Sample with candle on the model's device (a GPU), many stars per call, instead of
+    /// the plain-Rust CPU sampler.
+    pub on_device: bool,
 }
 
 thread_local! {
@@ -47,6 +50,7 @@ impl FlowProposal {
             fast,
             encoder,
             card,
+            on_device: !device.is_cpu(),
         })
     }
 
@@ -63,8 +67,62 @@ impl FlowProposal {
 
     /// The embedded default model.
     pub fn embedded() -> Result<Self> {
+        Self::embedded_on(&Device::Cpu)
+    }
+
+    /// The embedded default model, on a device.
+    pub fn embedded_on(device: &Device) -> Result<Self> {
         let card: ModelCard = serde_json::from_str(DEFAULT_CARD).context("embedded model card")?;
-        Self::from_bytes(DEFAULT_WEIGHTS, card, &Device::Cpu)
+        Self::from_bytes(DEFAULT_WEIGHTS, card, device)
+    }
+
+    /// Batched sampling with candle on the model's device: all stars of the chunk are
+    /// encoded in one call and all their samples inverted through the flow in one call.
+    /// The base noise is drawn on the CPU from each star's own stream, exactly as in the
+    /// CPU path, so both paths give the same samples up to floating-point rounding.
+    fn sample_on_device(
+        &self,
+        stars: &[StarObs],
+        n: usize,
+        seeds: &[u64],
+        thetas: &mut Vec<Theta>,
+        log_q: &mut Vec<f64>,
+    ) -> Result<SampleTimes> {
+        let t0 = std::time::Instant::now();
+        let dev = &self.model.device;
+        let tb = TokenBatch::build(stars, self.card.config.encoder.n_bands);
+        let ctx = self.model.context(&tb)?;
+        let (b, c) = ctx.dims2()?;
+        let ctx = ctx
+            .unsqueeze(1)?
+            .broadcast_as((b, n, c))?
+            .reshape((b * n, c))?
+            .contiguous()?;
+        let mut z = vec![0f32; b * n * 6];
+        for (s, &seed) in seeds.iter().enumerate() {
+            let mut rng = Rng::new(seed);
+            for t in 0..n {
+                for i in 0..6 {
+                    z[(s * n + t) * 6 + i] = rng.normal() as f32;
+                }
+            }
+        }
+        let zt = Tensor::from_vec(z, (b * n, 6), dev)?;
+        dev.synchronize()?;
+        let encode_s = t0.elapsed().as_secs_f64();
+        let (u, lq) = self.model.flow.sample(&zt, &ctx)?;
+        let u = u.flatten_all()?.to_vec1::<f32>()?;
+        let lq = lq.to_vec1::<f32>()?;
+        let tr = &self.card.config.transform;
+        for k in 0..b * n {
+            let uu: [f64; 6] = std::array::from_fn(|i| u[k * 6 + i] as f64);
+            thetas.push(tr.from_u(&uu));
+            log_q.push(lq[k] as f64 + tr.log_jacobian_u(&uu));
+        }
+        Ok(SampleTimes {
+            encode_s,
+            sample_s: t0.elapsed().as_secs_f64() - encode_s,
+        })
     }
 
     /// Per-star sorted context terms for every block: [star][block] -> (c1, c2). Each
@@ -126,6 +184,18 @@ impl Proposal for FlowProposal {
         if stars.is_empty() {
             return SampleTimes::default();
         }
+        if self.on_device {
+            match self.sample_on_device(stars, n, seeds, thetas, log_q) {
+                Ok(t) => return t,
+                // a device failure mid-run (e.g. out of memory) must not lose stars: the
+                // CPU sampler gives the same samples up to rounding
+                Err(e) => {
+                    crate::nn::proposal::warn_device_failure(&e);
+                    thetas.clear();
+                    log_q.clear();
+                }
+            }
+        }
         let t0 = std::time::Instant::now();
         let terms = self.context_terms(stars);
         let encode_s = t0.elapsed().as_secs_f64();
@@ -162,6 +232,96 @@ impl Proposal for FlowProposal {
         SampleTimes {
             encode_s,
             sample_s: t0.elapsed().as_secs_f64() - encode_s,
+        }
+    }
+}
+
+/// Report a failure of the device sampler once per process (then the CPU sampler is used
+/// for the chunk).
+pub fn warn_device_failure(e: &anyhow::Error) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        eprintln!("sedflow: warning: device sampling failed ({e:#}); falling back to the CPU sampler for the affected chunks");
+    });
+}
+
+/// Parse a device name: `cpu`, `cuda` (GPU 0) or `cuda:N`. A binary built without the
+/// `cuda` feature says so instead of silently using the CPU.
+pub fn parse_device(name: &str) -> Result<Device> {
+    let name = name.trim().to_ascii_lowercase();
+    let ordinal = match name.as_str() {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" | "gpu" => 0,
+        s => match s.strip_prefix("cuda:") {
+            Some(k) => k
+                .parse::<usize>()
+                .with_context(|| format!("bad GPU ordinal in device {name:?}"))?,
+            None => anyhow::bail!("unknown device {name:?}: expected cpu, cuda or cuda:N"),
+        },
+    };
+    if !cfg!(feature = "cuda") {
+        anyhow::bail!(
+            "device {name:?} needs a GPU build: cargo build --release --features cuda (this binary was built for the CPU only)"
+        );
+    }
+    Device::new_cuda(ordinal).with_context(|| format!("opening CUDA device {ordinal}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::likelihood::StarObs;
+
+    #[test]
+    fn device_names_parse_and_cpu_builds_refuse_cuda() {
+        assert!(parse_device("cpu").unwrap().is_cpu());
+        assert!(parse_device("tpu").is_err());
+        assert!(parse_device("cuda:x").is_err());
+        if !cfg!(feature = "cuda") {
+            let e = parse_device("cuda").unwrap_err().to_string();
+            assert!(e.contains("--features cuda"), "{e}");
+        }
+    }
+
+    /// The batched candle path (used on GPUs) run on the CPU device gives the same samples
+    /// and log densities as the fast CPU sampler, star by star.
+    #[test]
+    fn batched_device_path_matches_fast_sampler() {
+        let mut p = FlowProposal::embedded().unwrap();
+        let fm = crate::physics::ForwardModel::embedded();
+        let stars: Vec<StarObs> = crate::cli::simulate::simulate_catalogue(
+            fm,
+            5,
+            3,
+            crate::cli::simulate::GaiaRelease::Dr3,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|s| s.obs)
+        .collect();
+        let seeds: Vec<u64> = (0..stars.len() as u64).map(|k| 100 + k).collect();
+        let n = 32;
+        let (mut t_fast, mut q_fast) = (Vec::new(), Vec::new());
+        p.sample(&stars, n, &seeds, &mut t_fast, &mut q_fast);
+        p.on_device = true;
+        let (mut t_dev, mut q_dev) = (Vec::new(), Vec::new());
+        p.sample(&stars, n, &seeds, &mut t_dev, &mut q_dev);
+        assert_eq!(t_fast.len(), stars.len() * n);
+        assert_eq!(t_dev.len(), t_fast.len());
+        for k in 0..t_fast.len() {
+            let (a, b) = (&t_fast[k], &t_dev[k]);
+            assert!(
+                (a.teff - b.teff).abs() < 1e-3 * a.teff,
+                "{k}: {a:?} vs {b:?}"
+            );
+            assert!((a.logg - b.logg).abs() < 2e-3, "{k}: {a:?} vs {b:?}");
+            assert!((a.distance - b.distance).abs() < 2e-3 * a.distance, "{k}");
+            assert!(
+                (q_fast[k] - q_dev[k]).abs() < 2e-2,
+                "{k}: {} vs {}",
+                q_fast[k],
+                q_dev[k]
+            );
         }
     }
 }

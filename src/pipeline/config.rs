@@ -41,8 +41,11 @@ pub struct InferenceConfig {
     pub min_n_eff: f32,
     /// LOW_EFFICIENCY threshold.
     pub min_efficiency: f32,
-    /// Adaptive refinement: half the samples from a Student-t fitted to the first half.
+    /// Adaptive refinement: half the samples from Student-t proposals fitted to the
+    /// weighted samples drawn before them.
     pub refine: bool,
+    /// Where the neural posterior runs: `cpu` (default), `cuda` or `cuda:N` (GPU builds).
+    pub device: String,
 }
 
 impl Default for InferenceConfig {
@@ -55,6 +58,7 @@ impl Default for InferenceConfig {
             min_n_eff: d.min_n_eff,
             min_efficiency: d.min_efficiency,
             refine: d.refine,
+            device: "cpu".to_string(),
         }
     }
 }
