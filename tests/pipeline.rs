@@ -233,7 +233,13 @@ fn every_input_row_gets_one_output_row_and_corrupt_files_are_named() {
         assert_eq!(r.flags as u32 & INGEST_FLAGS, e, "row {i}: {r:?}");
         assert!(!r.reason.is_empty(), "row {i} has flags but no reason");
         let processed = e & flags::NOT_PROCESSED == 0;
-        assert_eq!(r.n_samples, if processed { 16 } else { 0 }, "row {i}");
+        // 16, or up to 4 x 16 for stars whose effective sample size stayed low
+        let ok = if processed {
+            (16..=64).contains(&r.n_samples)
+        } else {
+            r.n_samples == 0
+        };
+        assert!(ok, "row {i}: n_samples {}", r.n_samples);
         assert_eq!(r.floats[2].is_some(), processed, "teff_p50 of row {i}");
     }
     assert_eq!(a[0].n_bands, 3);
@@ -334,7 +340,9 @@ fn example_catalogue_runs_with_the_default_config() {
     let rows = read_dir(&out);
     let r = &rows["catalogue.parquet"];
     assert_eq!(r.len(), 200);
-    assert!(r.iter().all(|x| x.n_bands >= 1 && x.n_samples == 16));
+    assert!(r
+        .iter()
+        .all(|x| x.n_bands >= 1 && (16..=64).contains(&x.n_samples)));
     // `sedflow simulate` gives most, not all, stars a parallax
     let with_plx = r.iter().filter(|x| x.has_parallax).count();
     assert!(with_plx > 100 && with_plx < 200, "{with_plx}");

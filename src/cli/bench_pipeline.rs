@@ -102,16 +102,18 @@ pub fn run(b: &PipelineBench) -> Result<i32> {
     )?;
     let stars = s["stars"].as_f64().unwrap_or(0.0);
     let inferred = s["stars_inferred"].as_f64().unwrap_or(0.0);
-    let samples = inferred * b.samples as f64;
+    let samples = s["samples_drawn"].as_f64().unwrap_or(0.0);
     println!(
         "bench pipeline: wall {:.1} s end to end (process start to exit; {:.1} s processing)",
         wall,
         s["wall_s"].as_f64().unwrap_or(f64::NAN)
     );
     println!(
-        "bench pipeline: {:.0} stars/s, {:.3e} proposal samples/s (likelihood and weights included)",
+        "bench pipeline: {:.0} stars/s, {:.3e} proposal samples/s (likelihood and weights included; {:.1} samples per star on average, --samples {} plus extra refinement rounds for stars with few effective samples)",
         stars / wall,
-        samples / wall
+        samples / wall,
+        samples / inferred.max(1.0),
+        b.samples
     );
     match peak_rss {
         Some(kib) => println!(
@@ -191,6 +193,7 @@ fn compare_with_mcmc(b: &PipelineBench) -> Result<()> {
     let sims = simulate_catalogue(&engine.fm, b.mcmc, b.seed, GaiaRelease::Dr3)?;
     let settings = InferSettings {
         n_samples: b.samples,
+        max_samples: 4 * b.samples,
         keep_samples: 0,
         seed: b.seed,
         ..Default::default()

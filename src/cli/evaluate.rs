@@ -46,6 +46,10 @@ pub struct EvaluateArgs {
     /// flow's own efficiency.
     #[arg(long)]
     no_refine: bool,
+    /// Stars whose effective sample size stays below 20 get more refinement rounds, up to
+    /// this many times --samples in all (1: never more).
+    #[arg(long, default_value_t = 4)]
+    max_sample_factor: usize,
 }
 
 /// Build the importance-sampling engine over a flow proposal.
@@ -64,6 +68,7 @@ pub fn run(a: EvaluateArgs) -> Result<i32> {
         n_samples: a.samples,
         seed: a.seed,
         refine: !a.no_refine,
+        max_samples: a.samples * a.max_sample_factor,
         ..Default::default()
     };
     let t0 = Instant::now();

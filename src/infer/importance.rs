@@ -260,12 +260,25 @@ impl<P: Proposal> ImportanceEngine<P> {
             self.weigh(&prep, &th, &lq, 0, &mut mags, &mut log_w, &mut log_l);
             let mut rounds = vec![normalise(&log_w)];
             let mut wts = rounds[0].clone();
-            // refinement rounds: each draws from a Student-t fitted to everything so far
-            for r in 0..REFINE_ROUNDS {
-                if n2 == 0 {
+            // refinement rounds: each draws from a Student-t fitted to everything so far;
+            // after the planned rounds, more rounds (up to max_samples in all) while the
+            // effective sample size is below target: hard stars get more samples instead of
+            // intervals drawn from a handful of weights
+            let extra_size = (n2 / REFINE_ROUNDS).max(16);
+            let mut r = 0;
+            while n2 > 0 {
+                let planned = r < REFINE_ROUNDS;
+                if !planned
+                    && (wts.n_eff >= settings.target_n_eff as f64
+                        || th.len() + extra_size > settings.max_samples)
+                {
                     break;
                 }
-                let m = n2 / REFINE_ROUNDS + usize::from(r < n2 % REFINE_ROUNDS);
+                let m = if planned {
+                    n2 / REFINE_ROUNDS + usize::from(r < n2 % REFINE_ROUNDS)
+                } else {
+                    extra_size
+                };
                 let v: Vec<[f64; 6]> = th.iter().map(refine::v_of).collect();
                 let fitted = if wts.n_eff > 0.0 {
                     refine::StudentT::fit(&v, &wts.w, wts.n_eff, 5.0)
@@ -289,6 +302,7 @@ impl<P: Proposal> ImportanceEngine<P> {
                 self.weigh(&prep, &th, &lq, from, &mut mags, &mut log_w, &mut log_l);
                 rounds.push(normalise(&log_w[from..]));
                 wts = combine(&rounds);
+                r += 1;
             }
             let t1 = Instant::now();
             out[i] = self.summarise(star, &prep, &th, &wts, &log_l, seeds[a], settings);

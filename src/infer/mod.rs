@@ -130,6 +130,11 @@ pub struct InferSettings {
     /// Draw half of the samples from a Student-t fitted to the first half's weighted
     /// samples (adaptive refinement, `infer::refine`).
     pub refine: bool,
+    /// With refinement: keep adding refinement rounds while the effective sample size is
+    /// below `target_n_eff`, up to this many samples in all (<= n_samples: never).
+    pub max_samples: usize,
+    /// Effective sample size that stops the extra rounds.
+    pub target_n_eff: f32,
 }
 
 impl Default for InferSettings {
@@ -141,6 +146,8 @@ impl Default for InferSettings {
             min_n_eff: 10.0,
             min_efficiency: 0.01,
             refine: true,
+            max_samples: 1024,
+            target_n_eff: 20.0,
         }
     }
 }

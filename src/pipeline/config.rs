@@ -44,6 +44,12 @@ pub struct InferenceConfig {
     /// Adaptive refinement: half the samples from Student-t proposals fitted to the
     /// weighted samples drawn before them.
     pub refine: bool,
+    /// With refinement: stars whose effective sample size stays below `target_n_eff` get
+    /// more refinement rounds, up to `max_sample_factor` x `samples` samples in all
+    /// (1: never more than `samples`).
+    pub max_sample_factor: usize,
+    /// Effective sample size that ends the extra rounds.
+    pub target_n_eff: f32,
     /// Where the neural posterior runs: `cpu` (default), `cuda` or `cuda:N` (GPU builds).
     pub device: String,
 }
@@ -58,6 +64,8 @@ impl Default for InferenceConfig {
             min_n_eff: d.min_n_eff,
             min_efficiency: d.min_efficiency,
             refine: d.refine,
+            max_sample_factor: d.max_samples / d.n_samples,
+            target_n_eff: d.target_n_eff,
             device: "cpu".to_string(),
         }
     }
@@ -333,6 +341,9 @@ impl PipelineConfig {
     pub fn validate(&self) -> Result<()> {
         if self.inference.samples == 0 {
             bail!("inference.samples must be at least 1");
+        }
+        if self.inference.max_sample_factor == 0 {
+            bail!("inference.max_sample_factor must be at least 1");
         }
         if self.batching.batch_size == 0 {
             bail!("batching.batch_size must be at least 1");

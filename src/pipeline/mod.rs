@@ -82,6 +82,8 @@ pub struct RunSummary {
     pub stars: u64,
     /// Stars that went through the engine.
     pub stars_inferred: u64,
+    /// Proposal samples drawn and weighed in all (refinement can add samples for hard stars).
+    pub samples_drawn: u64,
     /// Proposal samples per star.
     pub samples_per_star: usize,
     /// Wall time of the processing phase [s].
@@ -105,8 +107,7 @@ pub struct RunSummary {
 impl std::fmt::Display for RunSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let rate = self.stars as f64 / self.wall_s.max(1e-9);
-        let srate =
-            (self.stars_inferred * self.samples_per_star as u64) as f64 / self.wall_s.max(1e-9);
+        let srate = self.samples_drawn as f64 / self.wall_s.max(1e-9);
         writeln!(
             f,
             "sedflow run: {} parts: {} written, {} already done, {} failed",
@@ -114,8 +115,8 @@ impl std::fmt::Display for RunSummary {
         )?;
         writeln!(
             f,
-            "sedflow run: {} input rows -> {} stars ({} inferred) in {:.2} s (+{:.2} s planning): {:.1} stars/s, {:.4e} proposal samples/s",
-            self.rows, self.stars, self.stars_inferred, self.wall_s, self.plan_s, rate, srate
+            "sedflow run: {} input rows -> {} stars ({} inferred, {:.1} samples each on average) in {:.2} s (+{:.2} s planning): {:.1} stars/s, {:.4e} proposal samples/s",
+            self.rows, self.stars, self.stars_inferred, self.samples_drawn as f64 / self.stars_inferred.max(1) as f64, self.wall_s, self.plan_s, rate, srate
         )?;
         write!(
             f,
@@ -444,6 +445,8 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
         min_n_eff: cfg.inference.min_n_eff,
         min_efficiency: cfg.inference.min_efficiency,
         refine: cfg.inference.refine,
+        max_samples: cfg.inference.samples * cfg.inference.max_sample_factor,
+        target_n_eff: cfg.inference.target_n_eff,
     };
     reporter.start(total_rows);
     let t0 = Instant::now();
@@ -488,7 +491,7 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
         b?;
         Ok::<_, anyhow::Error>((r?, i?, w?))
     })?;
-    let (infer_s, stars_inferred) = infer_out?;
+    let (infer_s, stars_inferred, samples_drawn) = infer_out?;
     let w = write_out;
     reporter.finish();
     summary.wall_s = t0.elapsed().as_secs_f64();
@@ -501,6 +504,7 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
     summary.rows = w.rows;
     summary.stars = w.stars;
     summary.stars_inferred = stars_inferred;
+    summary.samples_drawn = samples_drawn;
     summary.errors = shared.errors.lock().unwrap().clone();
     summary.peak_rss_bytes = peak_rss_bytes();
     Ok(summary)
@@ -831,9 +835,10 @@ fn infer_stage(
     settings: &InferSettings,
     rx: Receiver<Msg>,
     tx: Sender<Msg>,
-) -> Result<(Duration, u64)> {
+) -> Result<(Duration, u64, u64)> {
     let mut busy = Duration::ZERO;
     let mut n_inferred = 0u64;
+    let mut n_drawn = 0u64;
     for msg in rx {
         let out = match msg {
             Msg::Stars(mut stars) => {
@@ -858,6 +863,7 @@ fn infer_stage(
                     ));
                 }
                 n_inferred += obs.len() as u64;
+                n_drawn += results.iter().map(|r| r.n_samples as u64).sum::<u64>();
                 let mut by_star: Vec<Option<StarResult>> = vec![None; stars.len()];
                 for ((&i, r), o) in todo.iter().zip(results).zip(&obs) {
                     if r.source_id != o.source_id {
@@ -912,7 +918,7 @@ fn infer_stage(
             break;
         }
     }
-    Ok((busy, n_inferred))
+    Ok((busy, n_inferred, n_drawn))
 }
 
 struct WriteOut {
