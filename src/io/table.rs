@@ -172,7 +172,11 @@ fn write_parquet(path: &Path, columns: &[Column], metadata: &[(String, String)])
     let tmp = path.with_extension("parquet.tmp");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut w = ArrowWriter::try_new(file, batch.schema(), None)?;
+    // row groups of 64k rows, like survey archives: readers stream them one at a time
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(1 << 16))
+        .build();
+    let mut w = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
     for (k, v) in metadata {
         w.append_key_value_metadata(parquet::file::metadata::KeyValue::new(k.clone(), v.clone()));
     }
