@@ -85,14 +85,21 @@ impl StudentT {
                 mu[d] += x[d] / n;
             }
         }
+        // weighted covariance (upper triangle, mirrored) and the unweighted variances
         let mut cw = [[0f64; D]; D];
         let mut cu = [[0f64; D]; D];
         for (x, &wi) in v.iter().zip(w) {
             for a in 0..D {
-                for b in 0..D {
-                    cw[a][b] += wi * (x[a] - mw[a]) * (x[b] - mw[b]);
-                    cu[a][b] += (x[a] - mu[a]) * (x[b] - mu[b]) / n;
+                let da = wi * (x[a] - mw[a]);
+                for b in a..D {
+                    cw[a][b] += da * (x[b] - mw[b]);
                 }
+                cu[a][a] += (x[a] - mu[a]) * (x[a] - mu[a]) / n;
+            }
+        }
+        for a in 0..D {
+            for b in 0..a {
+                cw[a][b] = cw[b][a];
             }
         }
         // shrinkage: k0 pseudo-samples of a diagonal prior covariance (the flow's spread / 4)
