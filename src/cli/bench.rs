@@ -72,6 +72,9 @@ enum BenchWhat {
         /// Comma-separated bands (default: all).
         #[arg(long)]
         bands: Option<String>,
+        /// The raw physical model (without the empirical calibration's corrections).
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -82,7 +85,8 @@ pub fn run(a: BenchArgs) -> Result<i32> {
             batch,
             repeats,
             bands,
-        } => bench_forward(batch, repeats, bands.as_deref()),
+            raw,
+        } => bench_forward(batch, repeats, bands.as_deref(), raw),
         BenchWhat::Flow {
             stars,
             samples,
@@ -143,8 +147,12 @@ pub fn random_supported_thetas(model: &ForwardModel, n: usize, seed: u64) -> Vec
         .collect()
 }
 
-fn bench_forward(batch: usize, repeats: usize, bands: Option<&str>) -> Result<i32> {
-    let model = ForwardModel::embedded();
+fn bench_forward(batch: usize, repeats: usize, bands: Option<&str>, raw: bool) -> Result<i32> {
+    let model = if raw {
+        ForwardModel::embedded_raw()
+    } else {
+        ForwardModel::embedded()
+    };
     let bands = model.bands().parse_list(bands)?;
     let thetas = random_supported_thetas(model, batch, 1);
     let mut out = vec![0f32; batch * bands.len()];
@@ -160,7 +168,8 @@ fn bench_forward(batch: usize, repeats: usize, bands: Option<&str>) -> Result<i3
     let n_nan = out.iter().filter(|v| !v.is_finite()).count();
     let rate = (batch * bands.len()) as f64 / med;
     println!(
-        "forward model: {batch} thetas x {} bands, {} threads: median {:.1} ms per batch -> {:.3e} band-magnitudes/s ({:.3e} thetas/s); {} non-finite",
+        "forward model ({}): {batch} thetas x {} bands, {} threads: median {:.1} ms per batch -> {:.3e} band-magnitudes/s ({:.3e} thetas/s); {} non-finite",
+        if raw { "raw physical" } else { "calibrated" },
         bands.len(),
         rayon::current_num_threads(),
         med * 1e3,
