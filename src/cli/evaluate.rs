@@ -52,14 +52,9 @@ pub struct EvaluateArgs {
     max_sample_factor: usize,
 }
 
-/// Build the importance-sampling engine over a flow proposal.
-pub fn flow_engine(model: Option<&PathBuf>) -> Result<ImportanceEngine<FlowProposal>> {
-    crate::infer::flow_engine(model.map(|p| p.as_path()))
-}
-
 /// Run `sedflow evaluate`.
 pub fn run(a: EvaluateArgs) -> Result<i32> {
-    let engine = flow_engine(a.model.as_ref())?;
+    let engine = crate::infer::flow_engine(a.model.as_deref())?;
     let fm = &engine.fm;
     let stars = simulate_catalogue(fm, a.stars, a.seed, GaiaRelease::Dr3)?;
     let obs: Vec<_> = stars.iter().map(|s| s.obs.clone()).collect();

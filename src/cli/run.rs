@@ -110,15 +110,8 @@ pub fn run(a: RunArgs) -> Result<i32> {
             std::env::var(k).ok()
         })?;
         tune_allocator();
-        let engine: Box<dyn crate::infer::Engine> =
-            if a.model.is_some() || cfg.inference.device != "cpu" {
-                Box::new(crate::infer::flow_engine_on(
-                    a.model.as_deref(),
-                    &cfg.inference.device,
-                )?)
-            } else {
-                crate::infer::default_engine()?
-            };
+        // the embedded model unless --model names another
+        let engine = crate::infer::flow_engine_on(a.model.as_deref(), &cfg.inference.device)?;
         let opts = RunOptions {
             input: a.input.clone(),
             output: a.output.clone(),
@@ -130,7 +123,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
                 ProgressArg::Off => ProgressMode::Off,
             },
         };
-        let summary = pipeline::run(&opts, engine.as_ref())?;
+        let summary = pipeline::run(&opts, &engine)?;
         println!("{summary}");
         if let Some(p) = &a.summary_json {
             std::fs::write(p, serde_json::to_string_pretty(&summary)?)

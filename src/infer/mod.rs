@@ -211,9 +211,3 @@ pub fn flow_engine_on(
         clock: Default::default(),
     })
 }
-
-/// The engine `sedflow run` uses by default: importance sampling with the embedded neural
-/// posterior as proposal.
-pub fn default_engine() -> anyhow::Result<Box<dyn Engine>> {
-    Ok(Box::new(flow_engine(None)?))
-}

@@ -27,26 +27,19 @@ const IDENTITY: ParamTransform = ParamTransform {
     scale: [1.0; D],
 };
 
-/// Cholesky factor of a symmetric positive definite matrix (None if not SPD).
+/// Cholesky factor of a symmetric positive definite matrix (None if not SPD), through the
+/// project's dense SPD routine.
 fn cholesky(a: &[[f64; D]; D]) -> Option<[[f64; D]; D]> {
-    let mut l = [[0f64; D]; D];
-    for i in 0..D {
-        for j in 0..=i {
-            let mut s = a[i][j];
-            for k in 0..j {
-                s -= l[i][k] * l[j][k];
-            }
-            if i == j {
-                if !(s > 0.0) {
-                    return None;
-                }
-                l[i][i] = s.sqrt();
-            } else {
-                l[i][j] = s / l[j][j];
-            }
-        }
+    let mut flat = [0f64; D * D];
+    for (f, x) in flat.iter_mut().zip(a.iter().flatten()) {
+        *f = *x;
     }
-    Some(l)
+    if !crate::calib::linalg::cholesky(&mut flat, D) {
+        return None;
+    }
+    Some(std::array::from_fn(|i| {
+        std::array::from_fn(|j| flat[i * D + j])
+    }))
 }
 
 fn ln_gamma(x: f64) -> f64 {

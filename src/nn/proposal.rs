@@ -6,6 +6,7 @@
 use super::fast::{FastMaf, Workspace};
 use super::fast_encoder::FastEncoder;
 use super::model::{ModelCard, NeuralPosterior};
+use super::param::ParamTransform;
 use super::tokens::TokenBatch;
 use crate::infer::importance::{Proposal, SampleTimes};
 use crate::likelihood::StarObs;
@@ -100,12 +101,7 @@ impl FlowProposal {
             .contiguous()?;
         let mut z = vec![0f32; b * n * 6];
         for (s, &seed) in seeds.iter().enumerate() {
-            let mut rng = Rng::new(seed);
-            for t in 0..n {
-                for i in 0..6 {
-                    z[(s * n + t) * 6 + i] = rng.normal() as f32;
-                }
-            }
+            base_noise(seed, n, |t, i, v| z[(s * n + t) * 6 + i] = v);
         }
         let zt = Tensor::from_vec(z, (b * n, 6), dev)?;
         dev.synchronize()?;
@@ -116,8 +112,7 @@ impl FlowProposal {
         let tr = &self.card.config.transform;
         for k in 0..b * n {
             let uu: [f64; 6] = std::array::from_fn(|i| u[k * 6 + i] as f64);
-            thetas.push(tr.from_u(&uu));
-            log_q.push(lq[k] as f64 + tr.log_jacobian_u(&uu));
+            push_sample(tr, &uu, lq[k] as f64, thetas, log_q);
         }
         Ok(SampleTimes {
             encode_s,
@@ -161,6 +156,32 @@ impl FlowProposal {
     }
 }
 
+/// Base noise of one star: `n` standard-normal 6-vectors drawn sample-major from the star's
+/// own stream, so that every sampling path (CPU, device) sees the same draws; each value
+/// is handed to `put(sample, dimension, value)`.
+fn base_noise(seed: u64, n: usize, mut put: impl FnMut(usize, usize, f32)) {
+    let mut rng = Rng::new(seed);
+    for t in 0..n {
+        for i in 0..6 {
+            put(t, i, rng.normal() as f32);
+        }
+    }
+}
+
+/// Append a sample given in flow coordinates u (log density `log_q_u` in u) as theta with
+/// its log density in physical units.
+#[inline]
+fn push_sample(
+    tr: &ParamTransform,
+    uu: &[f64; 6],
+    log_q_u: f64,
+    thetas: &mut Vec<Theta>,
+    log_q: &mut Vec<f64>,
+) {
+    thetas.push(tr.from_u(uu));
+    log_q.push(log_q_u + tr.log_jacobian_u(uu));
+}
+
 /// Round a sample count up to the fast sampler's tile.
 pub fn padded(n: usize) -> usize {
     n.div_ceil(16) * 16
@@ -190,7 +211,7 @@ impl Proposal for FlowProposal {
                 // a device failure mid-run (e.g. out of memory) must not lose stars: the
                 // CPU sampler gives the same samples up to rounding
                 Err(e) => {
-                    crate::nn::proposal::warn_device_failure(&e);
+                    warn_device_failure(&e);
                     thetas.clear();
                     log_q.clear();
                 }
@@ -208,13 +229,8 @@ impl Proposal for FlowProposal {
             let mut lq = vec![0f64; np];
             let (mut c1, mut c2): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (Vec::new(), Vec::new());
             for (s, star_terms) in terms.into_iter().enumerate() {
-                let mut rng = Rng::new(seeds[s]);
-                // base noise, sample-major draws written dimension-major
-                for t in 0..np {
-                    for i in 0..6 {
-                        z[i * np + t] = rng.normal() as f32;
-                    }
-                }
+                // written dimension-major for the fast sampler
+                base_noise(seeds[s], np, |t, i, v| z[i * np + t] = v);
                 c1.clear();
                 c2.clear();
                 for (a, b) in star_terms {
@@ -224,8 +240,7 @@ impl Proposal for FlowProposal {
                 self.fast.sample_star(&z, np, &c1, &c2, ws, &mut u, &mut lq);
                 for t in 0..n {
                     let uu: [f64; 6] = std::array::from_fn(|i| u[i * np + t] as f64);
-                    thetas.push(tr.from_u(&uu));
-                    log_q.push(lq[t] + tr.log_jacobian_u(&uu));
+                    push_sample(tr, &uu, lq[t], thetas, log_q);
                 }
             }
         });
