@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 /// stars (see its card and models/calibration/report.txt).
 const EMBEDDED_JSON: Option<&str> = Some(include_str!("../../models/calibration/calibration.json"));
 
+/// Most polynomial terms a calibration may have (the hot loop keeps them on the stack).
+pub const MAX_TERMS: usize = 128;
+/// Powers of each coordinate run from 0 to MAX_POW - 1.
+pub const MAX_POW: usize = 8;
+
 /// Correction of one band.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BandCorrection {
@@ -142,6 +147,22 @@ impl Calibration {
     /// Resolve band ids for fast lookups (done once when attached to a model).
     pub fn resolved_for(mut self, reg: &BandRegistry) -> Result<Calibration> {
         self.check_bands(reg)?;
+        if self.terms.len() > MAX_TERMS {
+            bail!(
+                "calibration has {} polynomial terms; at most {MAX_TERMS} are supported",
+                self.terms.len()
+            );
+        }
+        if let Some(e) = self
+            .terms
+            .iter()
+            .find(|e| e.iter().any(|&p| p as usize >= MAX_POW))
+        {
+            bail!(
+                "calibration term {e:?} has a power above the supported {}",
+                MAX_POW - 1
+            );
+        }
         self.ensure_resolved(reg);
         Ok(self)
     }
@@ -192,48 +213,32 @@ impl Calibration {
             .sum()
     }
 
-    /// Add corrections for `bands` to `out` (allocation-free: terms evaluated on the stack).
-    // inlined into the forward model's hot loop (and its AVX2 variant): powers from a
-    // table, four partial sums per band
+    /// Coefficients of band id `band_id` (resolved calibrations only; None: no correction).
+    pub fn band_coef(&self, band_id: usize) -> Option<&[f64]> {
+        match self.resolved.get(band_id) {
+            Some(Some(i)) => Some(&self.bands[*i].coef),
+            _ => None,
+        }
+    }
+
+    /// Values of the polynomial terms at (log10 Teff, log g, [M/H]) (clamped) into
+    /// `phi[..terms.len()]`, as f32 for the forward model's vectorised sum over bands
+    /// (terms and coefficients are O(1): rounding stays below 1e-6 mag). Allocation-free
+    /// and inlined into the forward model's hot loop: powers from small tables.
     #[inline(always)]
-    pub fn add_corrections(&self, lt: f64, logg: f64, mh: f64, bands: &[usize], out: &mut [f32]) {
-        const MAX_TERMS: usize = 64;
-        const MAX_POW: usize = 8;
+    pub fn terms_into(&self, lt: f64, logg: f64, mh: f64, phi: &mut [f32]) {
         let raw = [lt, logg, mh];
         let mut pw = [[1f64; MAX_POW]; 3];
-        let mut x = [0f64; 3];
         for a in 0..3 {
-            x[a] = (raw[a].clamp(self.lo[a], self.hi[a]) - self.center[a]) / self.scale[a];
+            let x = (raw[a].clamp(self.lo[a], self.hi[a]) - self.center[a]) / self.scale[a];
             for k in 1..MAX_POW {
-                pw[a][k] = pw[a][k - 1] * x[a];
+                pw[a][k] = pw[a][k - 1] * x;
             }
         }
-        let nt = self.terms.len().min(MAX_TERMS);
-        let mut phi = [0f64; MAX_TERMS];
-        for (p, e) in phi.iter_mut().zip(&self.terms[..nt]) {
-            let (e0, e1, e2) = (e[0] as usize, e[1] as usize, e[2] as usize);
-            *p = if e0.max(e1).max(e2) < MAX_POW {
-                pw[0][e0] * pw[1][e1] * pw[2][e2]
-            } else {
-                x[0].powi(e0 as i32) * x[1].powi(e1 as i32) * x[2].powi(e2 as i32)
-            };
-        }
-        let n4 = nt / 4 * 4;
-        for (o, &b) in out.iter_mut().zip(bands) {
-            if let Some(Some(i)) = self.resolved.get(b) {
-                let c = &self.bands[*i].coef[..nt];
-                let mut acc = [0f64; 4];
-                for t in (0..n4).step_by(4) {
-                    for l in 0..4 {
-                        acc[l] += phi[t + l] * c[t + l];
-                    }
-                }
-                let mut d = (acc[0] + acc[2]) + (acc[1] + acc[3]);
-                for t in n4..nt {
-                    d += phi[t] * c[t];
-                }
-                *o += d as f32;
-            }
+        for (f, e) in phi.iter_mut().zip(&self.terms) {
+            // powers < MAX_POW (checked in `resolved_for`); the mask only spares bounds checks
+            let p = |a: usize| pw[a][e[a] as usize & (MAX_POW - 1)];
+            *f = (p(0) * p(1) * p(2)) as f32;
         }
     }
 }

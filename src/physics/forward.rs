@@ -15,8 +15,8 @@
 //! live on the stack.
 
 use super::bands::BandRegistry;
-use super::calibration::Calibration;
-use super::interp::{cubic, linear, pad8, weighted_row_sum, Grid3, Stencil, MAX_CORNERS};
+use super::calibration::{Calibration, MAX_TERMS};
+use super::interp::{cubic, linear, pad8, weighted_row_sum, weighted_row_sum_n, Grid3, Stencil};
 use crate::util::safetensors::SafeTensors;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
@@ -236,11 +236,18 @@ pub struct ForwardModel {
     /// Table version string (e.g. "ck04-g23-mist25-v1").
     pub version: String,
     bands: BandRegistry,
+    /// Surface magnitudes, columns in lane order (see `lane_of`).
     surface: Grid3,
+    /// Extinction coefficients c_q, slot-major columns (see `ext_slots`).
     ext: Grid3,
-    ext_nq: Vec<usize>,
-    ext_off: Vec<usize>,
-    /// [A_V node][1/R_V node][nb + qsum]: reference extinction per band, then basis h_q.
+    /// Lane (column of the per-band tables) of each band id. Bands are ordered by
+    /// descending number of extinction components, so that the k-th components of all
+    /// bands that have one fill a prefix of lanes ("slot" k).
+    lane_of: Vec<usize>,
+    /// (first column, width) of each extinction slot in `ext` and `ext_tab`.
+    ext_slots: Vec<(usize, usize)>,
+    /// [A_V node][1/R_V node][pad8(qsum) + pad8(nb)]: basis h_q, then reference extinction
+    /// per band (both blocks start 8-aligned so the kernels need no scalar tails).
     ext_tab: Vec<f32>,
     av_axis: UniformAxis,
     inv_rv_axis: UniformAxis,
@@ -249,6 +256,14 @@ pub struct ForwardModel {
     log10_gm: f64,
     log10_pc_cm: f64,
     calibration: Option<Calibration>,
+    /// Factor on each lane's extinction, [pad8(nb)]: 1 + ext_kappa of the calibration, 1
+    /// without one (multiplying by 1 is exact, so the hot loop needs no branch).
+    ext_factor: Vec<f32>,
+    /// Calibration coefficients term-major across lanes, [term][pad8(nb)] (zero for bands
+    /// without a correction): one vectorised axpy per term.
+    cal_coef: Vec<f32>,
+    /// Offset of each term's row in `cal_coef`.
+    cal_rows: Vec<usize>,
 }
 
 impl ForwardModel {
@@ -259,8 +274,9 @@ impl ForwardModel {
             let mut m = ForwardModel::from_bytes(EMBEDDED_TABLES)
                 .expect("embedded forward model tables are valid");
             if let Some(cal) = Calibration::embedded() {
-                let cal = cal.and_then(|c| c.resolved_for(&m.bands));
-                m.calibration = Some(cal.expect("embedded calibration is valid"));
+                let cal = cal.expect("embedded calibration is valid");
+                m.attach_calibration(Some(cal))
+                    .expect("embedded calibration matches the embedded bands");
             }
             m
         })
@@ -319,6 +335,40 @@ impl ForwardModel {
             qsum += q;
         }
         let (_, ext) = st.f32("ext_coef", Some(&[dims[0], dims[1], dims[2], qsum]))?;
+        // lanes: bands by descending component count (stable); slot k holds the k-th
+        // component of the bands in lanes [0, count_k), padded to 8 with zero columns
+        let mut band_of_lane: Vec<usize> = (0..nb).collect();
+        band_of_lane.sort_by_key(|&b| std::cmp::Reverse(ext_nq[b]));
+        let mut lane_of = vec![0; nb];
+        for (l, &b) in band_of_lane.iter().enumerate() {
+            lane_of[b] = l;
+        }
+        let max_q = ext_nq.iter().copied().max().unwrap_or(0);
+        let mut ext_slots = Vec::with_capacity(max_q);
+        let mut slot_src: Vec<Option<usize>> = Vec::new(); // source component per column
+        for k in 0..max_q {
+            let count = band_of_lane.iter().take_while(|&&b| ext_nq[b] > k).count();
+            ext_slots.push((slot_src.len(), pad8(count)));
+            for l in 0..pad8(count) {
+                slot_src.push((l < count).then(|| ext_off[band_of_lane[l]] + k));
+            }
+        }
+        let qw = slot_src.len();
+        let permute = |src: &[f32], width: usize, cols: &[Option<usize>]| -> Vec<f32> {
+            let rows = src.len() / width;
+            let mut out = vec![0f32; rows * cols.len()];
+            for r in 0..rows {
+                for (c, s) in cols.iter().enumerate() {
+                    if let Some(s) = s {
+                        out[r * cols.len() + c] = src[r * width + s];
+                    }
+                }
+            }
+            out
+        };
+        let lane_src: Vec<Option<usize>> = band_of_lane.iter().map(|&b| Some(b)).collect();
+        let surface = permute(&surface, nb, &lane_src);
+        let ext = permute(&ext, qsum, &slot_src);
         let (_, av_nodes) = st.f32("av_nodes", None)?;
         let (_, inv_rv_nodes) = st.f32("inv_rv_nodes", None)?;
         let av_axis = UniformAxis::from_nodes("av", &av_nodes)?;
@@ -327,14 +377,16 @@ impl ForwardModel {
         let (_, ext_basis) = st.f32("ext_basis", Some(&[qsum, av_axis.n, inv_rv_axis.n]))?;
         // transpose so that one (A_V, 1/R_V) node holds every band's values contiguously
         let plane = av_axis.n * inv_rv_axis.n;
-        let width = pad8(nb + qsum);
+        let width = qw + pad8(nb);
         let mut ext_tab = vec![0f32; plane * width];
         for p in 0..plane {
-            for b in 0..nb {
-                ext_tab[p * width + b] = ext_ref[b * plane + p];
+            for (c, s) in slot_src.iter().enumerate() {
+                if let Some(g) = s {
+                    ext_tab[p * width + c] = ext_basis[g * plane + p];
+                }
             }
-            for g in 0..qsum {
-                ext_tab[p * width + nb + g] = ext_basis[g * plane + p];
+            for (l, &b) in band_of_lane.iter().enumerate() {
+                ext_tab[p * width + qw + l] = ext_ref[b * plane + p];
             }
         }
         let (_, exists) = st.u8("model_exists", Some(&dims))?;
@@ -361,9 +413,9 @@ impl ForwardModel {
             version: st.metadata.get("version").cloned().unwrap_or_default(),
             bands,
             surface: Grid3::new(nodes.clone(), nb, &surface),
-            ext: Grid3::new(nodes, qsum, &ext),
-            ext_nq,
-            ext_off,
+            ext: Grid3::new(nodes, qw, &ext),
+            lane_of,
+            ext_slots,
             ext_tab,
             av_axis,
             inv_rv_axis,
@@ -377,17 +429,41 @@ impl ForwardModel {
             log10_gm: meta_f64("log10_g_msun_cgs")?,
             log10_pc_cm: meta_f64("log10_pc_cm")?,
             calibration: None,
+            ext_factor: vec![1.0; pad8(nb)],
+            cal_coef: Vec::new(),
+            cal_rows: Vec::new(),
         })
     }
 
     /// This model with a different calibration (None = raw physical model).
     pub fn with_calibration(&self, calibration: Option<Calibration>) -> Result<ForwardModel> {
         let mut m = self.clone();
-        m.calibration = match calibration {
-            Some(c) => Some(c.resolved_for(&self.bands)?),
+        m.attach_calibration(calibration)?;
+        Ok(m)
+    }
+
+    fn attach_calibration(&mut self, calibration: Option<Calibration>) -> Result<()> {
+        self.ext_factor.fill(1.0);
+        self.cal_coef.clear();
+        self.cal_rows.clear();
+        self.calibration = match calibration {
+            Some(c) => {
+                let c = c.resolved_for(&self.bands)?;
+                let width = self.surface.stride;
+                let nt = c.terms.len();
+                self.cal_coef = vec![0.0; nt * width];
+                self.cal_rows = (0..nt).map(|t| t * width).collect();
+                for (b, &lane) in self.lane_of.iter().enumerate() {
+                    self.ext_factor[lane] = c.ext_factors()[b];
+                    for (t, &v) in c.band_coef(b).unwrap_or(&[]).iter().enumerate() {
+                        self.cal_coef[t * width + lane] = v as f32;
+                    }
+                }
+                Some(c)
+            }
             None => None,
         };
-        Ok(m)
+        Ok(())
     }
 
     /// The active calibration, if any.
@@ -413,9 +489,14 @@ impl ForwardModel {
         &self.pop
     }
 
-    /// Surface-magnitude table (for validation).
+    /// Surface-magnitude table (for validation); band id b is column `lane(b)`.
     pub fn surface_grid(&self) -> &Grid3 {
         &self.surface
+    }
+
+    /// Column of band id `b` in the per-band tables ([`ForwardModel::surface_grid`]).
+    pub fn lane(&self, b: usize) -> usize {
+        self.lane_of[b]
     }
 
     /// Whether the CK04 model at node (i, j, k) exists (vs. filled for stencils).
@@ -495,64 +576,43 @@ impl ForwardModel {
         r
     }
 
-    /// Apparent magnitudes without range or support checks (caller guarantees both, e.g.
-    /// samples from the prior or a flow whose support check was done in bulk).
-    pub fn magnitudes_unchecked(&self, t: &Theta, bands: &[usize], out: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if has_avx2_fma() {
-                // SAFETY: the CPU supports avx2 and fma (checked at run time).
-                unsafe { self.unchecked_avx2(t, bands, out) };
-                return;
-            }
-        }
-        let mut sc = Scratch::new();
-        self.eval::<false>(t, bands, out, &mut sc);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn unchecked_avx2(&self, t: &Theta, bands: &[usize], out: &mut [f32]) {
-        let mut sc = Scratch::new();
-        self.eval::<true>(t, bands, out, &mut sc);
-    }
-
-    /// The core evaluation. Every table is accumulated over its full, contiguous width
-    /// (vectorises well) and the requested bands are picked at the end.
+    /// The core evaluation. Every table is accumulated over its full, contiguous width and
+    /// every band's extinction and correction is computed in vector lanes; the requested
+    /// bands are picked at the end.
     #[inline(always)]
     fn eval<const FMA: bool>(&self, t: &Theta, bands: &[usize], out: &mut [f32], sc: &mut Scratch) {
-        let nb = self.bands.len();
         debug_assert!(bands.len() <= MAX_BANDS && out.len() >= bands.len());
+        let nbp = self.surface.stride;
         let lt = t.teff.log10();
         let n = &self.surface.nodes;
         // surface magnitudes: cubic along every axis
         let s3 = [cubic(&n[0], lt), cubic(&n[1], t.logg), cubic(&n[2], t.mh)];
-        let nc = self.surface.corners(&s3, &mut sc.offs, &mut sc.ws);
-        weighted_row_sum::<FMA>(
-            &self.surface.data,
-            &sc.offs[..nc],
-            &sc.ws[..nc],
-            &mut sc.surf[..self.surface.stride],
-        );
-        let _ = nb;
+        self.surface
+            .interpolate_row::<FMA>(&s3, &mut sc.surf[..nbp]);
+        if t.av > 0.0 {
+            // extinction coefficients: cubic in Teff, linear in log g and [M/H]
+            let se = [s3[0], linear(&n[1], t.logg), linear(&n[2], t.mh)];
+            self.extinction_all::<FMA>(&se, t.av, t.rv, sc);
+            let mags = &mut sc.surf[..nbp];
+            for ((m, &a), &f) in mags.iter_mut().zip(&sc.ext[..nbp]).zip(&self.ext_factor) {
+                *m += a * f;
+            }
+        }
+        if let Some(cal) = &self.calibration {
+            let phi = &mut sc.phi[..self.cal_rows.len()];
+            cal.terms_into(lt, t.logg, t.mh, phi);
+            let corr = &mut sc.corr[..nbp];
+            weighted_row_sum::<FMA>(&self.cal_coef, &self.cal_rows, phi, corr);
+            for (m, &c) in sc.surf[..nbp].iter_mut().zip(corr.iter()) {
+                *m += c;
+            }
+        }
         // radius and distance: m = S + A - 5 log10(R / d)
         let log_m = self.pop.trilinear(&self.pop.log_mass, lt, t.logg, t.mh) as f64;
         let log_r_cm = 0.5 * (self.log10_gm + log_m - t.logg);
         let dist_mod = (5.0 * (t.distance.log10() + self.log10_pc_cm - log_r_cm)) as f32;
         for (o, &b) in out.iter_mut().zip(bands) {
-            *o = sc.surf[b] + dist_mod;
-        }
-        if t.av > 0.0 {
-            // extinction coefficients: cubic in Teff, linear in log g and [M/H]
-            let se = [s3[0], linear(&n[1], t.logg), linear(&n[2], t.mh)];
-            let factors = match &self.calibration {
-                Some(c) if c.scales_extinction() => Some(c.ext_factors()),
-                _ => None,
-            };
-            self.add_extinction::<FMA>(&se, t.av, t.rv, bands, factors, out, sc);
-        }
-        if let Some(cal) = &self.calibration {
-            cal.add_corrections(lt, t.logg, t.mh, bands, &mut out[..bands.len()]);
+            *o = sc.surf[self.lane_of[b]] + dist_mod;
         }
     }
 
@@ -568,35 +628,32 @@ impl ForwardModel {
         out[..bands.len()].iter_mut().for_each(|o| *o = 0.0);
         if t.av > 0.0 {
             let mut sc = Scratch::new();
-            self.add_extinction::<false>(&se, t.av, t.rv, bands, None, out, &mut sc);
+            self.extinction_all::<false>(&se, t.av, t.rv, &mut sc);
+            for (o, &b) in out.iter_mut().zip(bands) {
+                *o = sc.ext[self.lane_of[b]];
+            }
         }
     }
 
+    /// Raw extinction of every band into `sc.ext[..pad8(nb)]` (0 in the padding lanes).
     #[inline(always)]
-    fn add_extinction<const FMA: bool>(
+    fn extinction_all<const FMA: bool>(
         &self,
         se: &[Stencil; 3],
         av: f64,
         rv: f64,
-        bands: &[usize],
-        factors: Option<&[f32]>,
-        out: &mut [f32],
         sc: &mut Scratch,
     ) {
         let nb = self.bands.len();
-        let nc = self.ext.corners(se, &mut sc.offs, &mut sc.ws);
-        weighted_row_sum::<FMA>(
-            &self.ext.data,
-            &sc.offs[..nc],
-            &sc.ws[..nc],
-            &mut sc.coef[..self.ext.stride],
-        );
-        let coef = &sc.coef;
-        // bilinear (A_V, 1/R_V) interpolation of reference extinction and basis, all bands
+        let nbp = self.surface.stride;
+        let qw = self.ext.stride;
+        let coef = &mut sc.coef[..qw];
+        self.ext.interpolate_row::<FMA>(se, coef);
+        // bilinear (A_V, 1/R_V) interpolation of basis and reference extinction, all bands
         let (ia, ta) = self.av_axis.lerp(av);
         let (iy, ty) = self.inv_rv_axis.lerp(1.0 / rv);
         let ny = self.inv_rv_axis.n;
-        let width = pad8(nb + self.ext.width);
+        let width = qw + nbp;
         let w = [
             (1.0 - ta) * (1.0 - ty),
             (1.0 - ta) * ty,
@@ -610,20 +667,28 @@ impl ForwardModel {
             (ia + 1) * ny + iy + 1,
         ];
         let offs = rows.map(|r| r * width);
-        weighted_row_sum::<FMA>(&self.ext_tab, &offs, &w, &mut sc.tab[..width]);
-        let (tab_ref, tab_h) = sc.tab[..width].split_at(nb);
-        for (o, &b) in out.iter_mut().zip(bands) {
-            let off = self.ext_off[b];
-            let q = self.ext_nq[b];
-            let mut s = 0.0f32;
-            for (c, h) in coef[off..off + q].iter().zip(&tab_h[off..off + q]) {
-                s += c * h;
+        let tab = &mut sc.tab[..width];
+        weighted_row_sum_n::<4, FMA>(&self.ext_tab, &offs, &w, tab);
+        let (tab_h, tab_ref) = tab.split_at(qw);
+        // c_q h_q for every component at once, then each band's sum over its components
+        // (slot by slot: the k-th components of all bands that have one are contiguous):
+        // the band's extinguished-to-unextinguished flux ratio relative to the reference
+        for (c, &h) in coef.iter_mut().zip(tab_h) {
+            *c *= h;
+        }
+        let ratio = &mut sc.ratio[..nbp];
+        ratio.fill(0.0);
+        for &(c0, w) in &self.ext_slots {
+            for (r, &c) in ratio[..w].iter_mut().zip(&coef[c0..c0 + w]) {
+                *r += c;
             }
-            let a = tab_ref[b] - 2.5 * fast_log10(s.max(1e-30));
-            *o += match factors {
-                Some(f) => a * f[b],
-                None => a,
-            };
+        }
+        for r in ratio[..nb].iter_mut() {
+            *r = r.max(1e-30);
+        }
+        ratio[nb..].fill(1.0);
+        for ((a, &r), &t) in sc.ext[..nbp].iter_mut().zip(ratio.iter()).zip(tab_ref) {
+            *a = t - 2.5 * fast_log10(r);
         }
     }
 
@@ -632,22 +697,36 @@ impl ForwardModel {
     /// Uses AVX2/FMA code when the CPU has it.
     pub fn magnitudes_many(&self, thetas: &[Theta], bands: &[usize], out: &mut [f32]) {
         assert_eq!(out.len(), thetas.len() * bands.len());
+        let nb = bands.len().max(1);
+        self.many_rows(thetas.iter().zip(out.chunks_mut(nb)), bands);
+    }
+
+    /// Evaluate (theta, output row) pairs on the current thread, AVX2/FMA code when the
+    /// CPU has it.
+    fn many_rows<'a>(
+        &self,
+        rows: impl Iterator<Item = (&'a Theta, &'a mut [f32])>,
+        bands: &[usize],
+    ) {
         #[cfg(target_arch = "x86_64")]
         {
             if has_avx2_fma() {
                 // SAFETY: the CPU supports avx2 and fma (checked at run time).
-                unsafe { self.many_avx2(thetas, bands, out) };
+                unsafe { self.rows_avx2(rows, bands) };
                 return;
             }
         }
-        self.many_generic::<false>(thetas, bands, out);
+        self.rows_generic::<false>(rows, bands);
     }
 
     #[inline(always)]
-    fn many_generic<const FMA: bool>(&self, thetas: &[Theta], bands: &[usize], out: &mut [f32]) {
-        let nb = bands.len().max(1);
+    fn rows_generic<'a, const FMA: bool>(
+        &self,
+        rows: impl Iterator<Item = (&'a Theta, &'a mut [f32])>,
+        bands: &[usize],
+    ) {
         let mut sc = Scratch::new();
-        for (t, row) in thetas.iter().zip(out.chunks_mut(nb)) {
+        for (t, row) in rows {
             match self.check_theta(t) {
                 Ok(()) if self.in_support_unchecked(t.teff.log10(), t.logg, t.mh) => {
                     self.eval::<FMA>(t, bands, row, &mut sc)
@@ -659,8 +738,12 @@ impl ForwardModel {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn many_avx2(&self, thetas: &[Theta], bands: &[usize], out: &mut [f32]) {
-        self.many_generic::<true>(thetas, bands, out)
+    unsafe fn rows_avx2<'a>(
+        &self,
+        rows: impl Iterator<Item = (&'a Theta, &'a mut [f32])>,
+        bands: &[usize],
+    ) {
+        self.rows_generic::<true>(rows, bands)
     }
 
     /// Magnitudes for many thetas, parallel with rayon (see `magnitudes_many`).
@@ -681,26 +764,23 @@ impl ForwardModel {
             .map(|(i, t)| (self.cell_key(t), i as u32))
             .collect();
         order.par_sort_unstable();
-        let mut sorted: Vec<f32> = vec![0f32; out.len()];
-        sorted
-            .par_chunks_mut(CHUNK * nb)
-            .zip(order.par_chunks(CHUNK))
-            .for_each(|(o, idx)| {
-                let th: Vec<Theta> = idx.iter().map(|&(_, i)| thetas[i as usize]).collect();
-                self.magnitudes_many(&th, bands, o);
-            });
-        // scatter back to input order
-        let pos: Vec<u32> = order.iter().map(|&(_, i)| i).collect();
         let out_ptr = SendPtr(out.as_mut_ptr());
-        sorted
-            .par_chunks(nb)
-            .zip(pos.par_iter())
-            .for_each(|(row, &i)| {
+        order
+            .par_chunks(CHUNK)
+            .for_each_init(Vec::new, |local: &mut Vec<Theta>, idx| {
+                // gather first: independent loads overlap, while a load inside the long
+                // evaluation loop would stall it on a cache miss
+                local.clear();
+                local.extend(idx.iter().map(|&(_, i)| thetas[i as usize]));
                 let p = &out_ptr;
-                // SAFETY: each input index appears exactly once in `order`, so rows never alias.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(row.as_ptr(), p.0.add(i as usize * nb), nb)
-                };
+                let rows = local.iter().zip(idx).map(|(t, &(_, i))| {
+                    // SAFETY: each input index appears exactly once in `order`, so the rows
+                    // handed out never alias, and i < thetas.len() keeps them inside `out`.
+                    let row =
+                        unsafe { std::slice::from_raw_parts_mut(p.0.add(i as usize * nb), nb) };
+                    (t, row)
+                });
+                self.many_rows(rows, bands);
             });
     }
 
@@ -725,10 +805,12 @@ unsafe impl Send for SendPtr {}
 /// Per-evaluation scratch space (on the stack; no allocation per theta).
 struct Scratch {
     surf: [f32; MAX_BANDS],
+    ext: [f32; MAX_BANDS],
+    corr: [f32; MAX_BANDS],
+    phi: [f32; MAX_TERMS],
+    ratio: [f32; MAX_BANDS],
     coef: [f32; MAX_EXT_COEFS],
     tab: [f32; MAX_BANDS + MAX_EXT_COEFS],
-    offs: [usize; MAX_CORNERS],
-    ws: [f32; MAX_CORNERS],
 }
 
 impl Scratch {
@@ -736,10 +818,12 @@ impl Scratch {
     fn new() -> Self {
         Scratch {
             surf: [0.0; MAX_BANDS],
+            ext: [0.0; MAX_BANDS],
+            corr: [0.0; MAX_BANDS],
+            phi: [0.0; MAX_TERMS],
+            ratio: [0.0; MAX_BANDS],
             coef: [0.0; MAX_EXT_COEFS],
             tab: [0.0; MAX_BANDS + MAX_EXT_COEFS],
-            offs: [0; MAX_CORNERS],
-            ws: [0.0; MAX_CORNERS],
         }
     }
 }
@@ -755,13 +839,12 @@ pub fn has_avx2_fma() -> bool {
 #[inline(always)]
 pub fn fast_log10(x: f32) -> f32 {
     // x = 2^e * m, m in [sqrt(1/2), sqrt(2)); ln m = 2 atanh(s), s = (m-1)/(m+1)
+    // branch-free so that loops over bands vectorise
     let bits = x.to_bits();
-    let mut e = ((bits >> 23) & 0xff) as i32 - 127;
-    let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
-    if m > std::f32::consts::SQRT_2 {
-        m *= 0.5;
-        e += 1;
-    }
+    let m1 = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let big = m1 > std::f32::consts::SQRT_2;
+    let m = if big { m1 * 0.5 } else { m1 };
+    let e = ((bits >> 23) & 0xff) as i32 - 127 + big as i32;
     let s = (m - 1.0) / (m + 1.0);
     let s2 = s * s;
     // atanh series to s^9 (|s| < 0.172): error < 2e-8

@@ -238,9 +238,59 @@ mod tests {
 pub const MAX_CORNERS: usize = 64;
 
 impl Grid3 {
-    /// Row offsets and weights of the stencil's corners; returns how many there are.
+    /// out[c] = the stencil-weighted sum of column c over the stencil's corners, for every
+    /// column of the padded row (out.len() == stride).
     #[inline(always)]
-    pub fn corners(
+    pub fn interpolate_row<const FMA: bool>(&self, s: &[Stencil; 3], out: &mut [f32]) {
+        debug_assert_eq!(out.len(), self.stride);
+        // fixed-size (fully unrolled) versions of the two shapes the forward model uses
+        match (s[0].len, s[1].len, s[2].len) {
+            (4, 4, 4) => {
+                let (offs, ws) = self.corners_of::<4, 4, 4, 64>(s);
+                weighted_row_sum_n::<64, FMA>(&self.data, &offs, &ws, out);
+            }
+            (4, 2, 2) => {
+                let (offs, ws) = self.corners_of::<4, 2, 2, 16>(s);
+                weighted_row_sum_n::<16, FMA>(&self.data, &offs, &ws, out);
+            }
+            _ => {
+                let mut offs = [0usize; MAX_CORNERS];
+                let mut ws = [0f32; MAX_CORNERS];
+                let n = self.corners_dyn(s, &mut offs, &mut ws);
+                weighted_row_sum::<FMA>(&self.data, &offs[..n], &ws[..n], out);
+            }
+        }
+    }
+
+    /// Offsets and weights of the A x B x C = N corners of a stencil of that shape.
+    #[inline(always)]
+    fn corners_of<const A: usize, const B: usize, const C: usize, const N: usize>(
+        &self,
+        s: &[Stencil; 3],
+    ) -> ([usize; N], [f32; N]) {
+        debug_assert!(A * B * C == N && s[0].len == A && s[1].len == B && s[2].len == C);
+        let d2 = self.stride;
+        let d1 = self.nodes[2].len() * d2;
+        let d0 = self.nodes[1].len() * d1;
+        let base = self.offset(s[0].start, s[1].start, s[2].start);
+        let mut offs = [0usize; N];
+        let mut ws = [0f32; N];
+        let mut n = 0;
+        for a in 0..A {
+            for b in 0..B {
+                let wab = s[0].w[a] * s[1].w[b];
+                let o = base + a * d0 + b * d1;
+                for c in 0..C {
+                    offs[n] = o + c * d2;
+                    ws[n] = wab * s[2].w[c];
+                    n += 1;
+                }
+            }
+        }
+        (offs, ws)
+    }
+
+    fn corners_dyn(
         &self,
         s: &[Stencil; 3],
         offs: &mut [usize; MAX_CORNERS],
@@ -262,9 +312,11 @@ impl Grid3 {
 }
 
 /// out[c] = sum_k ws[k] * data[offs[k] + c] for c < out.len(), where out.len() is a
-/// multiple of 8. Columns are processed in register-resident blocks (32, then 8 wide) so
-/// the accumulators never round-trip through memory; `FMA` selects fused multiply-add
-/// (only inside code compiled with the `fma` target feature).
+/// multiple of 8. Columns are processed in register-resident blocks (32 wide, then one
+/// 8/16/24-wide tail) so the accumulators never round-trip through memory; `FMA` selects
+/// fused multiply-add (only inside code compiled with the `fma` target feature).
+///
+/// Panics if a row would read past `data` (checked once per call, not per row).
 #[inline(always)]
 pub fn weighted_row_sum<const FMA: bool>(
     data: &[f32],
@@ -273,20 +325,42 @@ pub fn weighted_row_sum<const FMA: bool>(
     out: &mut [f32],
 ) {
     let width = out.len();
-    debug_assert!(width % 8 == 0);
+    assert!(width % 8 == 0 && offs.len() <= ws.len());
+    let last = offs.iter().fold(0usize, |m, &o| m.max(o));
+    assert!(offs.is_empty() || last + width <= data.len());
     let mut c0 = 0;
     while c0 + 32 <= width {
-        block::<32, FMA>(data, offs, ws, c0, &mut out[c0..c0 + 32]);
+        // SAFETY: every row offs[k] + [0, width) lies inside `data` (asserted above).
+        unsafe { block::<32, FMA>(data, offs, ws, c0, &mut out[c0..c0 + 32]) };
         c0 += 32;
     }
-    while c0 + 8 <= width {
-        block::<8, FMA>(data, offs, ws, c0, &mut out[c0..c0 + 8]);
-        c0 += 8;
+    // SAFETY: as above.
+    unsafe {
+        match width - c0 {
+            24 => block::<24, FMA>(data, offs, ws, c0, &mut out[c0..]),
+            16 => block::<16, FMA>(data, offs, ws, c0, &mut out[c0..]),
+            8 => block::<8, FMA>(data, offs, ws, c0, &mut out[c0..]),
+            _ => {}
+        }
     }
 }
 
+/// [`weighted_row_sum`] for a number of rows known at compile time (the corner loop is
+/// unrolled: the forward model's 64-, 16- and 4-corner stencils).
 #[inline(always)]
-fn block<const L: usize, const FMA: bool>(
+pub fn weighted_row_sum_n<const N: usize, const FMA: bool>(
+    data: &[f32],
+    offs: &[usize; N],
+    ws: &[f32; N],
+    out: &mut [f32],
+) {
+    weighted_row_sum::<FMA>(data, offs, ws, out)
+}
+
+/// # Safety
+/// `data[offs[k] + c0 .. offs[k] + c0 + L]` must be in bounds for every k.
+#[inline(always)]
+unsafe fn block<const L: usize, const FMA: bool>(
     data: &[f32],
     offs: &[usize],
     ws: &[f32],
@@ -294,8 +368,9 @@ fn block<const L: usize, const FMA: bool>(
     out: &mut [f32],
 ) {
     let mut acc = [0f32; L];
+    let base = data.as_ptr().add(c0);
     for (&o, &w) in offs.iter().zip(ws) {
-        let row: &[f32; L] = data[o + c0..o + c0 + L].try_into().unwrap();
+        let row = &*(base.add(o) as *const [f32; L]);
         for l in 0..L {
             acc[l] = if FMA {
                 w.mul_add(row[l], acc[l])
@@ -304,7 +379,7 @@ fn block<const L: usize, const FMA: bool>(
             };
         }
     }
-    out.copy_from_slice(&acc);
+    out[..L].copy_from_slice(&acc);
 }
 
 /// Round up to a multiple of 8 (table rows are padded so kernels need no scalar tail).

@@ -49,7 +49,7 @@ pub fn leave_out_errors(model: &ForwardModel, axis: usize, teff_min: f64) -> Vec
         grid.nodes[1].len(),
         grid.nodes[2].len(),
     ];
-    let cols: Vec<usize> = (0..nb).collect();
+    let cols: Vec<usize> = (0..nb).map(|b| model.lane(b)).collect();
     let mut errs = vec![Vec::new(); nb];
     let mut out = vec![0f32; nb];
     for parity in 0..2 {
@@ -90,7 +90,7 @@ pub fn leave_out_errors(model: &ForwardModel, axis: usize, teff_min: f64) -> Vec
                     dec.accumulate(&s, &cols, &mut out);
                     let truth = &grid.data[grid.offset(i, j, k)..grid.offset(i, j, k) + nb];
                     for b in 0..nb {
-                        errs[b].push((out[b] - truth[b]).abs() as f64);
+                        errs[b].push((out[b] - truth[cols[b]]).abs() as f64);
                     }
                 }
             }
