@@ -16,7 +16,10 @@
 
 use super::bands::BandRegistry;
 use super::calibration::{Calibration, MAX_TERMS};
-use super::interp::{cubic, linear, pad8, weighted_row_sum, weighted_row_sum_n, Grid3, Stencil};
+use super::interp::{
+    cubic, cubic_at, linear, linear_at, locate, pad8, weighted_row_sum, weighted_row_sum_n,
+    AxisLut, Grid3, Stencil,
+};
 use crate::util::safetensors::SafeTensors;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
@@ -238,6 +241,8 @@ pub struct ForwardModel {
     bands: BandRegistry,
     /// Surface magnitudes, columns in lane order (see `lane_of`).
     surface: Grid3,
+    /// Index lookup along the (non-uniform) log10 Teff nodes.
+    teff_lut: AxisLut,
     /// Extinction coefficients c_q, slot-major columns (see `ext_slots`).
     ext: Grid3,
     /// Lane (column of the per-band tables) of each band id. Bands are ordered by
@@ -412,6 +417,7 @@ impl ForwardModel {
         Ok(ForwardModel {
             version: st.metadata.get("version").cloned().unwrap_or_default(),
             bands,
+            teff_lut: AxisLut::new(&nodes[0], 16 * nodes[0].len()),
             surface: Grid3::new(nodes.clone(), nb, &surface),
             ext: Grid3::new(nodes, qw, &ext),
             lane_of,
@@ -580,18 +586,22 @@ impl ForwardModel {
     /// every band's extinction and correction is computed in vector lanes; the requested
     /// bands are picked at the end.
     #[inline(always)]
-    fn eval<const FMA: bool>(&self, t: &Theta, bands: &[usize], out: &mut [f32], sc: &mut Scratch) {
+    fn eval<const FMA: bool>(
+        &self,
+        t: &Theta,
+        lt: f64,
+        bands: &[usize],
+        out: &mut [f32],
+        sc: &mut Scratch,
+    ) {
         debug_assert!(bands.len() <= MAX_BANDS && out.len() >= bands.len());
         let nbp = self.surface.stride;
-        let lt = t.teff.log10();
-        let n = &self.surface.nodes;
-        // surface magnitudes: cubic along every axis
-        let s3 = [cubic(&n[0], lt), cubic(&n[1], t.logg), cubic(&n[2], t.mh)];
+        // surface magnitudes: cubic along every axis; extinction coefficients: cubic in
+        // Teff, linear in log g and [M/H]
+        let (s3, se) = self.stencils(lt, t.logg, t.mh);
         self.surface
             .interpolate_row::<FMA>(&s3, &mut sc.surf[..nbp]);
         if t.av > 0.0 {
-            // extinction coefficients: cubic in Teff, linear in log g and [M/H]
-            let se = [s3[0], linear(&n[1], t.logg), linear(&n[2], t.mh)];
             self.extinction_all::<FMA>(&se, t.av, t.rv, sc);
             let mags = &mut sc.surf[..nbp];
             for ((m, &a), &f) in mags.iter_mut().zip(&sc.ext[..nbp]).zip(&self.ext_factor) {
@@ -614,6 +624,29 @@ impl ForwardModel {
         for (o, &b) in out.iter_mut().zip(bands) {
             *o = sc.surf[self.lane_of[b]] + dist_mod;
         }
+    }
+
+    /// Stencils at (log10 Teff, log g, [M/H]): cubic on every axis, and cubic in Teff with
+    /// linear in log g and [M/H]; one index search per axis (a table lookup for Teff).
+    #[inline(always)]
+    fn stencils(&self, lt: f64, logg: f64, mh: f64) -> ([Stencil; 3], [Stencil; 3]) {
+        let n = &self.surface.nodes;
+        let x = [lt, logg, mh];
+        let idx = [
+            self.teff_lut.locate(&n[0], lt),
+            locate(&n[1], logg),
+            locate(&n[2], mh),
+        ];
+        let c = |a: usize| match n[a].len() {
+            4.. => cubic_at(&n[a], idx[a], x[a]),
+            _ => cubic(&n[a], x[a]),
+        };
+        let l = |a: usize| match n[a].len() {
+            2.. => linear_at(&n[a], idx[a], x[a]),
+            _ => linear(&n[a], x[a]),
+        };
+        let t = c(0);
+        ([t, c(1), c(2)], [t, l(1), l(2)])
     }
 
     /// Band extinction A_b(theta) of the raw physical model only (no surface magnitude,
@@ -727,9 +760,10 @@ impl ForwardModel {
     ) {
         let mut sc = Scratch::new();
         for (t, row) in rows {
+            let lt = t.teff.log10();
             match self.check_theta(t) {
-                Ok(()) if self.in_support_unchecked(t.teff.log10(), t.logg, t.mh) => {
-                    self.eval::<FMA>(t, bands, row, &mut sc)
+                Ok(()) if self.in_support_unchecked(lt, t.logg, t.mh) => {
+                    self.eval::<FMA>(t, lt, bands, row, &mut sc)
                 }
                 _ => row.iter_mut().for_each(|o| *o = f32::NAN),
             }
@@ -765,23 +799,26 @@ impl ForwardModel {
             .collect();
         order.par_sort_unstable();
         let out_ptr = SendPtr(out.as_mut_ptr());
-        order
-            .par_chunks(CHUNK)
-            .for_each_init(Vec::new, |local: &mut Vec<Theta>, idx| {
-                // gather first: independent loads overlap, while a load inside the long
-                // evaluation loop would stall it on a cache miss
+        order.par_chunks(CHUNK).for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(local, local_out): &mut (Vec<Theta>, Vec<f32>), idx| {
+                // gather the thetas and evaluate into a contiguous buffer, then scatter
+                // the rows: cache misses on scattered loads and stores then overlap,
+                // while inside the long evaluation loop they would stall it
                 local.clear();
                 local.extend(idx.iter().map(|&(_, i)| thetas[i as usize]));
+                local_out.resize(local.len() * nb, 0.0);
+                self.magnitudes_many(local, bands, local_out);
                 let p = &out_ptr;
-                let rows = local.iter().zip(idx).map(|(t, &(_, i))| {
-                    // SAFETY: each input index appears exactly once in `order`, so the rows
-                    // handed out never alias, and i < thetas.len() keeps them inside `out`.
-                    let row =
-                        unsafe { std::slice::from_raw_parts_mut(p.0.add(i as usize * nb), nb) };
-                    (t, row)
-                });
-                self.many_rows(rows, bands);
-            });
+                for (row, &(_, i)) in local_out.chunks_exact(nb).zip(idx) {
+                    // SAFETY: each input index appears exactly once in `order`, so the
+                    // rows written never alias, and i < thetas.len() keeps them in `out`.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(row.as_ptr(), p.0.add(i as usize * nb), nb)
+                    };
+                }
+            },
+        );
     }
 
     /// A sort key that groups thetas sharing table rows (Teff node, then log g, [M/H]).
@@ -790,9 +827,9 @@ impl ForwardModel {
         if !(t.teff > 0.0 && t.logg.is_finite() && t.mh.is_finite()) {
             return u32::MAX;
         }
-        let i = super::interp::locate(&n[0], t.teff.log10()) as u32;
-        let j = super::interp::locate(&n[1], t.logg) as u32;
-        let k = super::interp::locate(&n[2], t.mh) as u32;
+        let i = self.teff_lut.locate(&n[0], t.teff.log10()) as u32;
+        let j = locate(&n[1], t.logg) as u32;
+        let k = locate(&n[2], t.mh) as u32;
         (i << 16) | (j << 8) | k
     }
 }
