@@ -66,8 +66,8 @@ enum BenchWhat {
         /// Thetas per batch.
         #[arg(long, default_value_t = 100_000)]
         batch: usize,
-        /// Timed repetitions (the median is reported).
-        #[arg(long, default_value_t = 5)]
+        /// Timed repetitions (the median is reported, with the fastest and slowest).
+        #[arg(long, default_value_t = 20)]
         repeats: usize,
         /// Comma-separated bands (default: all).
         #[arg(long)]
@@ -167,14 +167,19 @@ fn bench_forward(batch: usize, repeats: usize, bands: Option<&str>, raw: bool) -
     let med = times[times.len() / 2];
     let n_nan = out.iter().filter(|v| !v.is_finite()).count();
     let rate = (batch * bands.len()) as f64 / med;
+    // shared machines vary from run to run: the spread is printed with the median
+    let (best, worst) = (times[0], times[times.len() - 1]);
     println!(
-        "forward model ({}): {batch} thetas x {} bands, {} threads: median {:.1} ms per batch -> {:.3e} band-magnitudes/s ({:.3e} thetas/s); {} non-finite",
+        "forward model ({}): {batch} thetas x {} bands, {} threads: median {:.1} ms per batch -> {:.3e} band-magnitudes/s ({:.3e} thetas/s); fastest/slowest of {} batches {:.3e}/{:.3e}; {} non-finite",
         if raw { "raw physical" } else { "calibrated" },
         bands.len(),
         rayon::current_num_threads(),
         med * 1e3,
         rate,
         batch as f64 / med,
+        times.len(),
+        (batch * bands.len()) as f64 / best,
+        (batch * bands.len()) as f64 / worst,
         n_nan
     );
     Ok(0)

@@ -12,7 +12,11 @@
 //! * delta_b: optional empirical calibration (`physics::calibration`).
 //!
 //! Everything here is allocation-free per evaluation: stencils and per-band accumulators
-//! live on the stack.
+//! live on the stack. Every band is computed at once in vector lanes (one theta costs the
+//! same for 1 or 27 bands) and the requested ones are picked at the end. The per-band
+//! tables are stored in "lane" order, bands sorted by their number of extinction
+//! components, and the components slot-major (the k-th component of every band that has
+//! one, contiguous), so that per-band sums over components are whole-vector adds.
 
 use super::bands::BandRegistry;
 use super::calibration::{Calibration, MAX_TERMS};

@@ -230,88 +230,6 @@ impl Grid3 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn axis_lut_agrees_with_binary_search() {
-        let nodes: Vec<f64> = [
-            3500.0, 3750.0, 4000.0, 5000.0, 5250.0, 13000.0, 14000.0, 50000.0,
-        ]
-        .iter()
-        .map(|t: &f64| t.log10())
-        .collect();
-        let lut = AxisLut::new(&nodes, 64);
-        let mut x = nodes[0] - 0.1;
-        while x < nodes[nodes.len() - 1] + 0.1 {
-            assert_eq!(lut.locate(&nodes, x), locate(&nodes, x), "x = {x}");
-            x += 1.3e-4;
-        }
-        for &v in &nodes {
-            assert_eq!(lut.locate(&nodes, v), locate(&nodes, v));
-        }
-        assert_eq!(lut.locate(&nodes, f64::NAN), locate(&nodes, f64::NAN));
-    }
-
-    #[test]
-    fn cubic_reproduces_cubic_polynomials_on_nonuniform_nodes() {
-        let nodes = vec![0.0, 0.3, 1.0, 1.2, 2.5, 3.0, 4.4];
-        let f = |x: f64| 1.0 - 2.0 * x + 0.5 * x * x - 0.1 * x * x * x;
-        for &x in &[0.0, 0.1, 0.77, 1.1, 2.0, 2.9, 4.4] {
-            let s = cubic(&nodes, x);
-            let v: f64 = (0..s.len)
-                .map(|a| s.w[a] as f64 * f(nodes[s.start + a]))
-                .sum();
-            assert!((v - f(x)).abs() < 1e-5, "x={x}: {v} vs {}", f(x));
-            let wsum: f32 = s.w[..s.len].iter().sum();
-            assert!((wsum - 1.0).abs() < 1e-6);
-        }
-    }
-
-    #[test]
-    fn grid_is_exact_at_nodes_and_linear_in_cells() {
-        let nodes = [
-            vec![0.0, 1.0, 3.0],
-            vec![0.0, 1.0],
-            vec![-1.0, 0.0, 0.5, 2.0],
-        ];
-        let dims = [3, 2, 4];
-        let mut data = Vec::new();
-        for i in 0..dims[0] {
-            for j in 0..dims[1] {
-                for k in 0..dims[2] {
-                    let (x, y, z) = (nodes[0][i], nodes[1][j], nodes[2][k]);
-                    data.push((x + 2.0 * y - z) as f32);
-                    data.push((x * y) as f32);
-                }
-            }
-        }
-        let g = Grid3::new(nodes.clone(), 2, &data);
-        let (x, y, z) = (2.2, 0.4, 0.9);
-        let s = [
-            linear(&g.nodes[0], x),
-            linear(&g.nodes[1], y),
-            cubic(&g.nodes[2], z),
-        ];
-        let mut out = [0f32; 2];
-        g.accumulate(&s, &[0, 1], &mut out);
-        assert!((out[0] as f64 - (x + 2.0 * y - z)).abs() < 1e-5);
-        assert!((out[1] as f64 - x * y).abs() < 1e-5);
-        // a decimated grid still reproduces the (linear in x, y) first column
-        let d = g.take_nodes(2, &[0, 2, 3]);
-        assert_eq!(d.nodes[2], vec![-1.0, 0.5, 2.0]);
-        let s2 = [
-            linear(&d.nodes[0], x),
-            linear(&d.nodes[1], y),
-            linear(&d.nodes[2], z),
-        ];
-        let mut o2 = [0f32; 1];
-        d.accumulate_range(&s2, 0, &mut o2);
-        assert!((o2[0] as f64 - (x + 2.0 * y - z)).abs() < 1e-5);
-    }
-}
-
 /// Most corners a 3-D stencil can have (4 x 4 x 4).
 pub const MAX_CORNERS: usize = 64;
 
@@ -403,7 +321,7 @@ pub fn weighted_row_sum<const FMA: bool>(
     out: &mut [f32],
 ) {
     let width = out.len();
-    assert!(width % 8 == 0 && offs.len() <= ws.len());
+    assert!(width.is_multiple_of(8) && offs.len() <= ws.len());
     let last = offs.iter().fold(0usize, |m, &o| m.max(o));
     assert!(offs.is_empty() || last + width <= data.len());
     let mut c0 = 0;
@@ -477,4 +395,86 @@ pub fn pad_rows(data: &[f32], width: usize) -> Vec<f32> {
         out[r * wp..r * wp + width].copy_from_slice(&data[r * width..(r + 1) * width]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_lut_agrees_with_binary_search() {
+        let nodes: Vec<f64> = [
+            3500.0, 3750.0, 4000.0, 5000.0, 5250.0, 13000.0, 14000.0, 50000.0,
+        ]
+        .iter()
+        .map(|t: &f64| t.log10())
+        .collect();
+        let lut = AxisLut::new(&nodes, 64);
+        let mut x = nodes[0] - 0.1;
+        while x < nodes[nodes.len() - 1] + 0.1 {
+            assert_eq!(lut.locate(&nodes, x), locate(&nodes, x), "x = {x}");
+            x += 1.3e-4;
+        }
+        for &v in &nodes {
+            assert_eq!(lut.locate(&nodes, v), locate(&nodes, v));
+        }
+        assert_eq!(lut.locate(&nodes, f64::NAN), locate(&nodes, f64::NAN));
+    }
+
+    #[test]
+    fn cubic_reproduces_cubic_polynomials_on_nonuniform_nodes() {
+        let nodes = vec![0.0, 0.3, 1.0, 1.2, 2.5, 3.0, 4.4];
+        let f = |x: f64| 1.0 - 2.0 * x + 0.5 * x * x - 0.1 * x * x * x;
+        for &x in &[0.0, 0.1, 0.77, 1.1, 2.0, 2.9, 4.4] {
+            let s = cubic(&nodes, x);
+            let v: f64 = (0..s.len)
+                .map(|a| s.w[a] as f64 * f(nodes[s.start + a]))
+                .sum();
+            assert!((v - f(x)).abs() < 1e-5, "x={x}: {v} vs {}", f(x));
+            let wsum: f32 = s.w[..s.len].iter().sum();
+            assert!((wsum - 1.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn grid_is_exact_at_nodes_and_linear_in_cells() {
+        let nodes = [
+            vec![0.0, 1.0, 3.0],
+            vec![0.0, 1.0],
+            vec![-1.0, 0.0, 0.5, 2.0],
+        ];
+        let dims = [3, 2, 4];
+        let mut data = Vec::new();
+        for i in 0..dims[0] {
+            for j in 0..dims[1] {
+                for k in 0..dims[2] {
+                    let (x, y, z) = (nodes[0][i], nodes[1][j], nodes[2][k]);
+                    data.push((x + 2.0 * y - z) as f32);
+                    data.push((x * y) as f32);
+                }
+            }
+        }
+        let g = Grid3::new(nodes.clone(), 2, &data);
+        let (x, y, z) = (2.2, 0.4, 0.9);
+        let s = [
+            linear(&g.nodes[0], x),
+            linear(&g.nodes[1], y),
+            cubic(&g.nodes[2], z),
+        ];
+        let mut out = [0f32; 2];
+        g.accumulate(&s, &[0, 1], &mut out);
+        assert!((out[0] as f64 - (x + 2.0 * y - z)).abs() < 1e-5);
+        assert!((out[1] as f64 - x * y).abs() < 1e-5);
+        // a decimated grid still reproduces the (linear in x, y) first column
+        let d = g.take_nodes(2, &[0, 2, 3]);
+        assert_eq!(d.nodes[2], vec![-1.0, 0.5, 2.0]);
+        let s2 = [
+            linear(&d.nodes[0], x),
+            linear(&d.nodes[1], y),
+            linear(&d.nodes[2], z),
+        ];
+        let mut o2 = [0f32; 1];
+        d.accumulate_range(&s2, 0, &mut o2);
+        assert!((o2[0] as f64 - (x + 2.0 * y - z)).abs() < 1e-5);
+    }
 }
