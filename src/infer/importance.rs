@@ -276,43 +276,46 @@ impl<P: Proposal> ImportanceEngine<P> {
             let mut r = 0;
             v.clear();
             v.extend(th.iter().map(refine::v_of));
-            while n2 > 0 {
-                let planned = r < planned_rounds;
-                if !planned
-                    && (wts.n_eff >= settings.target_n_eff as f64
-                        || th.len() + round > settings.max_samples)
-                {
-                    break;
+            // n2 == 0: refinement switched off
+            if n2 > 0 {
+                loop {
+                    let planned = r < planned_rounds;
+                    if !planned
+                        && (wts.n_eff >= settings.target_n_eff as f64
+                            || th.len() + round > settings.max_samples)
+                    {
+                        break;
+                    }
+                    let m = if planned {
+                        n2 / planned_rounds + usize::from(r < n2 % planned_rounds)
+                    } else {
+                        round
+                    };
+                    let fitted = if wts.n_eff > 0.0 {
+                        refine::StudentT::fit(&v, &wts.w, wts.n_eff, 5.0)
+                    } else {
+                        None
+                    };
+                    // nothing to learn from yet: the proposal's own spread
+                    let Some(t) = fitted.or_else(|| {
+                        let uniform = vec![1.0 / n1 as f64; n1];
+                        refine::StudentT::fit(&v[..n1], &uniform, n1 as f64, 5.0)
+                    }) else {
+                        break;
+                    };
+                    let mut rng = Rng::for_keys(seeds[a], &[2 + r as u64]);
+                    let from = th.len();
+                    for _ in 0..m {
+                        let (x, l) = t.sample_theta(&mut rng);
+                        v.push(refine::v_of(&x));
+                        th.push(x);
+                        lq.push(l);
+                    }
+                    self.weigh(&prep, &th, &lq, from, &mut mags, &mut log_w, &mut log_l);
+                    rounds.push(normalise(&log_w[from..]));
+                    wts = combine(&rounds);
+                    r += 1;
                 }
-                let m = if planned {
-                    n2 / planned_rounds + usize::from(r < n2 % planned_rounds)
-                } else {
-                    round
-                };
-                let fitted = if wts.n_eff > 0.0 {
-                    refine::StudentT::fit(&v, &wts.w, wts.n_eff, 5.0)
-                } else {
-                    None
-                };
-                // nothing to learn from yet: the proposal's own spread
-                let Some(t) = fitted.or_else(|| {
-                    let uniform = vec![1.0 / n1 as f64; n1];
-                    refine::StudentT::fit(&v[..n1], &uniform, n1 as f64, 5.0)
-                }) else {
-                    break;
-                };
-                let mut rng = Rng::for_keys(seeds[a], &[2 + r as u64]);
-                let from = th.len();
-                for _ in 0..m {
-                    let (x, l) = t.sample_theta(&mut rng);
-                    v.push(refine::v_of(&x));
-                    th.push(x);
-                    lq.push(l);
-                }
-                self.weigh(&prep, &th, &lq, from, &mut mags, &mut log_w, &mut log_l);
-                rounds.push(normalise(&log_w[from..]));
-                wts = combine(&rounds);
-                r += 1;
             }
             let t1 = Instant::now();
             out[i] = self.summarise(star, &prep, &th, &wts, &log_l, seeds[a], settings);

@@ -253,10 +253,14 @@ pub struct ForwardModel {
     /// descending number of extinction components, so that the k-th components of all
     /// bands that have one fill a prefix of lanes ("slot" k).
     lane_of: Vec<usize>,
-    /// (first column, width) of each extinction slot in `ext` and `ext_tab`.
+    /// (first column, width) of each full extinction slot in `ext` and `ext_tab`.
     ext_slots: Vec<(usize, usize)>,
-    /// [A_V node][1/R_V node][pad8(qsum) + pad8(nb)]: basis h_q, then reference extinction
-    /// per band (both blocks start 8-aligned so the kernels need no scalar tails).
+    /// (column, lane) of the components of the sparse slots (fewer than 8 bands), packed
+    /// after the full slots instead of each padded to 8 columns; in slot order, so each
+    /// band's components are still summed in order.
+    ext_tail: Vec<(usize, usize)>,
+    /// [A_V node][1/R_V node][ext width + pad8(nb)]: basis h_q in the extinction columns,
+    /// then reference extinction per lane (both blocks 8-aligned: no scalar tails).
     ext_tab: Vec<f32>,
     av_axis: UniformAxis,
     inv_rv_axis: UniformAxis,
@@ -355,13 +359,25 @@ impl ForwardModel {
         let max_q = ext_nq.iter().copied().max().unwrap_or(0);
         let mut ext_slots = Vec::with_capacity(max_q);
         let mut slot_src: Vec<Option<usize>> = Vec::new(); // source component per column
+        let mut tail: Vec<(usize, usize)> = Vec::new(); // (source component, lane)
         for k in 0..max_q {
             let count = band_of_lane.iter().take_while(|&&b| ext_nq[b] > k).count();
-            ext_slots.push((slot_src.len(), pad8(count)));
-            for l in 0..pad8(count) {
-                slot_src.push((l < count).then(|| ext_off[band_of_lane[l]] + k));
+            if count >= 8 || k == 0 {
+                ext_slots.push((slot_src.len(), pad8(count)));
+                for l in 0..pad8(count) {
+                    slot_src.push((l < count).then(|| ext_off[band_of_lane[l]] + k));
+                }
+            } else {
+                tail.extend((0..count).map(|l| (ext_off[band_of_lane[l]] + k, l)));
             }
         }
+        let ext_tail: Vec<(usize, usize)> = tail
+            .iter()
+            .enumerate()
+            .map(|(j, &(_, l))| (slot_src.len() + j, l))
+            .collect();
+        slot_src.extend(tail.iter().map(|&(g, _)| Some(g)));
+        slot_src.resize(pad8(slot_src.len()), None);
         let qw = slot_src.len();
         let permute = |src: &[f32], width: usize, cols: &[Option<usize>]| -> Vec<f32> {
             let rows = src.len() / width;
@@ -426,6 +442,7 @@ impl ForwardModel {
             ext: Grid3::new(nodes, qw, &ext),
             lane_of,
             ext_slots,
+            ext_tail,
             ext_tab,
             av_axis,
             inv_rv_axis,
@@ -719,6 +736,9 @@ impl ForwardModel {
             for (r, &c) in ratio[..w].iter_mut().zip(&coef[c0..c0 + w]) {
                 *r += c;
             }
+        }
+        for &(c, l) in &self.ext_tail {
+            ratio[l] += coef[c];
         }
         for r in ratio[..nb].iter_mut() {
             *r = r.max(1e-30);
