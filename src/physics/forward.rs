@@ -978,6 +978,48 @@ mod tests {
     }
 
     #[test]
+    fn any_band_subset_in_any_order_equals_the_all_band_result() {
+        // bands live in permuted lanes internally; what callers see must not depend on it
+        let m = ForwardModel::embedded();
+        let nb = m.bands().len();
+        let all: Vec<usize> = (0..nb).collect();
+        let t = Theta {
+            teff: 8123.0,
+            logg: 3.9,
+            mh: -0.7,
+            av: 2.3,
+            rv: 4.2,
+            distance: 870.0,
+        };
+        let mut full = vec![0f32; nb];
+        m.magnitudes(&t, &all, &mut full).unwrap();
+        let mut ext_full = vec![0f32; nb];
+        m.extinction(&t, &all, &mut ext_full);
+        let subset = [nb - 1, 0, 16, 3, 7];
+        let mut sub = [0f32; 5];
+        m.magnitudes(&t, &subset, &mut sub).unwrap();
+        let mut ext_sub = [0f32; 5];
+        m.extinction(&t, &subset, &mut ext_sub);
+        for (i, &b) in subset.iter().enumerate() {
+            assert_eq!(sub[i], full[b], "band {b}");
+            assert_eq!(ext_sub[i], ext_full[b], "band {b}");
+        }
+        // and each value belongs to its band: extinction falls with wavelength
+        let chain = [
+            "sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z", "tmass_j", "tmass_h", "tmass_ks",
+            "wise_w1",
+        ];
+        let a: Vec<f32> = chain
+            .iter()
+            .map(|n| ext_full[m.bands().id(n).unwrap()])
+            .collect();
+        assert!(
+            a.windows(2).all(|w| w[0] > w[1]) && a[8] > 0.0,
+            "{chain:?}: {a:?}"
+        );
+    }
+
+    #[test]
     fn distance_modulus_and_batch_agree() {
         let m = ForwardModel::embedded_raw();
         let bands: Vec<usize> = (0..m.bands().len()).collect();
