@@ -174,11 +174,6 @@ impl Calibration {
         &self.ext_factor
     }
 
-    /// Whether any band's extinction is rescaled.
-    pub fn scales_extinction(&self) -> bool {
-        self.bands.iter().any(|b| b.ext_kappa != 0.0)
-    }
-
     /// Model-systematics floor of a band id, if the calibration estimated one.
     pub fn floor(&self, band_id: usize) -> Option<f64> {
         let Some(Some(i)) = self.resolved.get(band_id) else {

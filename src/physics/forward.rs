@@ -21,8 +21,7 @@
 use super::bands::BandRegistry;
 use super::calibration::{Calibration, MAX_TERMS};
 use super::interp::{
-    cubic, cubic_at, linear, linear_at, locate, pad8, weighted_row_sum, weighted_row_sum_n,
-    AxisLut, Grid3, Stencil,
+    cubic, cubic_at, linear, linear_at, locate, pad8, weighted_row_sum, AxisLut, Grid3, Stencil,
 };
 use crate::util::safetensors::SafeTensors;
 use anyhow::{bail, Context, Result};
@@ -673,12 +672,7 @@ impl ForwardModel {
     /// Band extinction A_b(theta) of the raw physical model only (no surface magnitude,
     /// radius or calibration, including the calibration's extinction scale).
     pub fn extinction(&self, t: &Theta, bands: &[usize], out: &mut [f32]) {
-        let n = &self.ext.nodes;
-        let se = [
-            cubic(&n[0], t.teff.log10()),
-            linear(&n[1], t.logg),
-            linear(&n[2], t.mh),
-        ];
+        let (_, se) = self.stencils(t.teff.log10(), t.logg, t.mh);
         out[..bands.len()].iter_mut().for_each(|o| *o = 0.0);
         if t.av > 0.0 {
             let mut sc = Scratch::new();
@@ -722,7 +716,7 @@ impl ForwardModel {
         ];
         let offs = rows.map(|r| r * width);
         let tab = &mut sc.tab[..width];
-        weighted_row_sum_n::<4, FMA>(&self.ext_tab, &offs, &w, tab);
+        weighted_row_sum::<FMA>(&self.ext_tab, &offs, &w, tab);
         let (tab_h, tab_ref) = tab.split_at(qw);
         // c_q h_q for every component at once, then each band's sum over its components
         // (slot by slot: the k-th components of all bands that have one are contiguous):

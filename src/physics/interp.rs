@@ -239,71 +239,42 @@ impl Grid3 {
     #[inline(always)]
     pub fn interpolate_row<const FMA: bool>(&self, s: &[Stencil; 3], out: &mut [f32]) {
         debug_assert_eq!(out.len(), self.stride);
-        // fixed-size (fully unrolled) versions of the two shapes the forward model uses
-        match (s[0].len, s[1].len, s[2].len) {
-            (4, 4, 4) => {
-                let (offs, ws) = self.corners_of::<4, 4, 4, 64>(s);
-                weighted_row_sum_n::<64, FMA>(&self.data, &offs, &ws, out);
-            }
-            (4, 2, 2) => {
-                let (offs, ws) = self.corners_of::<4, 2, 2, 16>(s);
-                weighted_row_sum_n::<16, FMA>(&self.data, &offs, &ws, out);
-            }
-            _ => {
-                let mut offs = [0usize; MAX_CORNERS];
-                let mut ws = [0f32; MAX_CORNERS];
-                let n = self.corners_dyn(s, &mut offs, &mut ws);
-                weighted_row_sum::<FMA>(&self.data, &offs[..n], &ws[..n], out);
-            }
+        // compile-time corner counts (unrolled loops) for the forward model's two shapes
+        match [s[0].len, s[1].len, s[2].len] {
+            [4, 4, 4] => self.interpolate_n::<64, FMA>(s, [4, 4, 4], out),
+            [4, 2, 2] => self.interpolate_n::<16, FMA>(s, [4, 2, 2], out),
+            lens => self.interpolate_n::<MAX_CORNERS, FMA>(s, lens, out),
         }
     }
 
-    /// Offsets and weights of the A x B x C = N corners of a stencil of that shape.
+    /// [`Grid3::interpolate_row`] for a stencil of shape `lens` with at most N corners.
     #[inline(always)]
-    fn corners_of<const A: usize, const B: usize, const C: usize, const N: usize>(
+    fn interpolate_n<const N: usize, const FMA: bool>(
         &self,
         s: &[Stencil; 3],
-    ) -> ([usize; N], [f32; N]) {
-        debug_assert!(A * B * C == N && s[0].len == A && s[1].len == B && s[2].len == C);
+        lens: [usize; 3],
+        out: &mut [f32],
+    ) {
+        let n = lens[0] * lens[1] * lens[2];
+        let mut offs = [0usize; N];
+        let mut ws = [0f32; N];
         let d2 = self.stride;
         let d1 = self.nodes[2].len() * d2;
         let d0 = self.nodes[1].len() * d1;
         let base = self.offset(s[0].start, s[1].start, s[2].start);
-        let mut offs = [0usize; N];
-        let mut ws = [0f32; N];
-        let mut n = 0;
-        for a in 0..A {
-            for b in 0..B {
+        let mut k = 0;
+        for a in 0..lens[0] {
+            for b in 0..lens[1] {
                 let wab = s[0].w[a] * s[1].w[b];
                 let o = base + a * d0 + b * d1;
-                for c in 0..C {
-                    offs[n] = o + c * d2;
-                    ws[n] = wab * s[2].w[c];
-                    n += 1;
+                for c in 0..lens[2] {
+                    offs[k] = o + c * d2;
+                    ws[k] = wab * s[2].w[c];
+                    k += 1;
                 }
             }
         }
-        (offs, ws)
-    }
-
-    fn corners_dyn(
-        &self,
-        s: &[Stencil; 3],
-        offs: &mut [usize; MAX_CORNERS],
-        ws: &mut [f32; MAX_CORNERS],
-    ) -> usize {
-        let mut n = 0;
-        for a in 0..s[0].len {
-            for b in 0..s[1].len {
-                let wab = s[0].w[a] * s[1].w[b];
-                for c in 0..s[2].len {
-                    offs[n] = self.offset(s[0].start + a, s[1].start + b, s[2].start + c);
-                    ws[n] = wab * s[2].w[c];
-                    n += 1;
-                }
-            }
-        }
-        n
+        weighted_row_sum::<FMA>(&self.data, &offs[..n], &ws[..n], out);
     }
 }
 
@@ -339,18 +310,6 @@ pub fn weighted_row_sum<const FMA: bool>(
             _ => {}
         }
     }
-}
-
-/// [`weighted_row_sum`] for a number of rows known at compile time (the corner loop is
-/// unrolled: the forward model's 64-, 16- and 4-corner stencils).
-#[inline(always)]
-pub fn weighted_row_sum_n<const N: usize, const FMA: bool>(
-    data: &[f32],
-    offs: &[usize; N],
-    ws: &[f32; N],
-    out: &mut [f32],
-) {
-    weighted_row_sum::<FMA>(data, offs, ws, out)
 }
 
 /// # Safety
