@@ -3,7 +3,7 @@
 //! overall and by filter set (Gaia only; Gaia + 2MASS; Gaia + 2MASS + WISE; all) and
 //! with / without parallax.
 
-use crate::infer::StarResult;
+use crate::posterior::StarResult;
 use crate::likelihood::StarObs;
 use crate::physics::{ForwardModel, Theta, PARAM_NAMES};
 use crate::util::stats::{median, robust_scatter};
@@ -24,6 +24,8 @@ pub struct ParamMetrics {
     pub bias: f64,
     /// Fraction of truths inside [p16, p84].
     pub coverage68: f64,
+    /// Fraction of truths inside [p05, p95].
+    pub coverage90: f64,
     /// Fraction of truths inside [p2.5, p97.5].
     pub coverage95: f64,
 }
@@ -73,6 +75,7 @@ pub fn group_metrics(group: &str, items: &[(&Theta, &StarResult)]) -> GroupMetri
         .map(|p| {
             let mut err = Vec::with_capacity(ok.len());
             let mut in68 = 0usize;
+            let mut in90 = 0usize;
             let mut in95 = 0usize;
             for (t, r) in &ok {
                 let truth = t.to_array()[p];
@@ -85,6 +88,9 @@ pub fn group_metrics(group: &str, items: &[(&Theta, &StarResult)]) -> GroupMetri
                 });
                 if (s.q[1] as f64) <= truth && truth <= s.q[3] as f64 {
                     in68 += 1;
+                }
+                if (s.q[0] as f64) <= truth && truth <= s.q[4] as f64 {
+                    in90 += 1;
                 }
                 if (s.q95[0] as f64) <= truth && truth <= s.q95[1] as f64 {
                     in95 += 1;
@@ -99,6 +105,7 @@ pub fn group_metrics(group: &str, items: &[(&Theta, &StarResult)]) -> GroupMetri
                 robust_scatter: robust_scatter(&err),
                 bias: median(&err),
                 coverage68: in68 as f64 / n,
+                coverage90: in90 as f64 / n,
                 coverage95: in95 as f64 / n,
             }
         })
@@ -210,11 +217,11 @@ pub fn format_table(groups: &[GroupMetrics]) -> String {
         }
         s.push('\n');
     }
-    writeln!(s, "\ncoverage of central intervals (target 0.68 / 0.95):").unwrap();
+    writeln!(s, "\ncoverage of central intervals p16-p84 / p05-p95 / p2.5-p97.5 (nominal 0.68 / 0.90 / 0.95):").unwrap();
     for g in groups.iter().take(3) {
         write!(s, "{:<22}", g.group).unwrap();
         for p in &g.params {
-            write!(s, " {}: {:.3}/{:.3}", p.param, p.coverage68, p.coverage95).unwrap();
+            write!(s, " {}: {:.3}/{:.3}/{:.3}", p.param, p.coverage68, p.coverage90, p.coverage95).unwrap();
         }
         s.push('\n');
     }

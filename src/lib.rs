@@ -7,12 +7,12 @@
 pub mod calib;
 pub mod cli;
 pub mod eval;
-pub mod infer;
 pub mod io;
 pub mod likelihood;
 pub mod nn;
 pub mod physics;
 pub mod pipeline;
+pub mod posterior;
 pub mod prior;
 pub mod simulate;
 pub mod util;

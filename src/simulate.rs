@@ -336,9 +336,66 @@ impl<'a> Simulator<'a> {
         })
     }
 
+    /// Observe theta with exactly another star's observation pattern: its bands, reported
+    /// errors and parallax error, none of which then depends on theta. Data drawn so come
+    /// from exactly the likelihood the posterior uses (the survey model's detections,
+    /// saturation and error laws depend on the true magnitudes, i.e. on theta, which a
+    /// likelihood that conditions on the reported pattern and errors does not model), so
+    /// an exact sampler's intervals cover the truth at their nominal rate (simulation-based
+    /// calibration). None if theta is outside the model.
+    pub fn observe_like(&self, rng: &mut Rng, theta: Theta, template: &StarObs, source_id: i64) -> Option<SimStar> {
+        let bands: Vec<usize> = template.phot.iter().map(|m| m.band as usize).collect();
+        let mut mags = vec![0f32; bands.len()];
+        self.fm.magnitudes(&theta, &bands, &mut mags).ok()?;
+        let phot = template
+            .phot
+            .iter()
+            .zip(&mags)
+            .map(|(m, &truth)| {
+                let floor = self.noise.floor[m.band as usize] as f64;
+                let err = m.err as f64;
+                let obs = truth as f64 + floor * rng.normal() + err * rng.normal();
+                Measurement { band: m.band, mag: obs as f32, err: m.err }
+            })
+            .collect();
+        let parallax = template
+            .parallax
+            .map(|(_, e)| ((1000.0 / theta.distance + e as f64 * rng.normal()) as f32, e));
+        Some(SimStar {
+            theta,
+            obs: StarObs { source_id, phot, parallax },
+            gaia_dr2: false,
+        })
+    }
+
+    /// Fresh thetas from the prior observed with the patterns of `templates`
+    /// ([`Simulator::observe_like`]), deterministically from `seed`.
+    pub fn observe_many_like(&self, templates: &[SimStar], seed: u64) -> Vec<SimStar> {
+        use rayon::prelude::*;
+        templates
+            .par_iter()
+            .enumerate()
+            .map(|(k, t)| {
+                let mut rng = Rng::for_keys(seed, &[k as u64, 0xCA1]);
+                loop {
+                    let theta = self.prior.sample(&mut rng);
+                    if let Some(s) = self.observe_like(&mut rng, theta, &t.obs, k as i64 + 1) {
+                        return SimStar { gaia_dr2: t.gaia_dr2, ..s };
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// Simulate `n` catalogue stars deterministically from `seed` (star k uses its own
     /// stream, so results do not depend on threads). Source ids are 1..=n.
     pub fn simulate_many(&self, n: usize, seed: u64) -> Vec<SimStar> {
+        self.simulate_many_where(n, seed, |_| true)
+    }
+
+    /// `n` stars that satisfy `keep` (drawn until one does, star by star), e.g. only stars
+    /// observed in every band of a survey set.
+    pub fn simulate_many_where(&self, n: usize, seed: u64, keep: impl Fn(&SimStar) -> bool + Sync) -> Vec<SimStar> {
         use rayon::prelude::*;
         (0..n)
             .into_par_iter()
@@ -346,7 +403,9 @@ impl<'a> Simulator<'a> {
                 let mut rng = Rng::for_keys(seed, &[k as u64, 0x51A]);
                 loop {
                     if let Some(s) = self.simulate_one(&mut rng, k as i64 + 1) {
-                        return s;
+                        if keep(&s) {
+                            return s;
+                        }
                     }
                 }
             })

@@ -6,3 +6,4 @@ mod forward_model;
 mod pipeline;
 mod pipeline_s3;
 mod pipeline_util;
+mod posterior;

@@ -19,7 +19,7 @@
 //! depend on the number of threads.
 
 use super::data::LabelledStar;
-use super::linalg::{cholesky, cholesky_solve, spd_inverse};
+use crate::util::linalg::{cholesky, cholesky_solve, spd_inverse};
 use super::{distance_of_mu, CalibSettings, NuisancePrior};
 use crate::likelihood::NoiseModel;
 use crate::physics::calibration::{BandCorrection, Calibration};

@@ -13,7 +13,6 @@
 
 pub mod data;
 pub mod fit;
-pub mod linalg;
 pub mod recover;
 pub mod report;
 pub mod validate;

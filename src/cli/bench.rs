@@ -53,10 +53,14 @@ enum BenchWhat {
         /// Model directory (default: the embedded model).
         #[arg(long)]
         model: Option<std::path::PathBuf>,
-        /// Also time the reference MCMC against flow + importance sampling on this many
-        /// stars of the catalogue (time per effective sample).
+        /// Also time the reference MCMC against importance sampling on this many stars of
+        /// the catalogue (time per effective sample, agreement).
         #[arg(long, default_value_t = 0)]
         mcmc: usize,
+        /// Band patterns of the simulated catalogue: `full` (all 13 bands and a parallax,
+        /// the benchmark's real-catalogue pattern) or `any` (the survey model's mix).
+        #[arg(long, value_enum, default_value_t = super::simulate::Pattern::Full)]
+        pattern: super::simulate::Pattern,
         /// Further arguments for `sedflow run` (after `--`).
         #[arg(last = true)]
         run_args: Vec<String>,
@@ -101,6 +105,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
             work_dir,
             model,
             mcmc,
+            pattern,
             run_args,
         } => super::bench_pipeline::run(&super::bench_pipeline::PipelineBench {
             stars,
@@ -109,6 +114,7 @@ pub fn run(a: BenchArgs) -> Result<i32> {
             work_dir,
             model,
             mcmc,
+            pattern,
             run_args,
         }),
     }
@@ -205,9 +211,9 @@ fn bench_flow(
     model: Option<&std::path::PathBuf>,
     device: &str,
 ) -> Result<i32> {
-    use crate::infer::importance::Proposal;
+    use crate::posterior::proposal::Proposal;
     use rayon::prelude::*;
-    let engine = crate::infer::flow_engine_on(model.map(|p| p.as_path()), device)?;
+    let engine = crate::cli::engine::flow_engine_on(model.map(|p| p.as_path()), device)?;
     let cat = super::simulate::simulate_catalogue(
         &engine.fm,
         stars * rayon::current_num_threads(),
@@ -219,9 +225,10 @@ fn bench_flow(
     let one = &obs[..stars];
     let (mut th, mut lq) = (Vec::new(), Vec::new());
     let t1 = median_time(repeats, || {
+        let cond = engine.proposal.condition(one);
         engine
             .proposal
-            .sample(one, samples, &seeds[..stars], &mut th, &mut lq);
+            .sample(&cond, one, samples, &seeds[..stars], &mut th, &mut lq);
     });
     if engine.proposal.on_device {
         // one batched call per chunk on the device (the results come back to the host)
@@ -239,8 +246,23 @@ fn bench_flow(
             .zip(seeds.par_chunks(stars))
             .for_each(|(o, s)| {
                 let (mut th, mut lq) = (Vec::new(), Vec::new());
-                engine.proposal.sample(o, samples, s, &mut th, &mut lq);
+                let cond = engine.proposal.condition(o);
+                engine.proposal.sample(&cond, o, samples, s, &mut th, &mut lq);
             })
+    });
+    // the density pass at the samples of one batch (the mixture's cost per sample)
+    let cond = engine.proposal.condition(one);
+    engine
+        .proposal
+        .sample(&cond, one, samples, &seeds[..stars], &mut th, &mut lq);
+    let mut dens = Vec::with_capacity(samples);
+    let td = median_time(repeats, || {
+        for (k, c) in cond.iter().enumerate() {
+            dens.clear();
+            engine
+                .proposal
+                .log_density(c, &th[k * samples..(k + 1) * samples], &mut dens);
+        }
     });
     let ctx_t = median_time(repeats, || {
         for s in one {
@@ -254,6 +276,10 @@ fn bench_flow(
         (stars * samples) as f64 / t1,
         ctx_t * 1e3,
         (nt * stars * samples) as f64 / tn
+    );
+    println!(
+        "flow density pass at given points: 1 thread {:.3e} points/s",
+        (stars * samples) as f64 / td
     );
     Ok(0)
 }

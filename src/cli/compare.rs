@@ -3,12 +3,13 @@
 //! posterior medians, by label source and for dwarfs/giants, and importance-sampling
 //! efficiency.
 
-use crate::io::table::{read_numeric, read_strings};
+use crate::io::posteriors::read_posteriors;
+use crate::io::table::{read_i64, read_numeric, read_strings};
 use crate::util::stats::{median, robust_scatter};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Arguments of `sedflow compare-labels`.
 #[derive(Args, Debug)]
@@ -22,25 +23,13 @@ pub struct CompareArgs {
     /// Output directory (or file) of `sedflow run` for that catalogue.
     #[arg(long)]
     posteriors: PathBuf,
+    /// Only the stars that have a posterior in this other table too (e.g. the reference
+    /// MCMC's), so that two methods are compared on the same stars.
+    #[arg(long)]
+    same_stars_as: Option<PathBuf>,
     /// Write the figures as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
-}
-
-fn posterior_files(p: &Path) -> Result<Vec<PathBuf>> {
-    if p.is_file() {
-        return Ok(vec![p.to_path_buf()]);
-    }
-    let mut v: Vec<PathBuf> = std::fs::read_dir(p)
-        .with_context(|| format!("reading {}", p.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
-        .collect();
-    v.sort();
-    if v.is_empty() {
-        bail!("no Parquet files in {}", p.display());
-    }
-    Ok(v)
 }
 
 /// Run `sedflow compare-labels`.
@@ -50,27 +39,26 @@ pub fn run(a: CompareArgs) -> Result<i32> {
         cat.get(name)
             .with_context(|| format!("{}: no column '{name}'", a.catalogue.display()))
     };
-    let ids = col("source_id")?;
+    let ids = read_i64(&a.catalogue, "source_id")?;
     let sources =
         read_strings(&a.catalogue, "label_source").unwrap_or_else(|_| vec![None; ids.len()]);
+    let keep: Option<std::collections::HashSet<i64>> = match &a.same_stars_as {
+        Some(p) => Some(
+            read_posteriors(p)?
+                .into_iter()
+                .filter(|r| r.params[0].q[2].is_finite())
+                .map(|r| r.source_id)
+                .collect(),
+        ),
+        None => None,
+    };
     let mut post: HashMap<i64, (f64, f64, f64, f64, u32)> = HashMap::new();
-    for f in posterior_files(&a.posteriors)? {
-        let (_, p) = read_numeric(&f)?;
-        let g = |n: &str| {
-            p.get(n)
-                .with_context(|| format!("{}: no column '{n}'", f.display()))
-        };
-        let (pid, t, lg, mh, eff, fl) = (
-            g("source_id")?,
-            g("teff_p50")?,
-            g("logg_p50")?,
-            g("mh_p50")?,
-            g("sample_efficiency")?,
-            g("flags")?,
-        );
-        for k in 0..pid.len() {
-            post.insert(pid[k] as i64, (t[k], lg[k], mh[k], eff[k], fl[k] as u32));
+    for r in read_posteriors(&a.posteriors)? {
+        if keep.as_ref().is_some_and(|k| !k.contains(&r.source_id)) {
+            continue;
         }
+        let p50 = |p: usize| r.params[p].q[2] as f64;
+        post.insert(r.source_id, (p50(0), p50(1), p50(2), r.sample_efficiency, r.flags));
     }
     let (lt, lg, lm) = (col("teff")?, col("logg")?, col("mh")?);
     // groups: all, dwarfs (log g >= 3.8), giants, per label source
@@ -82,7 +70,7 @@ pub fn run(a: CompareArgs) -> Result<i32> {
     let mut by_source: HashMap<String, Vec<usize>> = HashMap::new();
     let mut matched = Vec::new();
     for k in 0..ids.len() {
-        let Some(p) = post.get(&(ids[k] as i64)) else {
+        let Some(p) = ids[k].and_then(|id| post.get(&id)) else {
             continue;
         };
         if !(p.0.is_finite() && lt[k].is_finite()) {

@@ -1,32 +1,46 @@
-//! `sedflow mcmc`: the reference ensemble MCMC for one star of a catalogue (default input
-//! columns), printing posterior quantiles, autocorrelation times and effective samples.
+//! `sedflow mcmc`: the reference ensemble MCMC. On a catalogue it runs through the
+//! pipeline (the same ingest, column mapping, error floors, parallax zero point, sharding,
+//! resumption and output table as `sedflow run`, plus split-R-hat and ESS columns); with
+//! `--source-id` it prints one star's posterior as JSON.
 
-use super::simulate::catalogue_columns_map;
-use crate::infer::mcmc::{self, McmcConfig};
-use crate::infer::QUANTILES;
-use crate::likelihood::{Measurement, NoiseModel, StarObs};
+use crate::pipeline::catalogue::read_catalogue;
+use crate::pipeline::config::PipelineConfig;
+use crate::pipeline::progress::ProgressMode;
+use crate::pipeline::{self, shard, RunOptions};
+use crate::posterior::mcmc::{self, McmcConfig, McmcEngine, Selection};
+use crate::likelihood::NoiseModel;
 use crate::physics::{ForwardModel, PARAM_NAMES};
+use crate::posterior::QUANTILE_SUFFIXES;
 use crate::prior::{Prior, PriorConfig};
-use crate::util::stats::weighted_quantiles;
+use crate::util::rng::derive_seed;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 
 /// Arguments of `sedflow mcmc`.
 #[derive(Args, Debug)]
-#[command(
-    after_help = "Example:\n  sedflow simulate --stars 10 --output sim.parquet\n  sedflow mcmc --input sim.parquet --source-id 3"
-)]
+#[command(after_help = "Examples:\n  sedflow mcmc --input catalogue.parquet --output ref/ --random 200 --seed 1\n  sedflow mcmc --input catalogue.parquet --output ref/ --config scripts/pipeline-dr2-labelled.toml --limit 50\n  sedflow mcmc --input catalogue.parquet --source-id 3")]
 pub struct McmcArgs {
-    /// Catalogue (CSV or Parquet) with the default input columns.
+    /// Catalogue: a Parquet file, directory, glob or s3:// prefix (as for `sedflow run`).
     #[arg(long)]
-    input: PathBuf,
-    /// source_id of the star.
+    input: String,
+    /// Output directory or s3:// prefix: one posterior table per input part, as `sedflow
+    /// run` writes it, plus `{p}_rhat` and `{p}_ess` columns.
+    #[arg(long, required_unless_present = "source_id")]
+    output: Option<String>,
+    /// Pipeline configuration ([input] mapping, zero point, ...; default: the committed
+    /// pipeline.toml).
     #[arg(long)]
-    source_id: i64,
-    /// Gaia columns hold DR2 photometry.
+    config: Option<PathBuf>,
+    /// Only the first N stars (input order) get a chain; the others get NOT_PROCESSED rows.
+    #[arg(long, conflicts_with = "random")]
+    limit: Option<usize>,
+    /// Only N stars chosen at random (by a hash of the seed and source_id) get a chain.
     #[arg(long)]
-    gaia_dr2: bool,
+    random: Option<usize>,
+    /// Print one star's posterior as JSON instead of writing a table.
+    #[arg(long)]
+    source_id: Option<i64>,
     /// Walkers.
     #[arg(long, default_value_t = McmcConfig::default().walkers)]
     walkers: usize,
@@ -36,104 +50,120 @@ pub struct McmcArgs {
     /// Kept steps.
     #[arg(long, default_value_t = McmcConfig::default().steps)]
     steps: usize,
-    /// Seed.
+    /// Seed (of the chains and of --random).
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Use the raw physical model (no empirical calibration).
     #[arg(long)]
     raw: bool,
+    /// Progress display of the catalogue run: auto, lines or off.
+    #[arg(long, default_value = "auto")]
+    progress: String,
 }
 
-/// Read one star's observations from a catalogue in the default column contract.
-pub fn read_star(
-    path: &PathBuf,
-    source_id: i64,
-    gaia_dr2: bool,
-    fm: &ForwardModel,
-) -> Result<StarObs> {
-    let (_, cols) = crate::io::table::read_numeric(path)?;
-    let ids = cols
-        .get("source_id")
-        .with_context(|| format!("{}: no source_id column", path.display()))?;
-    let row = ids
-        .iter()
-        .position(|&x| x as i64 == source_id)
-        .with_context(|| format!("{}: no star with source_id {source_id}", path.display()))?;
-    let mut phot = Vec::new();
-    for (band, mag_col, err_col) in &catalogue_columns_map() {
-        let name = if gaia_dr2 {
-            band.replace("gaia_", "gaia_dr2_")
-        } else {
-            band.to_string()
-        };
-        if let (Some(m), Some(e)) = (cols.get(mag_col), cols.get(err_col)) {
-            let (m, e) = (m[row], e[row]);
-            if m.is_finite() && e.is_finite() && e > 0.0 {
-                phot.push(Measurement {
-                    band: fm.bands().id(&name)? as u16,
-                    mag: m as f32,
-                    err: e as f32,
-                });
-            }
-        }
+fn engine(a: &McmcArgs, selection: Selection) -> McmcEngine {
+    let fm = if a.raw { ForwardModel::embedded_raw() } else { ForwardModel::embedded() }.clone();
+    McmcEngine {
+        prior: Prior::new(&fm, PriorConfig::default()),
+        noise: NoiseModel::default_for(&fm),
+        fm,
+        cfg: McmcConfig {
+            walkers: a.walkers,
+            burn: a.burn,
+            steps: a.steps,
+            seed: a.seed,
+            ..Default::default()
+        },
+        selection,
     }
-    if phot.is_empty() {
-        bail!(
-            "star {source_id} has no usable photometry in {}",
-            path.display()
-        );
-    }
-    let parallax = match (cols.get("parallax"), cols.get("parallax_error")) {
-        (Some(p), Some(e)) if p[row].is_finite() && e[row] > 0.0 => {
-            Some((p[row] as f32, e[row] as f32))
-        }
-        _ => None,
-    };
-    Ok(StarObs {
-        source_id,
-        phot,
-        parallax,
-    })
 }
 
 /// Run `sedflow mcmc`.
 pub fn run(a: McmcArgs) -> Result<i32> {
-    let fm = if a.raw {
-        ForwardModel::embedded_raw()
-    } else {
-        ForwardModel::embedded()
-    };
-    let star = read_star(&a.input, a.source_id, a.gaia_dr2, fm)?;
-    let prior = Prior::new(fm, PriorConfig::default());
-    let noise = NoiseModel::default_for(fm);
-    let cfg = McmcConfig {
-        walkers: a.walkers,
-        burn: a.burn,
-        steps: a.steps,
-        seed: a.seed,
-        ..Default::default()
-    };
-    let r = mcmc::run(&star, fm, &prior, &noise, &cfg);
-    let w = vec![1.0; r.samples.len()];
-    let mut order = Vec::new();
-    let mut out = serde_json::Map::new();
-    out.insert("source_id".into(), a.source_id.into());
-    for (p, name) in PARAM_NAMES.iter().enumerate() {
-        let vals: Vec<f64> = r.samples.iter().map(|x| x[p]).collect();
-        let mut q = [0f64; 5];
-        weighted_quantiles(&vals, &w, &QUANTILES, &mut q, &mut order);
-        for (lvl, v) in ["p05", "p16", "p50", "p84", "p95"].iter().zip(q) {
-            out.insert(format!("{name}_{lvl}"), v.into());
-        }
+    if a.walkers < 12 || a.walkers % 2 != 0 {
+        bail!("--walkers must be even and at least 12 (twice the dimension)");
     }
-    out.insert("tau".into(), serde_json::to_value(r.tau)?);
+    let cfg = match &a.config {
+        Some(p) => PipelineConfig::load(p)?,
+        None => PipelineConfig::embedded_default(),
+    };
+    cfg.validate()?;
+    match a.source_id {
+        Some(id) => one_star(&a, &cfg, id),
+        None => catalogue(&a, cfg),
+    }
+}
+
+/// The selected source ids: the first `limit` or `random` stars of the catalogue.
+fn selection(a: &McmcArgs, cfg: &PipelineConfig, band_names: &[String]) -> Result<Selection> {
+    if a.limit.is_none() && a.random.is_none() {
+        return Ok(Selection::All);
+    }
+    let stars = read_catalogue(&a.input, cfg, band_names)?;
+    let mut ids: Vec<i64> = stars.iter().filter(|s| !s.null_id).map(|s| s.obs.source_id).collect();
+    if let Some(n) = a.random {
+        ids.sort_by_key(|&id| derive_seed(a.seed, &[id as u64, 0x5E1E]));
+        ids.truncate(n);
+    } else if let Some(n) = a.limit {
+        ids.truncate(n);
+    }
+    Ok(Selection::Ids(ids.into_iter().collect()))
+}
+
+fn catalogue(a: &McmcArgs, cfg: PipelineConfig) -> Result<i32> {
+    let band_names: Vec<String> = ForwardModel::embedded().bands().names().into_iter().map(String::from).collect();
+    let sel = selection(a, &cfg, &band_names)?;
+    let eng = engine(a, sel);
+    let shard = shard::resolve(None, None, cfg.shard.count, |k| std::env::var(k).ok())?;
+    let opts = RunOptions {
+        input: a.input.clone(),
+        output: a.output.clone().context("--output is required")?,
+        config: cfg,
+        shard,
+        progress: match a.progress.as_str() {
+            "lines" => ProgressMode::Lines,
+            "off" => ProgressMode::Off,
+            _ => ProgressMode::Auto,
+        },
+    };
+    let summary = pipeline::run(&opts, &eng)?;
+    println!("{summary}");
+    if summary.parts_failed > 0 {
+        for e in &summary.errors {
+            eprintln!("  {e}");
+        }
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn one_star(a: &McmcArgs, cfg: &PipelineConfig, id: i64) -> Result<i32> {
+    let eng = engine(a, Selection::All);
+    let band_names: Vec<String> = eng.fm.bands().names().into_iter().map(String::from).collect();
+    let stars = read_catalogue(&a.input, cfg, &band_names)?;
+    let star = stars
+        .iter()
+        .find(|s| !s.null_id && s.obs.source_id == id)
+        .with_context(|| format!("{}: no star with source_id {id}", a.input))?;
+    if star.obs.phot.is_empty() {
+        bail!("star {id} has no usable photometry ({})", star.reason);
+    }
+    let r = mcmc::run(&star.obs, &eng.fm, &eng.prior, &eng.noise, &eng.cfg);
+    let mut out = serde_json::Map::new();
+    out.insert("source_id".into(), id.into());
+    for (p, name) in PARAM_NAMES.iter().enumerate() {
+        let s = r.summaries()[p];
+        for (lvl, v) in QUANTILE_SUFFIXES.iter().zip(s.q) {
+            out.insert(format!("{name}_{lvl}"), (v as f64).into());
+        }
+        out.insert(format!("{name}_rhat"), r.rhat[p].into());
+        out.insert(format!("{name}_ess"), r.ess[p].into());
+    }
+    out.insert("ingest_flags".into(), star.flags.into());
     out.insert("n_eff".into(), r.n_eff.into());
     out.insert("acceptance".into(), r.acceptance.into());
     out.insert("seconds".into(), r.seconds.into());
     out.insert("log_posterior_evaluations".into(), r.evaluations.into());
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::Value::Object(out))?
-    );
+    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(out))?);
     Ok(0)
 }

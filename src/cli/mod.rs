@@ -7,6 +7,8 @@ mod bench;
 mod bench_pipeline;
 mod calibrate;
 mod compare;
+mod compare_posteriors;
+pub mod engine;
 mod evaluate;
 mod forward;
 mod mcmc;
@@ -36,8 +38,10 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Compare posteriors with the truth on held-out simulated stars (and with MCMC).
     Evaluate(evaluate::EvaluateArgs),
-    /// Reference ensemble MCMC for one catalogue star.
+    /// Reference ensemble MCMC: a catalogue through the pipeline (or one star as JSON).
     Mcmc(mcmc::McmcArgs),
+    /// Compare two posterior tables star by star, in widths of the reference's intervals.
+    ComparePosteriors(compare_posteriors::ComparePosteriorsArgs),
     /// Compare posteriors of real stars (sedflow run output) with spectroscopic labels.
     CompareLabels(compare::CompareArgs),
     /// Fit the empirical calibration of the forward model on labelled stars and validate it.
@@ -58,6 +62,7 @@ pub fn run() -> Result<i32> {
         Command::Evaluate(a) => evaluate::run(a),
         Command::Mcmc(a) => mcmc::run(a),
         Command::CompareLabels(a) => compare::run(a),
+        Command::ComparePosteriors(a) => compare_posteriors::run(a),
         Command::Calibrate(a) => calibrate::run(a),
         Command::Run(a) => run::run(a),
     }

@@ -111,7 +111,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
         })?;
         tune_allocator();
         // the embedded model unless --model names another
-        let engine = crate::infer::flow_engine_on(a.model.as_deref(), &cfg.inference.device)?;
+        let engine = crate::cli::engine::flow_engine_on(a.model.as_deref(), &cfg.inference.device)?;
         let opts = RunOptions {
             input: a.input.clone(),
             output: a.output.clone(),

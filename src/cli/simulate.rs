@@ -29,6 +29,21 @@ pub enum GaiaRelease {
     Dr2,
 }
 
+/// Which band patterns a simulated catalogue keeps.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+pub enum Pattern {
+    /// Whatever the survey model delivers (any subset of bands, with or without parallax).
+    Any,
+    /// Only stars with all 13 bands of Gaia (G, BP, RP), Pan-STARRS1 (grizy), 2MASS (JHKs)
+    /// and AllWISE (W1, W2) and a parallax: the pattern of a well-observed catalogue star.
+    Full,
+}
+
+/// The bands of [`Pattern::Full`] (Gaia in the simulated release's passbands).
+const FULL_BANDS: [&str; 10] = [
+    "ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y", "tmass_j", "tmass_h", "tmass_ks", "wise_w1", "wise_w2",
+];
+
 /// Arguments of `sedflow simulate`.
 #[derive(Args, Debug)]
 #[command(after_help = "Example:\n  sedflow simulate --stars 250000 --seed 1 --output sim.parquet")]
@@ -48,6 +63,16 @@ pub struct SimulateArgs {
     /// Simulate from the raw physical model (no empirical calibration).
     #[arg(long)]
     raw: bool,
+    /// Band patterns kept: `any` (the survey model's) or `full` (all 13 bands and a
+    /// parallax).
+    #[arg(long, value_enum, default_value_t = Pattern::Any)]
+    pattern: Pattern,
+    /// Draw the observations from exactly the likelihood: each star's theta from the prior,
+    /// observed with the bands, reported errors and parallax error of an independent
+    /// survey-model star (the survey model itself makes them depend on the true magnitudes).
+    /// This is the catalogue on which exact posteriors have nominal coverage.
+    #[arg(long)]
+    likelihood_consistent: bool,
 }
 
 /// Simulate `n` stars with the physical prior and default survey model.
@@ -56,6 +81,18 @@ pub fn simulate_catalogue(
     n: usize,
     seed: u64,
     release: GaiaRelease,
+) -> Result<Vec<SimStar>> {
+    simulate_catalogue_with(fm, n, seed, release, Pattern::Any, false)
+}
+
+/// [`simulate_catalogue`] keeping only stars of a band pattern.
+pub fn simulate_catalogue_with(
+    fm: &ForwardModel,
+    n: usize,
+    seed: u64,
+    release: GaiaRelease,
+    pattern: Pattern,
+    likelihood_consistent: bool,
 ) -> Result<Vec<SimStar>> {
     let prior = Prior::new(fm, PriorConfig::default());
     let noise = NoiseModel::default_for(fm);
@@ -68,7 +105,18 @@ pub fn simulate_catalogue(
         ..SimulatorConfig::default()
     };
     let sim = Simulator::new(fm, &prior, &noise, cfg)?;
-    Ok(sim.simulate_many(n, seed))
+    let full: Vec<u16> = FULL_BANDS.iter().map(|b| fm.bands().id(b).map(|i| i as u16)).collect::<Result<_, _>>()?;
+    let keep = |s: &SimStar| {
+        pattern == Pattern::Any
+            || (s.obs.parallax.is_some()
+                && s.obs.phot.len() == 13
+                && full.iter().all(|b| s.obs.phot.iter().any(|m| m.band == *b)))
+    };
+    let stars = sim.simulate_many_where(n, seed, keep);
+    if !likelihood_consistent {
+        return Ok(stars);
+    }
+    Ok(sim.observe_many_like(&stars, seed))
 }
 
 /// Catalogue columns (input contract + truth) of simulated stars.
@@ -139,7 +187,7 @@ pub fn run(a: SimulateArgs) -> Result<i32> {
         ForwardModel::embedded()
     };
     let t0 = std::time::Instant::now();
-    let stars = simulate_catalogue(fm, a.stars, a.seed, a.gaia_release)?;
+    let stars = simulate_catalogue_with(fm, a.stars, a.seed, a.gaia_release, a.pattern, a.likelihood_consistent)?;
     let cols = catalogue_columns(fm, &stars, a.gaia_release)?;
     let meta = vec![
         ("sedflow.simulate.seed".to_string(), a.seed.to_string()),
@@ -148,6 +196,8 @@ pub fn run(a: SimulateArgs) -> Result<i32> {
             format!("{:?}", a.gaia_release).to_lowercase(),
         ),
         ("sedflow.forward_model".to_string(), fm.id()),
+        ("sedflow.simulate.pattern".to_string(), format!("{:?}", a.pattern).to_lowercase()),
+        ("sedflow.simulate.likelihood_consistent".to_string(), a.likelihood_consistent.to_string()),
         (
             "sedflow.prior".to_string(),
             serde_json::to_string(&PriorConfig::default())?,

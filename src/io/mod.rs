@@ -1,3 +1,4 @@
 //! Input and output: Parquet/CSV tables, object stores, schemas, partitioned writing.
 
+pub mod posteriors;
 pub mod table;

@@ -220,6 +220,40 @@ fn write_csv(path: &Path, columns: &[Column]) -> Result<()> {
     std::fs::write(path, s).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Read an integer column (e.g. source_id: Gaia ids exceed 2^53, so never through f64) of
+/// a Parquet or CSV file; nulls as None.
+pub fn read_i64(path: &Path, column: &str) -> Result<Vec<Option<i64>>> {
+    if !is_parquet(path) {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
+        let header = lines.next().with_context(|| format!("{}: empty file", path.display()))?;
+        let idx = header
+            .split(',')
+            .position(|h| h.trim() == column)
+            .with_context(|| format!("{}: no column '{column}'", path.display()))?;
+        return Ok(lines
+            .map(|l| l.split(',').nth(idx).and_then(|f| f.trim().parse::<i64>().ok()))
+            .collect());
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
+    let idx = builder
+        .schema()
+        .index_of(column)
+        .with_context(|| format!("{}: no column '{column}'", path.display()))?;
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [idx]);
+    let mut out = Vec::new();
+    for batch in builder.with_projection(mask).build()? {
+        let batch = batch?;
+        let c = cast(batch.column(0), &DataType::Int64)
+            .with_context(|| format!("{}: column '{column}' is not an integer column", path.display()))?;
+        let c = c.as_any().downcast_ref::<Int64Array>().unwrap();
+        out.extend((0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i))));
+    }
+    Ok(out)
+}
+
 /// Read a string column of a Parquet file (nulls as None).
 pub fn read_strings(path: &Path, column: &str) -> Result<Vec<Option<String>>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;

@@ -174,10 +174,13 @@ impl FastMaf {
     }
 }
 
-/// Reusable buffers for [`FastMaf::sample_star`] (no allocation per sample or per star).
+/// Reusable buffers for [`FastMaf::sample_star`] and [`FastMaf::log_prob_star`] (no
+/// allocation per sample or per star).
 #[derive(Default)]
 pub struct Workspace {
     x: Vec<f32>,
+    /// Inputs of a block in rank order (density pass).
+    xr: Vec<f32>,
     y: Vec<f32>,
     h1: Vec<f32>,
     h2: Vec<f32>,
@@ -323,6 +326,148 @@ impl FastMaf {
             }
             log_q[t] = lq;
         }
+    }
+}
+
+impl FastMaf {
+    /// log q(u) of given points u (dimension-major [dim][n], `n` a multiple of 16) under the
+    /// flow with context terms `ctx1/ctx2[k]` of block k: one pass per block in the
+    /// data -> base direction (no sequential inversion), every hidden unit computed once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn log_prob_star(
+        &self,
+        u: &[f32],
+        n: usize,
+        ctx1: &[Vec<f32>],
+        ctx2: &[Vec<f32>],
+        ws: &mut Workspace,
+        log_q: &mut [f64],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::physics::forward::has_avx2_fma() {
+                // SAFETY: the CPU supports avx2 and fma (checked at run time).
+                unsafe { self.log_prob_avx2(u, n, ctx1, ctx2, ws, log_q) };
+                return;
+            }
+        }
+        self.log_prob_generic::<false>(u, n, ctx1, ctx2, ws, log_q)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn log_prob_avx2(
+        &self,
+        u: &[f32],
+        n: usize,
+        ctx1: &[Vec<f32>],
+        ctx2: &[Vec<f32>],
+        ws: &mut Workspace,
+        log_q: &mut [f64],
+    ) {
+        self.log_prob_generic::<true>(u, n, ctx1, ctx2, ws, log_q)
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn log_prob_generic<const FMA: bool>(
+        &self,
+        u: &[f32],
+        n: usize,
+        ctx1: &[Vec<f32>],
+        ctx2: &[Vec<f32>],
+        ws: &mut Workspace,
+        log_q: &mut [f64],
+    ) {
+        assert!(n % TILE == 0, "point count must be a multiple of {TILE}");
+        let (d, h) = (self.dim, self.hidden);
+        ws.x.clear();
+        ws.x.extend_from_slice(&u[..d * n]);
+        ws.xr.resize(d * n, 0.0);
+        ws.h1.resize(h * n, 0.0);
+        ws.h2.resize(h * n, 0.0);
+        ws.mu.resize(2 * n, 0.0);
+        ws.alpha_sum.clear();
+        ws.alpha_sum.resize(n, 0.0);
+        for (k, blk) in self.blocks.iter().enumerate() {
+            for (r, &i) in blk.order.iter().enumerate() {
+                ws.xr[r * n..(r + 1) * n].copy_from_slice(&ws.x[i * n..(i + 1) * n]);
+            }
+            let mut start = 0;
+            for g in 0..d {
+                let end = blk.group_end[g];
+                // layer 1: units of degree g see inputs of rank < g
+                rows::<FMA>(&blk.b1, &ctx1[k], &blk.w1, d, start, end, g, &ws.xr, n, &mut ws.h1);
+                start = end;
+            }
+            let mut start = 0;
+            for g in 0..d {
+                let end = blk.group_end[g];
+                // layer 2: units of degree g see layer-1 units of degree <= g
+                rows::<FMA>(&blk.b2, &ctx2[k], &blk.w2, h, start, end, end, &ws.h1, n, &mut ws.h2);
+                start = end;
+            }
+            for (r, &i) in blk.order.iter().enumerate() {
+                // shift and log-scale of the variable of rank r: layer-2 units of degree <= r
+                let bias = [blk.b3[i], blk.b4[i], 0.0, 0.0];
+                let k_len = blk.group_end[r];
+                dense::<2, FMA>(&bias, &blk.w34[2 * i * h..], h, k_len, &ws.h2, n, &mut ws.mu);
+                let (mu, raw) = ws.mu.split_at(n);
+                let clip = blk.clip;
+                let xi = &mut ws.x[i * n..(i + 1) * n];
+                for (((x, &m), &r), s) in xi.iter_mut().zip(mu).zip(raw).zip(ws.alpha_sum.iter_mut()) {
+                    let a = clip * fast_tanh(r / clip);
+                    *x = (*x - m) * fast_exp(-a);
+                    *s += a;
+                }
+            }
+        }
+        const HALF_LOG_2PI: f64 = 0.918_938_533_204_672_8;
+        for t in 0..n {
+            let mut lq = -(ws.alpha_sum[t] as f64) - d as f64 * HALF_LOG_2PI;
+            for i in 0..d {
+                let zz = ws.x[i * n + t] as f64;
+                lq -= 0.5 * zz * zz;
+            }
+            log_q[t] = lq;
+        }
+    }
+}
+
+/// Hidden units [start, end) of one layer, ReLU(bias + context + W act), four at a time:
+/// each unit's row of `w` (row stride `stride`) is read over its first `k_len` inputs.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rows<const FMA: bool>(
+    b: &[f32],
+    c: &[f32],
+    w: &[f32],
+    stride: usize,
+    start: usize,
+    end: usize,
+    k_len: usize,
+    act: &[f32],
+    n: usize,
+    out: &mut [f32],
+) {
+    let mut j = start;
+    while j < end {
+        let m = (end - j).min(4);
+        let mut bias = [0f32; 4];
+        for q in 0..m {
+            bias[q] = b[j + q] + c[j + q];
+        }
+        let wj = &w[j * stride..];
+        let o = &mut out[j * n..(j + m) * n];
+        match m {
+            4 => dense::<4, FMA>(&bias, wj, stride, k_len, act, n, o),
+            3 => dense::<3, FMA>(&bias, wj, stride, k_len, act, n, o),
+            2 => dense::<2, FMA>(&bias, wj, stride, k_len, act, n, o),
+            _ => dense::<1, FMA>(&bias, wj, stride, k_len, act, n, o),
+        }
+        o.iter_mut().for_each(|x| *x = x.max(0.0));
+        j += m;
     }
 }
 

@@ -1,12 +1,12 @@
-//! Neural posterior: observation tokens, set encoder, conditional MAF, parameter
-//! transform, training, and the fast CPU sampler used at inference.
+//! Neural posterior: observation tokens, set encoder, conditional MAF, training, and the
+//! fast CPU kernels used at inference. [`proposal`] implements the posterior layer's
+//! [`crate::posterior::proposal::Proposal`] with it.
 
 pub mod encoder;
 pub mod fast;
 pub mod fast_encoder;
 pub mod flow;
 pub mod model;
-pub mod param;
 pub mod proposal;
 pub mod tokens;
 pub mod train;

@@ -4,7 +4,7 @@
 
 use super::encoder::{EncoderConfig, SetEncoder, TokenTensors};
 use super::flow::{FlowConfig, Maf};
-use super::param::ParamTransform;
+use crate::posterior::coords::ParamTransform;
 use super::tokens::TokenBatch;
 use crate::likelihood::NoiseModel;
 use crate::prior::PriorConfig;
@@ -136,7 +136,7 @@ impl NeuralPosterior {
         let mut parts = Vec::new();
         for chunk in order.chunks(size) {
             let t = chunk.iter().map(|&i| count(i)).max().unwrap_or(1).max(1);
-            let sub = super::train::slice_tokens_to(tb, chunk, t);
+            let sub = tb.select_to(chunk, t);
             let tt = TokenTensors::new(&sub, &self.device)?;
             parts.push(self.encoder.forward(&tt)?);
         }

@@ -1,15 +1,16 @@
-//! The trained neural posterior as an importance-sampling proposal: encode each star once
-//! (batched over the stars of a chunk), compute the context's contribution to every MADE
-//! layer once per star, then draw samples and their exact log densities with the fast
-//! sampler (or candle's reference sampler on a GPU).
+//! The trained neural posterior as a proposal of the posterior layer
+//! ([`crate::posterior::proposal::Proposal`]): encode each star once, compute the context's
+//! contribution to every MADE layer once per star, then draw samples with their exact log
+//! densities with the fast sampler (or candle's reference sampler on a GPU), and evaluate
+//! the log density at any points with the fast density pass.
 
 use super::fast::{FastMaf, Workspace};
 use super::fast_encoder::FastEncoder;
 use super::model::{ModelCard, NeuralPosterior};
-use super::param::ParamTransform;
+use crate::posterior::coords::ParamTransform;
 use super::tokens::TokenBatch;
-use crate::infer::importance::{Proposal, SampleTimes};
 use crate::likelihood::StarObs;
+use crate::posterior::proposal::Proposal;
 use crate::physics::Theta;
 use crate::util::rng::Rng;
 use anyhow::{Context, Result};
@@ -88,8 +89,7 @@ impl FlowProposal {
         seeds: &[u64],
         thetas: &mut Vec<Theta>,
         log_q: &mut Vec<f64>,
-    ) -> Result<SampleTimes> {
-        let t0 = std::time::Instant::now();
+    ) -> Result<()> {
         let dev = &self.model.device;
         let tb = TokenBatch::build(stars, self.card.config.encoder.n_bands);
         let ctx = self.model.context(&tb)?;
@@ -104,8 +104,6 @@ impl FlowProposal {
             base_noise(seed, n, |t, i, v| z[(s * n + t) * 6 + i] = v);
         }
         let zt = Tensor::from_vec(z, (b * n, 6), dev)?;
-        dev.synchronize()?;
-        let encode_s = t0.elapsed().as_secs_f64();
         let (u, lq) = self.model.flow.sample(&zt, &ctx)?;
         let u = u.flatten_all()?.to_vec1::<f32>()?;
         let lq = lq.to_vec1::<f32>()?;
@@ -114,28 +112,21 @@ impl FlowProposal {
             let uu: [f64; 6] = std::array::from_fn(|i| u[k * 6 + i] as f64);
             push_sample(tr, &uu, lq[k] as f64, thetas, log_q);
         }
-        Ok(SampleTimes {
-            encode_s,
-            sample_s: t0.elapsed().as_secs_f64() - encode_s,
-        })
+        Ok(())
     }
 
-    /// Per-star sorted context terms for every block: [star][block] -> (c1, c2). Each
-    /// star is encoded on its own, so its samples never depend on its batch.
-    fn context_terms(&self, stars: &[StarObs]) -> Vec<Vec<(Vec<f32>, Vec<f32>)>> {
-        stars
-            .iter()
-            .map(|s| {
-                let ctx = self.encoder.context(s);
-                (0..self.fast.blocks.len())
-                    .map(|k| {
-                        let (mut a, mut b) = (Vec::new(), Vec::new());
-                        self.fast.context_terms(k, &ctx, &mut a, &mut b);
-                        (a, b)
-                    })
-                    .collect()
-            })
-            .collect()
+    /// One star's sorted context terms for every block (c1 and c2 per block). Each star is
+    /// encoded on its own, so its samples never depend on its batch.
+    fn context_terms(&self, star: &StarObs) -> ContextTerms {
+        let ctx = self.encoder.context(star);
+        let (mut c1, mut c2) = (Vec::new(), Vec::new());
+        for k in 0..self.fast.blocks.len() {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            self.fast.context_terms(k, &ctx, &mut a, &mut b);
+            c1.push(a);
+            c2.push(b);
+        }
+        ContextTerms { c1, c2 }
     }
 
     /// Draw for one star from base noise (candle reference path; used on GPUs and in
@@ -187,27 +178,65 @@ pub fn padded(n: usize) -> usize {
     n.div_ceil(16) * 16
 }
 
+/// The context's contribution to both hidden layers of every MADE block, sorted layout.
+pub struct ContextTerms {
+    c1: Vec<Vec<f32>>,
+    c2: Vec<Vec<f32>>,
+}
+
+/// The flow conditioned on one star: its context terms, computed on first use (the GPU
+/// sampler encodes on the device and needs them only for densities).
+pub struct FlowStar {
+    obs: StarObs,
+    terms: std::sync::OnceLock<ContextTerms>,
+}
+
+impl FlowStar {
+    fn terms(&self, p: &FlowProposal) -> &ContextTerms {
+        self.terms.get_or_init(|| p.context_terms(&self.obs))
+    }
+}
+
 impl Proposal for FlowProposal {
+    type Conditioned = FlowStar;
+
     fn id(&self) -> String {
         self.card.id.clone()
     }
 
+    fn condition(&self, stars: &[StarObs]) -> Vec<FlowStar> {
+        stars
+            .iter()
+            .map(|s| {
+                let c = FlowStar {
+                    obs: s.clone(),
+                    terms: std::sync::OnceLock::new(),
+                };
+                if !self.on_device {
+                    c.terms(self);
+                }
+                c
+            })
+            .collect()
+    }
+
     fn sample(
         &self,
+        cond: &[FlowStar],
         stars: &[StarObs],
         n: usize,
         seeds: &[u64],
         thetas: &mut Vec<Theta>,
         log_q: &mut Vec<f64>,
-    ) -> SampleTimes {
+    ) {
         thetas.clear();
         log_q.clear();
         if stars.is_empty() {
-            return SampleTimes::default();
+            return;
         }
         if self.on_device {
             match self.sample_on_device(stars, n, seeds, thetas, log_q) {
-                Ok(t) => return t,
+                Ok(()) => return,
                 // a device failure mid-run (e.g. out of memory) must not lose stars: the
                 // CPU sampler gives the same samples up to rounding
                 Err(e) => {
@@ -217,9 +246,6 @@ impl Proposal for FlowProposal {
                 }
             }
         }
-        let t0 = std::time::Instant::now();
-        let terms = self.context_terms(stars);
-        let encode_s = t0.elapsed().as_secs_f64();
         let np = padded(n);
         let tr = &self.card.config.transform;
         WORKSPACE.with(|ws| {
@@ -227,27 +253,43 @@ impl Proposal for FlowProposal {
             let mut z = vec![0f32; 6 * np];
             let mut u = vec![0f32; 6 * np];
             let mut lq = vec![0f64; np];
-            let (mut c1, mut c2): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (Vec::new(), Vec::new());
-            for (s, star_terms) in terms.into_iter().enumerate() {
+            for (s, c) in cond.iter().enumerate() {
                 // written dimension-major for the fast sampler
                 base_noise(seeds[s], np, |t, i, v| z[i * np + t] = v);
-                c1.clear();
-                c2.clear();
-                for (a, b) in star_terms {
-                    c1.push(a);
-                    c2.push(b);
-                }
-                self.fast.sample_star(&z, np, &c1, &c2, ws, &mut u, &mut lq);
+                let terms = c.terms(self);
+                self.fast.sample_star(&z, np, &terms.c1, &terms.c2, ws, &mut u, &mut lq);
                 for t in 0..n {
                     let uu: [f64; 6] = std::array::from_fn(|i| u[i * np + t] as f64);
                     push_sample(tr, &uu, lq[t], thetas, log_q);
                 }
             }
         });
-        SampleTimes {
-            encode_s,
-            sample_s: t0.elapsed().as_secs_f64() - encode_s,
+    }
+
+    fn log_density(&self, cond: &FlowStar, thetas: &[Theta], out: &mut Vec<f64>) {
+        if thetas.is_empty() {
+            return;
         }
+        let n = thetas.len();
+        let np = padded(n);
+        let tr = &self.card.config.transform;
+        let terms = cond.terms(self);
+        WORKSPACE.with(|ws| {
+            let ws = &mut ws.borrow_mut();
+            let mut u = vec![0f32; 6 * np];
+            let mut lq = vec![0f64; np];
+            for (t, th) in thetas.iter().enumerate() {
+                let uu = tr.to_u(th);
+                for i in 0..6 {
+                    u[i * np + t] = uu[i] as f32;
+                }
+            }
+            self.fast.log_prob_star(&u, np, &terms.c1, &terms.c2, ws, &mut lq);
+            for (t, th) in thetas.iter().enumerate() {
+                let l = lq[t] + tr.log_jacobian(th);
+                out.push(if l.is_finite() { l } else { f64::NEG_INFINITY });
+            }
+        });
     }
 }
 
@@ -317,10 +359,11 @@ mod tests {
         let seeds: Vec<u64> = (0..stars.len() as u64).map(|k| 100 + k).collect();
         let n = 32;
         let (mut t_fast, mut q_fast) = (Vec::new(), Vec::new());
-        p.sample(&stars, n, &seeds, &mut t_fast, &mut q_fast);
+        let cond = p.condition(&stars);
+        p.sample(&cond, &stars, n, &seeds, &mut t_fast, &mut q_fast);
         p.on_device = true;
         let (mut t_dev, mut q_dev) = (Vec::new(), Vec::new());
-        p.sample(&stars, n, &seeds, &mut t_dev, &mut q_dev);
+        p.sample(&cond, &stars, n, &seeds, &mut t_dev, &mut q_dev);
         assert_eq!(t_fast.len(), stars.len() * n);
         assert_eq!(t_dev.len(), t_fast.len());
         for k in 0..t_fast.len() {
@@ -338,5 +381,60 @@ mod tests {
                 q_dev[k]
             );
         }
+    }
+
+    /// The density pass (non-sequential) gives at any point the log density the sampler
+    /// reports for its own samples, and the candle network's log_prob.
+    #[test]
+    fn density_pass_matches_sampler_and_candle() {
+        let p = FlowProposal::embedded().unwrap();
+        let fm = crate::physics::ForwardModel::embedded();
+        let stars: Vec<StarObs> =
+            crate::cli::simulate::simulate_catalogue(fm, 3, 8, crate::cli::simulate::GaiaRelease::Dr3)
+                .unwrap()
+                .into_iter()
+                .map(|s| s.obs)
+                .collect();
+        let cond = p.condition(&stars);
+        let seeds = [5u64, 6, 7];
+        let n = 37; // not a multiple of the tile
+        let (mut th, mut lq) = (Vec::new(), Vec::new());
+        p.sample(&cond, &stars, n, &seeds, &mut th, &mut lq);
+        for (s, c) in cond.iter().enumerate() {
+            let pts = &th[s * n..(s + 1) * n];
+            let mut dens = Vec::new();
+            p.log_density(c, pts, &mut dens);
+            assert_eq!(dens.len(), n);
+            for k in 0..n {
+                assert!(
+                    (dens[k] - lq[s * n + k]).abs() < 2e-3 * (1.0 + lq[s * n + k].abs()),
+                    "star {s} sample {k}: density pass {} vs sampler {}",
+                    dens[k],
+                    lq[s * n + k]
+                );
+            }
+            // candle reference at the same points (in u, without the Jacobian)
+            let tr = &p.card.config.transform;
+            let u: Vec<f32> = pts.iter().flat_map(|t| tr.to_u(t).map(|x| x as f32)).collect();
+            let tb = super::TokenBatch::build(std::slice::from_ref(&stars[s]), p.card.config.encoder.n_bands);
+            let ctx = p.model.context(&tb).unwrap();
+            let ctx = ctx.broadcast_as((n, ctx.dim(1).unwrap())).unwrap().contiguous().unwrap();
+            let ut = Tensor::from_vec(u, (n, 6), &p.model.device).unwrap();
+            let reference = p.model.flow.log_prob(&ut, &ctx).unwrap().to_vec1::<f32>().unwrap();
+            for k in 0..n {
+                let ours = dens[k] - tr.log_jacobian(&pts[k]);
+                assert!(
+                    (ours - reference[k] as f64).abs() < 1e-2,
+                    "star {s} sample {k}: {ours} vs candle {}",
+                    reference[k]
+                );
+            }
+        }
+        // points outside the domain (negative extinction) have density zero
+        let mut bad = th[0];
+        bad.av = -0.1;
+        let mut dens = Vec::new();
+        p.log_density(&cond[0], &[bad], &mut dens);
+        assert_eq!(dens[0], f64::NEG_INFINITY);
     }
 }

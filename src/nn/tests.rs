@@ -5,7 +5,7 @@
 use super::encoder::EncoderConfig;
 use super::flow::{FlowConfig, Maf};
 use super::model::{init_deterministic, ModelConfig, NeuralPosterior};
-use super::param::ParamTransform;
+use crate::posterior::coords::ParamTransform;
 use super::tokens::TokenBatch;
 use crate::likelihood::{Measurement, StarObs};
 use crate::physics::Theta;

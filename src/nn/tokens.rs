@@ -46,6 +46,31 @@ pub fn n_tokens(s: &StarObs) -> usize {
 }
 
 impl TokenBatch {
+    /// Sub-batch of the stars `idx` (keeps the padded width).
+    pub fn select(&self, idx: &[usize]) -> TokenBatch {
+        self.select_to(idx, self.t)
+    }
+
+    /// Sub-batch of the stars `idx` truncated to `t` tokens per star (tokens are packed at
+    /// the front, so `t` >= every selected star's count loses nothing).
+    pub fn select_to(&self, idx: &[usize], t: usize) -> TokenBatch {
+        let src_t = self.t;
+        let f = N_FEAT;
+        let mut out = TokenBatch {
+            b: idx.len(),
+            t,
+            ..Default::default()
+        };
+        for &i in idx {
+            let r = i * src_t;
+            out.ids.extend_from_slice(&self.ids[r..r + t]);
+            out.feats.extend_from_slice(&self.feats[r * f..(r + t) * f]);
+            out.is_plx.extend_from_slice(&self.is_plx[r..r + t]);
+            out.mask.extend_from_slice(&self.mask[r..r + t]);
+        }
+        out
+    }
+
     /// Build the batch for `stars` (token order = measurement order, then parallax).
     pub fn build(stars: &[StarObs], n_bands: usize) -> TokenBatch {
         let t = stars.iter().map(n_tokens).max().unwrap_or(1).max(1);

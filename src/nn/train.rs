@@ -8,7 +8,7 @@ use super::flow::FlowConfig;
 use super::model::{
     init_deterministic, today_utc, ModelCard, ModelConfig, NeuralPosterior, TrainingRecord,
 };
-use super::param::ParamTransform;
+use crate::posterior::coords::ParamTransform;
 use super::tokens::TokenBatch;
 use crate::likelihood::NoiseModel;
 use crate::physics::ForwardModel;
@@ -280,7 +280,7 @@ pub fn mean_nll(model: &NeuralPosterior, ex: &Examples, chunk: usize) -> Result<
     while start < b {
         let end = (start + chunk).min(b);
         let idx: Vec<usize> = (start..end).collect();
-        let tb = slice_tokens(&ex.tokens, &idx);
+        let tb = ex.tokens.select(&idx);
         let lp = model
             .log_prob_u(&tb, &ex.u[start * 6..end * 6])?
             .to_vec1::<f32>()?;
@@ -290,31 +290,6 @@ pub fn mean_nll(model: &NeuralPosterior, ex: &Examples, chunk: usize) -> Result<
         start = end;
     }
     Ok(total / b as f64)
-}
-
-/// Sub-batch of a token batch (keeps the padded width).
-pub fn slice_tokens(tb: &TokenBatch, idx: &[usize]) -> TokenBatch {
-    slice_tokens_to(tb, idx, tb.t)
-}
-
-/// Sub-batch of a token batch truncated to `t` tokens per star (tokens are packed at the
-/// front, so `t` >= every selected star's count loses nothing).
-pub fn slice_tokens_to(tb: &TokenBatch, idx: &[usize], t: usize) -> TokenBatch {
-    let src_t = tb.t;
-    let f = super::tokens::N_FEAT;
-    let mut out = TokenBatch {
-        b: idx.len(),
-        t,
-        ..Default::default()
-    };
-    for &i in idx {
-        let r = i * src_t;
-        out.ids.extend_from_slice(&tb.ids[r..r + t]);
-        out.feats.extend_from_slice(&tb.feats[r * f..(r + t) * f]);
-        out.is_plx.extend_from_slice(&tb.is_plx[r..r + t]);
-        out.mask.extend_from_slice(&tb.mask[r..r + t]);
-    }
-    out
 }
 
 /// Everything training needs besides the settings.

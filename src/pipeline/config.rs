@@ -31,42 +31,67 @@ impl std::fmt::Debug for Secret {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct InferenceConfig {
-    /// Proposal samples per star.
+    /// Flow-only sampling: flow samples per star. Adaptive sampling: the unit of the
+    /// per-star budget (`max_sample_factor` x `samples`).
     pub samples: usize,
     /// Resampled draws per star written to the samples table (0 = no samples table).
     pub write_samples: usize,
     /// Run seed.
     pub seed: u64,
-    /// LOW_NEFF threshold.
-    pub min_n_eff: f32,
     /// LOW_EFFICIENCY threshold.
     pub min_efficiency: f32,
-    /// Adaptive refinement: half the samples from Student-t proposals fitted to the
-    /// weighted samples drawn before them.
+    /// Adaptive sampling (flow pilot, mode search, Student-t and defensive components in
+    /// one deterministic mixture, rounds until `target_n_eff`); false: flow samples only.
     pub refine: bool,
-    /// With refinement: stars whose effective sample size stays below `target_n_eff` get
-    /// more refinement rounds, up to `max_sample_factor` x `samples` samples in all
-    /// (1: never more than `samples`).
+    /// Adaptive sampling: flow samples drawn first, to seed the mode search.
+    pub pilot_samples: usize,
+    /// Adaptive sampling: at most `max_sample_factor` x `samples` samples per star.
     pub max_sample_factor: usize,
-    /// Effective sample size that ends the extra rounds.
+    /// Effective sample size that ends adaptive sampling; stars short of it are flagged
+    /// LOW_NEFF.
     pub target_n_eff: f32,
+    /// Share of each adaptive round drawn from the prior (defensive component).
+    pub defensive_fraction: f64,
+    /// Share of each adaptive round drawn from the flow (0: the flow only seeds the mode
+    /// search and is not part of the estimator).
+    pub flow_share: f64,
     /// Where the neural posterior runs: `cpu` (default), `cuda` or `cuda:N` (GPU builds).
     pub device: String,
 }
 
 impl Default for InferenceConfig {
     fn default() -> Self {
-        let d = crate::infer::InferSettings::default();
+        let d = crate::posterior::InferSettings::default();
         InferenceConfig {
             samples: d.n_samples,
             write_samples: d.keep_samples,
             seed: d.seed,
-            min_n_eff: d.min_n_eff,
             min_efficiency: d.min_efficiency,
             refine: d.refine,
+            pilot_samples: d.pilot_samples,
             max_sample_factor: d.max_samples / d.n_samples,
             target_n_eff: d.target_n_eff,
+            defensive_fraction: d.defensive_fraction,
+            flow_share: d.flow_share,
             device: "cpu".to_string(),
+        }
+    }
+}
+
+impl InferenceConfig {
+    /// The sampling step's settings.
+    pub fn settings(&self) -> crate::posterior::InferSettings {
+        crate::posterior::InferSettings {
+            n_samples: self.samples,
+            keep_samples: self.write_samples,
+            seed: self.seed,
+            min_efficiency: self.min_efficiency,
+            refine: self.refine,
+            pilot_samples: self.pilot_samples,
+            max_samples: self.samples * self.max_sample_factor,
+            target_n_eff: self.target_n_eff,
+            defensive_fraction: self.defensive_fraction,
+            flow_share: self.flow_share,
         }
     }
 }
@@ -344,6 +369,20 @@ impl PipelineConfig {
         }
         if self.inference.max_sample_factor == 0 {
             bail!("inference.max_sample_factor must be at least 1");
+        }
+        if self.inference.pilot_samples == 0 {
+            bail!("inference.pilot_samples must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.inference.defensive_fraction) {
+            bail!("inference.defensive_fraction must be in [0, 1)");
+        }
+        if !(0.0..1.0).contains(&self.inference.flow_share)
+            || self.inference.flow_share + self.inference.defensive_fraction >= 1.0
+        {
+            bail!("inference.flow_share must be in [0, 1), and with defensive_fraction below 1");
+        }
+        if !(self.inference.target_n_eff > 0.0) {
+            bail!("inference.target_n_eff must be positive");
         }
         if self.batching.batch_size == 0 {
             bail!("batching.batch_size must be at least 1");

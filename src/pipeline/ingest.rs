@@ -4,7 +4,7 @@
 //! band or a duplicate source_id becomes a flag on that star's output row.
 
 use super::config::{default_band_columns, BandColumn, InputConfig, InputFormat};
-use crate::infer::flags;
+use crate::posterior::flags;
 use crate::likelihood::{Measurement, StarObs};
 use anyhow::{bail, Result};
 use arrow::array::{Array, Float64Array, Int64Array, StringArray};
@@ -25,7 +25,7 @@ pub struct Ingested {
     pub idx: u32,
     /// Validated observations (only usable measurements).
     pub obs: StarObs,
-    /// Ingest flags (see [`crate::infer::flags`]).
+    /// Ingest flags (see [`crate::posterior::flags`]).
     pub flags: u32,
     /// Reasons for the ingest flags ("" when none).
     pub reason: String,

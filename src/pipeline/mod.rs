@@ -16,6 +16,7 @@
 //! writer knows when a part is complete. Only this module knows about channels.
 
 pub mod batcher;
+pub mod catalogue;
 pub mod config;
 pub mod ingest;
 pub mod location;
@@ -24,7 +25,7 @@ pub mod shard;
 pub mod sink;
 pub mod source;
 
-use crate::infer::{flags, Engine, InferSettings, StarResult};
+use crate::posterior::{flags, Engine, InferSettings, StarResult};
 use anyhow::{anyhow, Context, Result};
 use config::PipelineConfig;
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -84,6 +85,8 @@ pub struct RunSummary {
     pub stars_inferred: u64,
     /// Proposal samples drawn and weighed in all (refinement can add samples for hard stars).
     pub samples_drawn: u64,
+    /// Effective samples in all (sum of n_eff).
+    pub effective_samples: f64,
     /// Proposal samples per star.
     pub samples_per_star: usize,
     /// Wall time of the processing phase [s].
@@ -151,7 +154,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// Names of the flag bits, written into the output metadata (`sedflow.flags`).
-pub const FLAG_NAMES: [(u32, &str); 14] = [
+pub const FLAG_NAMES: [(u32, &str); 16] = [
     (flags::NO_USABLE_BANDS, "NO_USABLE_BANDS"),
     (flags::BAD_MAGNITUDE, "BAD_MAGNITUDE"),
     (flags::BAD_ERROR, "BAD_ERROR"),
@@ -166,6 +169,8 @@ pub const FLAG_NAMES: [(u32, &str); 14] = [
     (flags::SINGLE_BAND, "SINGLE_BAND"),
     (flags::NULL_SOURCE_ID, "NULL_SOURCE_ID"),
     (flags::DUPLICATE_BAND, "DUPLICATE_BAND"),
+    (flags::HIGH_PARETO_K, "HIGH_PARETO_K"),
+    (flags::NOT_CONVERGED, "NOT_CONVERGED"),
 ];
 
 /// Messages between the stages (control messages keep their order through every stage).
@@ -433,21 +438,13 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
     ];
     common_meta.sort();
     let sink_settings = SinkSettings {
+        chain_diagnostics: engine.chain_diagnostics(),
         compression: cfg.output.compression,
         row_group_rows: cfg.output.row_group_rows,
         metadata: common_meta,
         samples: cfg.inference.write_samples > 0,
     };
-    let settings = InferSettings {
-        n_samples: cfg.inference.samples,
-        keep_samples: cfg.inference.write_samples,
-        seed: cfg.inference.seed,
-        min_n_eff: cfg.inference.min_n_eff,
-        min_efficiency: cfg.inference.min_efficiency,
-        refine: cfg.inference.refine,
-        max_samples: cfg.inference.samples * cfg.inference.max_sample_factor,
-        target_n_eff: cfg.inference.target_n_eff,
-    };
+    let settings = cfg.inference.settings();
     reporter.start(total_rows);
     let t0 = Instant::now();
     let (tx_read, rx_read) = bounded::<Msg>(READ_CHANNEL_CAP);
@@ -491,7 +488,9 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
         b?;
         Ok::<_, anyhow::Error>((r?, i?, w?))
     })?;
-    let (infer_s, stars_inferred, samples_drawn) = infer_out?;
+    let totals = infer_out?;
+    let (infer_s, stars_inferred, samples_drawn) = (totals.busy, totals.inferred, totals.drawn);
+    summary.effective_samples = totals.effective;
     let w = write_out;
     reporter.finish();
     summary.wall_s = t0.elapsed().as_secs_f64();
@@ -829,16 +828,25 @@ fn join_reasons(a: &str, b: &str) -> String {
     }
 }
 
-/// Inference stage: returns (busy time, stars inferred) or an internal error.
+/// What the inference stage did.
+struct InferTotals {
+    busy: Duration,
+    inferred: u64,
+    drawn: u64,
+    effective: f64,
+}
+
+/// Inference stage: returns its totals or an internal error.
 fn infer_stage(
     engine: &dyn Engine,
     settings: &InferSettings,
     rx: Receiver<Msg>,
     tx: Sender<Msg>,
-) -> Result<(Duration, u64, u64)> {
+) -> Result<InferTotals> {
     let mut busy = Duration::ZERO;
     let mut n_inferred = 0u64;
     let mut n_drawn = 0u64;
+    let mut n_effective = 0f64;
     for msg in rx {
         let out = match msg {
             Msg::Stars(mut stars) => {
@@ -864,6 +872,7 @@ fn infer_stage(
                 }
                 n_inferred += obs.len() as u64;
                 n_drawn += results.iter().map(|r| r.n_samples as u64).sum::<u64>();
+                n_effective += results.iter().map(|r| r.n_eff as f64).filter(|x| x.is_finite()).sum::<f64>();
                 let mut by_star: Vec<Option<StarResult>> = vec![None; stars.len()];
                 for ((&i, r), o) in todo.iter().zip(results).zip(&obs) {
                     if r.source_id != o.source_id {
@@ -918,7 +927,7 @@ fn infer_stage(
             break;
         }
     }
-    Ok((busy, n_inferred, n_drawn))
+    Ok(InferTotals { busy, inferred: n_inferred, drawn: n_drawn, effective: n_effective })
 }
 
 struct WriteOut {

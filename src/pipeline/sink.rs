@@ -7,7 +7,7 @@
 
 use super::config::Compression;
 use super::location::OutputTarget;
-use crate::infer::{StarResult, QUANTILE_SUFFIXES};
+use crate::posterior::{StarResult, QUANTILE_SUFFIXES};
 use crate::physics::PARAM_NAMES;
 use anyhow::{Context, Result};
 use arrow::array::{
@@ -42,8 +42,14 @@ pub struct OutRow {
     pub n_rows: u32,
 }
 
-/// Names of the posterior table's columns, in order.
+/// Names of the posterior table's columns, in order (importance sampling).
 pub fn posterior_columns() -> Vec<String> {
+    posterior_columns_for(false)
+}
+
+/// Names of the posterior table's columns; with `chain_diagnostics` (reference MCMC) also
+/// `{p}_rhat` and `{p}_ess` for every parameter.
+pub fn posterior_columns_for(chain_diagnostics: bool) -> Vec<String> {
     let mut v = vec!["source_id".to_string()];
     for p in PARAM_NAMES {
         for q in QUANTILE_SUFFIXES {
@@ -58,24 +64,43 @@ pub fn posterior_columns() -> Vec<String> {
         "n_eff",
         "sample_efficiency",
         "log_evidence",
+        "log_evidence_se",
+        "pareto_k",
+        "n_modes",
+        "best_fit_chi2",
         "flags",
         "flag_reason",
     ] {
         v.push(c.into());
     }
+    if chain_diagnostics {
+        for p in PARAM_NAMES {
+            v.push(format!("{p}_rhat"));
+            v.push(format!("{p}_ess"));
+        }
+    }
     v
 }
 
-/// The posterior table's schema.
+/// The posterior table's schema (importance sampling).
 pub fn posterior_schema() -> SchemaRef {
     static S: OnceLock<SchemaRef> = OnceLock::new();
-    S.get_or_init(|| {
-        let fields: Vec<Field> = posterior_columns()
+    S.get_or_init(|| build_posterior_schema(false)).clone()
+}
+
+/// The posterior table's schema with the chain-diagnostic columns (reference MCMC).
+pub fn posterior_schema_with_chains() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| build_posterior_schema(true)).clone()
+}
+
+fn build_posterior_schema(chain_diagnostics: bool) -> SchemaRef {
+        let fields: Vec<Field> = posterior_columns_for(chain_diagnostics)
             .into_iter()
             .map(|name| {
                 let dt = match name.as_str() {
                     "source_id" | "flags" => DataType::Int64,
-                    "n_bands" => DataType::Int16,
+                    "n_bands" | "n_modes" => DataType::Int16,
                     "has_parallax" => DataType::Boolean,
                     "n_samples" => DataType::Int32,
                     "flag_reason" => DataType::Utf8,
@@ -83,14 +108,12 @@ pub fn posterior_schema() -> SchemaRef {
                 };
                 let nullable = !matches!(
                     name.as_str(),
-                    "flags" | "flag_reason" | "n_bands" | "has_parallax" | "n_samples"
+                    "flags" | "flag_reason" | "n_bands" | "has_parallax" | "n_samples" | "n_modes"
                 );
                 Field::new(name, dt, nullable)
             })
             .collect();
         Arc::new(Schema::new(fields))
-    })
-    .clone()
 }
 
 /// The samples table's schema: source_id and one list column per parameter.
@@ -118,8 +141,9 @@ fn f32_opt(x: f32) -> Option<f32> {
     }
 }
 
-/// Posterior rows as a record batch (NaN is written as null).
-pub fn posterior_batch(rows: &[OutRow]) -> Result<RecordBatch> {
+/// Posterior rows as a record batch (NaN is written as null); with `chain_diagnostics`
+/// the R-hat and ESS columns too.
+pub fn posterior_batch(rows: &[OutRow], chain_diagnostics: bool) -> Result<RecordBatch> {
     let n = rows.len();
     let mut cols: Vec<ArrayRef> = Vec::new();
     let mut ids = Int64Builder::with_capacity(n);
@@ -141,33 +165,49 @@ pub fn posterior_batch(rows: &[OutRow]) -> Result<RecordBatch> {
         }
         cols.push(Arc::new(b.finish()));
     }
+    let float_col = |f: &dyn Fn(&StarResult) -> f32| -> ArrayRef {
+        let mut b = Float32Builder::with_capacity(n);
+        for r in rows {
+            b.append_option(f32_opt(f(&r.res)));
+        }
+        Arc::new(b.finish())
+    };
     let mut nb = Int16Builder::with_capacity(n);
     let mut hp = BooleanBuilder::with_capacity(n);
     let mut ns = Int32Builder::with_capacity(n);
-    let mut ne = Float32Builder::with_capacity(n);
-    let mut se = Float32Builder::with_capacity(n);
-    let mut le = Float32Builder::with_capacity(n);
+    let mut nm = Int16Builder::with_capacity(n);
     let mut fl = Int64Builder::with_capacity(n);
     let mut fr = StringBuilder::with_capacity(n, 16 * n);
     for r in rows {
         nb.append_value(r.res.n_bands as i16);
         hp.append_value(r.res.has_parallax);
         ns.append_value(r.res.n_samples as i32);
-        ne.append_option(f32_opt(r.res.n_eff));
-        se.append_option(f32_opt(r.res.sample_efficiency));
-        le.append_option(f32_opt(r.res.log_evidence));
+        nm.append_value(r.res.n_modes as i16);
         fl.append_value(r.res.flags as i64);
         fr.append_value(&r.res.flag_reason);
     }
     cols.push(Arc::new(nb.finish()));
     cols.push(Arc::new(hp.finish()));
     cols.push(Arc::new(ns.finish()));
-    cols.push(Arc::new(ne.finish()));
-    cols.push(Arc::new(se.finish()));
-    cols.push(Arc::new(le.finish()));
+    cols.push(float_col(&|r| r.n_eff));
+    cols.push(float_col(&|r| r.sample_efficiency));
+    cols.push(float_col(&|r| r.log_evidence));
+    cols.push(float_col(&|r| r.log_evidence_se));
+    cols.push(float_col(&|r| r.pareto_k));
+    cols.push(Arc::new(nm.finish()));
+    cols.push(float_col(&|r| r.best_fit_chi2));
     cols.push(Arc::new(fl.finish()));
     cols.push(Arc::new(fr.finish()));
-    RecordBatch::try_new(posterior_schema(), cols).context("building the posterior batch (bug)")
+    if !chain_diagnostics {
+        return RecordBatch::try_new(posterior_schema(), cols)
+            .context("building the posterior batch (bug)");
+    }
+    for p in 0..PARAM_NAMES.len() {
+        cols.push(float_col(&|r| r.chain.map_or(f32::NAN, |c| c.rhat[p])));
+        cols.push(float_col(&|r| r.chain.map_or(f32::NAN, |c| c.ess[p])));
+    }
+    RecordBatch::try_new(posterior_schema_with_chains(), cols)
+        .context("building the posterior batch (bug)")
 }
 
 /// Samples rows as a record batch (null lists for stars without samples).
@@ -212,6 +252,8 @@ pub struct SinkSettings {
     pub metadata: Vec<(String, String)>,
     /// Write the samples table.
     pub samples: bool,
+    /// The posterior table has R-hat and ESS columns (reference MCMC).
+    pub chain_diagnostics: bool,
 }
 
 impl SinkSettings {
@@ -251,6 +293,7 @@ pub struct PartSink {
     pub uri: String,
     main: Writer,
     samples: Option<Writer>,
+    chain_diagnostics: bool,
     next: u32,
     pending: BTreeMap<u32, OutRow>,
     ready: Vec<OutRow>,
@@ -288,8 +331,17 @@ impl PartSink {
         Ok(PartSink {
             name: name.to_string(),
             uri: target.uri(name),
-            main: mk(name, posterior_schema(), "posterior")?,
+            main: mk(
+                name,
+                if settings.chain_diagnostics {
+                    posterior_schema_with_chains()
+                } else {
+                    posterior_schema()
+                },
+                "posterior",
+            )?,
             samples,
+            chain_diagnostics: settings.chain_diagnostics,
             next: 0,
             pending: BTreeMap::new(),
             ready: Vec::new(),
@@ -328,7 +380,7 @@ impl PartSink {
         while self.ready.len() >= WRITE_CHUNK_ROWS || (force && !self.ready.is_empty()) {
             let k = self.ready.len().min(WRITE_CHUNK_ROWS);
             let rows: Vec<OutRow> = self.ready.drain(..k).collect();
-            let b = posterior_batch(&rows)?;
+            let b = posterior_batch(&rows, self.chain_diagnostics)?;
             self.main
                 .write(&b)
                 .await
@@ -371,7 +423,7 @@ impl PartSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::infer::flags;
+    use crate::posterior::flags;
 
     #[test]
     fn schema_matches_batches_and_nan_is_null() {
@@ -389,10 +441,15 @@ mod tests {
                 n_rows: 1,
             },
         ];
-        let b = posterior_batch(&rows).unwrap();
-        assert_eq!(b.num_columns(), 1 + 6 * 6 + 8);
+        let b = posterior_batch(&rows, false).unwrap();
+        assert_eq!(b.num_columns(), 1 + 6 * 6 + 12);
         assert_eq!(b.column(0).null_count(), 1);
         assert_eq!(b.column(1).null_count(), 2);
+        // the reference MCMC's table adds R-hat and ESS per parameter, null without chains
+        let c = posterior_batch(&rows, true).unwrap();
+        assert_eq!(c.num_columns(), 1 + 6 * 6 + 12 + 12);
+        assert_eq!(c.schema().field(c.num_columns() - 2).name(), "distance_rhat");
+        assert_eq!(c.column(c.num_columns() - 1).null_count(), 2);
         let s = samples_batch(&rows).unwrap();
         assert_eq!(s.column(1).null_count(), 1);
     }

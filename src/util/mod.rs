@@ -1,6 +1,7 @@
 //! Small shared utilities: deterministic random numbers, safetensors reading, statistics,
-//! a vectorisable dot product.
+//! small dense linear algebra, a vectorisable dot product.
 
+pub mod linalg;
 pub mod rng;
 pub mod safetensors;
 pub mod special;

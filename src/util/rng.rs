@@ -121,6 +121,29 @@ impl Rng {
     pub fn chance(&mut self, p: f64) -> bool {
         self.uniform() < p
     }
+
+    /// Gamma(shape, scale 1) deviate for any shape > 0 (Marsaglia & Tsang 2000; shapes
+    /// below 1 through Gamma(shape + 1) U^(1 / shape)).
+    pub fn gamma(&mut self, shape: f64) -> f64 {
+        if shape < 1.0 {
+            let u = self.uniform_open();
+            return self.gamma(shape + 1.0) * u.powf(1.0 / shape);
+        }
+        let d = shape - 1.0 / 3.0;
+        let c = 1.0 / (9.0 * d).sqrt();
+        loop {
+            let x = self.normal();
+            let v = 1.0 + c * x;
+            if v <= 0.0 {
+                continue;
+            }
+            let v = v * v * v;
+            let u = self.uniform_open();
+            if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
+                return d * v;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +160,20 @@ mod tests {
         let xc: Vec<u64> = (0..8).map(|_| c.next_u64()).collect();
         assert_eq!(xa, xb);
         assert_ne!(xa, xc);
+    }
+
+    #[test]
+    fn gamma_moments_for_integer_and_fractional_shapes() {
+        let mut r = Rng::new(5);
+        let n = 200_000;
+        for shape in [0.4, 1.0, 2.5, 3.7] {
+            let xs: Vec<f64> = (0..n).map(|_| r.gamma(shape)).collect();
+            let mean = xs.iter().sum::<f64>() / n as f64;
+            let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
+            // Gamma(k, 1): mean k, variance k; standard errors ~ sqrt(k / n) and ~ k sqrt(6 / n)
+            assert!((mean - shape).abs() < 5.0 * (shape / n as f64).sqrt(), "k {shape}: mean {mean}");
+            assert!((var - shape).abs() < 0.03 * shape.max(1.0), "k {shape}: var {var}");
+        }
     }
 
     #[test]

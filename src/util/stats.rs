@@ -34,8 +34,11 @@ pub fn mean(xs: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 
-/// Weighted quantile of values with non-negative weights (weights need not be normalised).
-/// `order` must be scratch space; values are sorted in it.
+/// Weighted quantiles of values with non-negative weights (weights need not be normalised).
+/// Only samples of positive weight take part: a zero-weight sample is not an interpolation
+/// node (it carries no posterior mass). Midpoint rule: the i-th sorted positive-weight value
+/// sits at cumulative weight c_i - w_i / 2, with linear interpolation between such nodes
+/// and the end values beyond the first and last node. `order` is scratch space.
 pub fn weighted_quantiles(
     values: &[f64],
     weights: &[f64],
@@ -44,42 +47,34 @@ pub fn weighted_quantiles(
     order: &mut Vec<usize>,
 ) {
     order.clear();
-    order.extend(0..values.len());
-    order.sort_by(|&a, &b| {
-        values[a]
-            .partial_cmp(&values[b])
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    let total: f64 = weights.iter().sum();
-    if !(total > 0.0) {
+    order.extend((0..values.len()).filter(|&i| weights[i] > 0.0));
+    let total: f64 = order.iter().map(|&i| weights[i]).sum();
+    if order.is_empty() || !(total > 0.0) {
         out.iter_mut().for_each(|o| *o = f64::NAN);
         return;
     }
-    // midpoint rule: the i-th sorted value sits at cumulative weight (c_i - w_i / 2)
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
     let mut qi = 0;
     let mut cum = 0.0;
-    let mut prev_pos = f64::NEG_INFINITY;
-    let mut prev_val = values[order[0]];
+    let mut prev: Option<(f64, f64)> = None;
     for &idx in order.iter() {
         let w = weights[idx] / total;
         let pos = cum + 0.5 * w;
         while qi < qs.len() && qs[qi] <= pos {
-            out[qi] = if prev_pos.is_finite() && pos > prev_pos {
-                let t = (qs[qi] - prev_pos) / (pos - prev_pos);
-                prev_val + t * (values[idx] - prev_val)
-            } else {
-                values[idx]
+            out[qi] = match prev {
+                Some((p_pos, p_val)) if pos > p_pos => {
+                    p_val + (qs[qi] - p_pos) / (pos - p_pos) * (values[idx] - p_val)
+                }
+                _ => values[idx],
             };
             qi += 1;
         }
-        if w > 0.0 {
-            prev_pos = pos;
-            prev_val = values[idx];
-        }
+        prev = Some((pos, values[idx]));
         cum += w;
     }
+    let last = prev.map_or(f64::NAN, |p| p.1);
     while qi < qs.len() {
-        out[qi] = prev_val;
+        out[qi] = last;
         qi += 1;
     }
 }
@@ -114,5 +109,19 @@ mod tests {
         let w2: Vec<f64> = v.iter().map(|&x| if x > 0.0 { 2.0 } else { 1.0 }).collect();
         weighted_quantiles(&v, &w2, &[0.5], &mut out[..1], &mut order);
         assert!(out[0] > 0.3);
+    }
+
+    /// Zero-weight samples are not interpolation nodes: the quantiles of {1, 2, 3} with
+    /// weights {1, 0, 1} interpolate between 1 and 3 only.
+    #[test]
+    fn weighted_quantiles_skip_zero_weights() {
+        let mut out = [0.0; 3];
+        let mut order = Vec::new();
+        weighted_quantiles(&[1.0, 2.0, 3.0], &[1.0, 0.0, 1.0], &[0.25, 0.5, 0.75], &mut out, &mut order);
+        assert_eq!(out, [1.0, 2.0, 3.0]);
+        weighted_quantiles(&[1.0, 1.9, 3.0], &[1.0, 0.0, 1.0], &[0.5], &mut out[..1], &mut order);
+        assert_eq!(out[0], 2.0, "the zero-weight value 1.9 must not be a node");
+        weighted_quantiles(&[1.0, 2.0], &[0.0, 0.0], &[0.5], &mut out[..1], &mut order);
+        assert!(out[0].is_nan());
     }
 }

@@ -1,12 +1,42 @@
-//! Inference: per-star posterior samples from a proposal (the neural flow, or the prior),
-//! importance weights against the true likelihood, and per-star summaries.
+//! The posterior layer (steps 3-4 of the data path, infer -> summarise): per-star samples of
+//! p(theta | observations) with importance weights against the exact likelihood and prior,
+//! and the summaries written per star.
 //!
-//! Step 3-4 of the data path (infer -> summarise). The pipeline hands batches of
-//! [`StarObs`] to an [`Engine`] and gets one [`StarResult`] back per star, in order.
+//! It depends only on the physics, the prior and the likelihood. The neural posterior plugs
+//! in through [`proposal::Proposal`] (implemented in `nn::proposal`); the pipeline hands
+//! batches of [`StarObs`] to an [`Engine`] and gets one [`StarResult`] back per star, in
+//! order.
+//!
+//! * [`coords`]: the unbounded coordinates v(theta) every proposal and the mode search use.
+//! * [`target`]: one star's unnormalised posterior (prior x likelihood).
+//! * [`proposal`]: the proposal trait and the prior as a proposal.
+//! * [`student_t`]: multivariate Student-t components in s, folded at A_V = 0.
+//! * [`modes`]: Levenberg-Marquardt mode search and Laplace approximations.
+//! * [`estimator`]: deterministic-mixture importance weights, ESS, evidence and its error.
+//! * [`psis`]: the Pareto-smoothed importance sampling diagnostic k-hat.
+//! * [`engine`]: the per-star algorithm (flow pilot, modes, then [`mixture`]).
+//! * [`mixture`]: the adaptive mixture sampler (AMIS refits, IMIS components, defensive
+//!   prior).
+//! * [`clock`]: CPU time per sub-stage.
+//! * [`summary`]: quantiles, flags and resampled draws of one star.
+//! * [`mcmc`]: the reference ensemble MCMC, also as an [`Engine`] for whole catalogues.
+//! * [`chains`]: rank-normalised split-R-hat and bulk ESS of Markov chains.
+//! * [`compare`]: per-star agreement of two posterior tables in reference widths.
 
-pub mod importance;
+pub mod chains;
+pub mod clock;
+pub mod compare;
+pub mod coords;
+pub mod engine;
+pub mod estimator;
 pub mod mcmc;
-pub mod refine;
+pub mod mixture;
+pub mod modes;
+pub mod proposal;
+pub mod psis;
+pub mod student_t;
+pub mod summary;
+pub mod target;
 
 use crate::likelihood::StarObs;
 
@@ -29,11 +59,13 @@ pub mod flags {
     pub const BAD_PARALLAX: u32 = 1 << 4;
     /// The source_id occurs more than once in the input (each row still gets its own output).
     pub const DUPLICATE_SOURCE_ID: u32 = 1 << 5;
-    /// Fewer effective importance samples than the configured minimum.
+    /// The effective sample size stayed below the target (`target_n_eff`) when the star's
+    /// sample budget was spent.
     pub const LOW_NEFF: u32 = 1 << 6;
     /// Importance-sampling efficiency below the configured minimum.
     pub const LOW_EFFICIENCY: u32 = 1 << 7;
-    /// The best-fitting sample leaves chi^2 with p < 1e-3: the model does not fit.
+    /// chi^2 at the mode search's best fit has p < 1e-3 for measurements - 6 degrees of
+    /// freedom: the model does not fit.
     pub const POOR_FIT: u32 = 1 << 8;
     /// No posterior: the star could not be processed (see flag_reason).
     pub const NOT_PROCESSED: u32 = 1 << 9;
@@ -46,7 +78,19 @@ pub mod flags {
     /// A band was observed more than once for this star (long format); the first
     /// measurement was used, the others ignored.
     pub const DUPLICATE_BAND: u32 = 1 << 13;
+    /// The Pareto k-hat of the importance weights exceeds 0.7: a few weights dominate and
+    /// the estimates cannot be trusted, whatever the effective sample size says.
+    pub const HIGH_PARETO_K: u32 = 1 << 14;
+    /// Reference MCMC only: the chains have not converged (split-R-hat above 1.01 in some
+    /// parameter).
+    pub const NOT_CONVERGED: u32 = 1 << 15;
 }
+
+/// k-hat above which [`flags::HIGH_PARETO_K`] is set (Vehtari et al. 2024).
+pub const PARETO_K_THRESHOLD: f64 = 0.7;
+
+/// POOR_FIT is set when the chi^2 survival probability at the best fit is below this.
+pub const POOR_FIT_P: f64 = 1e-3;
 
 /// Summary of one parameter's posterior.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -68,6 +112,15 @@ impl ParamSummary {
     };
 }
 
+/// Convergence diagnostics of a reference MCMC posterior, per parameter.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChainDiagnostics {
+    /// Rank-normalised split-R-hat.
+    pub rhat: [f32; 6],
+    /// Bulk effective sample size.
+    pub ess: [f32; 6],
+}
+
 /// One star's output row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StarResult {
@@ -79,20 +132,31 @@ pub struct StarResult {
     pub n_bands: u16,
     /// Whether a parallax was used.
     pub has_parallax: bool,
-    /// Proposal samples drawn.
+    /// Proposal samples drawn, every component counted (flow pilot included).
     pub n_samples: u32,
     /// Effective sample size of the importance weights.
     pub n_eff: f32,
     /// n_eff / n_samples.
     pub sample_efficiency: f32,
-    /// log of the evidence estimate, mean of the importance weights.
+    /// log of the evidence estimate, the mean unnormalised importance weight.
     pub log_evidence: f32,
+    /// Standard error of `log_evidence`, sqrt((N - n_eff) / (N n_eff)).
+    pub log_evidence_se: f32,
+    /// Pareto-smoothed importance sampling diagnostic k-hat of the weights.
+    pub pareto_k: f32,
+    /// Distinct posterior modes the mode search found (0: none, or flow-only sampling
+    /// without a fit).
+    pub n_modes: u8,
+    /// chi^2 of the photometry and parallax at the best fit (NaN if none was found).
+    pub best_fit_chi2: f32,
     /// Bit flags, see [`flags`].
     pub flags: u32,
     /// Human-readable reasons for the flags ("" when none).
     pub flag_reason: String,
     /// Resampled posterior draws (theta in PARAM_NAMES order), when requested.
     pub samples: Option<Vec<[f32; 6]>>,
+    /// Chain diagnostics (reference MCMC only).
+    pub chain: Option<ChainDiagnostics>,
 }
 
 impl StarResult {
@@ -107,9 +171,14 @@ impl StarResult {
             n_eff: f32::NAN,
             sample_efficiency: f32::NAN,
             log_evidence: f32::NAN,
+            log_evidence_se: f32::NAN,
+            pareto_k: f32::NAN,
+            n_modes: 0,
+            best_fit_chi2: f32::NAN,
             flags: flags | self::flags::NOT_PROCESSED,
             flag_reason: reason,
             samples: None,
+            chain: None,
         }
     }
 }
@@ -117,24 +186,34 @@ impl StarResult {
 /// Settings of the sampling step.
 #[derive(Clone, Debug)]
 pub struct InferSettings {
-    /// Proposal samples per star.
+    /// Flow-only sampling (`refine = false`): flow samples per star. Adaptive sampling: the
+    /// unit of the per-star budget (see `max_samples`).
     pub n_samples: usize,
     /// Resampled draws to keep per star (0 = none).
     pub keep_samples: usize,
     /// Run seed; each star's random stream is derived from (seed, source_id).
     pub seed: u64,
-    /// Flag LOW_NEFF below this many effective samples.
-    pub min_n_eff: f32,
     /// Flag LOW_EFFICIENCY below this efficiency.
     pub min_efficiency: f32,
-    /// Draw half of the samples from a Student-t fitted to the first half's weighted
-    /// samples (adaptive refinement, `infer::refine`).
+    /// Adaptive sampling: a flow pilot, a mode search and Student-t components at the
+    /// modes with a defensive prior component, weighted as one deterministic mixture, in
+    /// rounds until `target_n_eff` is reached. false: flow samples only (`n_samples` of
+    /// them, weights against the flow's own density).
     pub refine: bool,
-    /// With refinement: keep adding refinement rounds while the effective sample size is
-    /// below `target_n_eff`, up to this many samples in all (<= n_samples: never).
+    /// Adaptive sampling: flow samples drawn first (they seed the mode search).
+    pub pilot_samples: usize,
+    /// Adaptive sampling: at most this many samples per star in all (pilot included).
     pub max_samples: usize,
-    /// Effective sample size that stops the extra rounds.
+    /// Effective sample size at which adaptive sampling stops; stars short of it are
+    /// flagged LOW_NEFF.
     pub target_n_eff: f32,
+    /// Share of every adaptive round drawn from the prior (the defensive component that
+    /// keeps the weights' variance finite when the other components miss posterior mass).
+    pub defensive_fraction: f64,
+    /// Share of every adaptive round drawn from the flow. Above 0 the flow is a component
+    /// of the mixture: its pilot samples are weighted with the rest and its density is
+    /// evaluated at every sample. 0: the pilot only seeds the mode search.
+    pub flow_share: f64,
 }
 
 impl Default for InferSettings {
@@ -143,11 +222,13 @@ impl Default for InferSettings {
             n_samples: 256,
             keep_samples: 0,
             seed: 0,
-            min_n_eff: 10.0,
             min_efficiency: 0.01,
             refine: true,
-            max_samples: 1024,
-            target_n_eff: 20.0,
+            pilot_samples: 32,
+            max_samples: 8192,
+            target_n_eff: 150.0,
+            defensive_fraction: 0.05,
+            flow_share: 0.0,
         }
     }
 }
@@ -166,48 +247,9 @@ pub trait Engine: Send + Sync {
     fn stage_times(&self) -> Vec<(&'static str, f64)> {
         Vec::new()
     }
-}
-
-/// The importance-sampling engine over the neural posterior in `model_dir` (weights +
-/// card), or over the embedded default model; likelihood and prior are the calibrated
-/// embedded forward model and the physical prior.
-pub fn flow_engine(
-    model_dir: Option<&std::path::Path>,
-) -> anyhow::Result<importance::ImportanceEngine<crate::nn::proposal::FlowProposal>> {
-    flow_engine_on(model_dir, "cpu")
-}
-
-/// [`flow_engine`] with the proposal on a device (`cpu`, `cuda`, `cuda:N`). On a GPU the
-/// encoder and the flow run there, batched over whole chunks of stars; the likelihood, the
-/// refinement and the summaries stay on the CPU threads.
-pub fn flow_engine_on(
-    model_dir: Option<&std::path::Path>,
-    device: &str,
-) -> anyhow::Result<importance::ImportanceEngine<crate::nn::proposal::FlowProposal>> {
-    use crate::likelihood::NoiseModel;
-    use crate::nn::proposal::{parse_device, FlowProposal};
-    use crate::physics::ForwardModel;
-    use crate::prior::{Prior, PriorConfig};
-    let dev = parse_device(device)?;
-    let proposal = match model_dir {
-        Some(dir) => FlowProposal::load_dir(dir, &dev)?,
-        None => FlowProposal::embedded_on(&dev)?,
-    };
-    // GPUs want many samples per call; on the CPU small chunks keep the caches warm
-    let chunk = if dev.is_cpu() { 64 } else { 1024 };
-    let fm = ForwardModel::embedded().clone();
-    let bands: Vec<&str> = fm.bands().names();
-    if proposal.card.config.bands != bands {
-        anyhow::bail!(
-            "the model's bands differ from the forward model's registry: retrain the model"
-        );
+    /// Whether results carry [`ChainDiagnostics`] (the output then has R-hat and ESS
+    /// columns).
+    fn chain_diagnostics(&self) -> bool {
+        false
     }
-    Ok(importance::ImportanceEngine {
-        prior: Prior::new(&fm, PriorConfig::default()),
-        noise: NoiseModel::default_for(&fm),
-        fm,
-        proposal,
-        chunk,
-        clock: Default::default(),
-    })
 }

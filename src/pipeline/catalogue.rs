@@ -1,0 +1,63 @@
+//! A whole catalogue read into memory through the pipeline's own ingest (the same column
+//! mapping, error columns, floors, parallax zero point, validation and flags as
+//! `sedflow run`), for tools that need every star at once: the reference MCMC's star
+//! selection and its one-star mode. Meant for up to millions of stars; `sedflow run`
+//! itself streams.
+
+use super::config::PipelineConfig;
+use super::ingest::{self, find_duplicates, Ingested, LongGrouper, Mapper};
+use super::{location, source};
+use anyhow::{anyhow, Context, Result};
+use futures::StreamExt;
+
+/// Every star of every input file (local or S3), file by file in listing order, rows in
+/// input order (long format: first appearance). `Ingested::part` is the file's index.
+pub fn read_catalogue(
+    input: &str,
+    cfg: &PipelineConfig,
+    band_names: &[String],
+) -> Result<Vec<Ingested>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the I/O runtime")?;
+    let mappings = ingest::band_mappings(&cfg.input, band_names)?;
+    let inputs = rt.block_on(location::list_inputs(input, &cfg.s3))?;
+    let mut out = Vec::new();
+    for (f, obj) in inputs.iter().enumerate() {
+        let meta = rt.block_on(source::read_metadata(obj))?;
+        let n_groups = source::row_group_rows(&meta).len();
+        let mapper = Mapper::resolve(meta.schema(), &cfg.input, &mappings, band_names, &obj.uri)?;
+        let mut ids = Vec::new();
+        for g in 0..n_groups {
+            for b in rt.block_on(source::read_column_of_row_group(obj, &meta, &mapper.source_id, g))? {
+                ids.extend(ingest::id_col(&b, &mapper.source_id)?.iter().flatten());
+            }
+        }
+        let dups = find_duplicates(ids);
+        let columns = mapper.columns();
+        let decode = |e| anyhow!("{}: cannot decode (corrupt or truncated?): {e}", obj.uri);
+        if mapper.is_long() {
+            for g in 0..n_groups {
+                let mut s = source::open_stream(obj, &meta, &columns, vec![g], cfg.input.read_batch_rows)?;
+                let mut grouper = LongGrouper::new(&mapper, f as u32);
+                while let Some(b) = rt.block_on(s.next()) {
+                    grouper.add(&b.map_err(decode)?, &dups)?;
+                }
+                let first = out.len() as u32;
+                out.extend(grouper.finish(first));
+            }
+        } else {
+            let groups: Vec<usize> = (0..n_groups).collect();
+            let mut s = source::open_stream(obj, &meta, &columns, groups, cfg.input.read_batch_rows)?;
+            let mut next = 0u32;
+            while let Some(b) = rt.block_on(s.next()) {
+                let stars = mapper.ingest_wide(&b.map_err(decode)?, f as u32, next, &dups)?;
+                next += stars.len() as u32;
+                out.extend(stars);
+            }
+        }
+    }
+    Ok(out)
+}

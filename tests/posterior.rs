@@ -1,0 +1,108 @@
+//! The posterior layer through the binary: the reference MCMC over a catalogue (through the
+//! pipeline's ingest, with R-hat and ESS columns and 64-bit ids), its one-star JSON mode,
+//! `compare-posteriors`, and flow-only sampling.
+
+use super::pipeline_util::*;
+use sedflow::cli::simulate::{catalogue_columns, simulate_catalogue, GaiaRelease};
+use sedflow::io::table::{write_columns, Column};
+use sedflow::physics::ForwardModel;
+use std::path::Path;
+
+/// Gaia ids exceed 2^53, where f64 would round them.
+const BIG_ID: i64 = (1 << 60) + 3;
+
+/// A simulated catalogue of `n` stars whose ids are BIG_ID + k.
+fn catalogue(path: &Path, n: usize) {
+    let fm = ForwardModel::embedded();
+    let stars = simulate_catalogue(fm, n, 21, GaiaRelease::Dr3).unwrap();
+    let mut cols = catalogue_columns(fm, &stars, GaiaRelease::Dr3).unwrap();
+    cols[0] = Column::I64("source_id".into(), (0..n as i64).map(|k| BIG_ID + k).collect());
+    write_columns(path, &cols, &[]).unwrap();
+}
+
+fn column_names(path: &Path) -> Vec<String> {
+    let f = std::fs::File::open(path).unwrap();
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
+    b.schema().fields().iter().map(|f| f.name().clone()).collect()
+}
+
+#[test]
+fn reference_mcmc_through_the_pipeline_and_compare_posteriors() {
+    let d = tmp();
+    let cat = d.path().join("cat.parquet");
+    catalogue(&cat, 5);
+    let (refdir, rundir) = (d.path().join("ref"), d.path().join("run"));
+    let o = sedflow()
+        .args(["mcmc", "--input", cat.to_str().unwrap(), "--output", refdir.to_str().unwrap()])
+        .args(["--limit", "2", "--walkers", "16", "--burn", "300", "--steps", "1500", "--progress", "off"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let rows = read_dir(&refdir);
+    let r = &rows["cat.parquet"];
+    assert_eq!(r.len(), 5, "one row per input row");
+    let chained: Vec<_> = r.iter().filter(|x| x.flags & 512 == 0).collect();
+    assert_eq!(chained.len(), 2, "--limit 2");
+    assert_eq!(chained[0].source_id, Some(BIG_ID), "64-bit ids survive");
+    assert!(chained.iter().all(|x| x.n_samples > 0));
+    let names = column_names(&refdir.join("cat.parquet"));
+    for c in ["teff_rhat", "teff_ess", "distance_rhat", "pareto_k", "log_evidence_se"] {
+        assert!(names.iter().any(|n| n == c), "no column {c}");
+    }
+    let o = run(&["--input", cat.to_str().unwrap(), "--output", rundir.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report = d.path().join("cmp.json");
+    let o = sedflow()
+        .args(["compare-posteriors", "--reference", refdir.to_str().unwrap(), "--test", rundir.to_str().unwrap()])
+        .args(["--include-unconverged", "--report", report.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("within 0.5"), "{}", text(&o));
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    assert_eq!(j["compared"], 2);
+    assert!(j["agreement"]["median"].as_f64().unwrap().is_finite());
+}
+
+#[test]
+fn mcmc_one_star_json_reads_through_the_pipeline_ingest() {
+    let d = tmp();
+    let cat = d.path().join("cat.parquet");
+    catalogue(&cat, 3);
+    let id = (BIG_ID + 1).to_string();
+    let o = sedflow()
+        .args(["mcmc", "--input", cat.to_str().unwrap(), "--source-id", &id])
+        .args(["--walkers", "16", "--burn", "200", "--steps", "800"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["source_id"].as_i64(), Some(BIG_ID + 1));
+    assert!(j["teff_p50"].as_f64().unwrap() > 3000.0);
+    assert!(j["teff_rhat"].as_f64().unwrap() > 0.9);
+    // an id that is not there is an error that names it
+    let o = sedflow()
+        .args(["mcmc", "--input", cat.to_str().unwrap(), "--source-id", "12"])
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(text(&o).contains("no star with source_id 12"), "{}", text(&o));
+}
+
+#[test]
+fn flow_only_sampling_still_works() {
+    let d = tmp();
+    let cat = d.path().join("cat.parquet");
+    catalogue(&cat, 20);
+    let cfg = config(d.path(), "[inference]\nrefine = false\n");
+    let out = d.path().join("out");
+    let o = run(
+        &["--config", cfg.to_str().unwrap(), "--input", cat.to_str().unwrap(), "--output", out.to_str().unwrap(), "--samples", "64"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let rows = read_dir(&out);
+    let r = &rows["cat.parquet"];
+    assert_eq!(r.len(), 20);
+    assert!(r.iter().all(|x| x.n_samples == 64), "flow samples only, exactly --samples of them");
+}
