@@ -294,6 +294,12 @@ impl Prior {
         }
     }
 
+    /// The population grid's range of log10 Teff (the prior's support lies inside).
+    pub fn log_teff_range(&self) -> (f64, f64) {
+        let (x0, dx, n) = self.axes[0];
+        (x0, x0 + dx * (n - 1) as f64)
+    }
+
     /// log density of (log10 Teff, log g, [M/H]) in x-space; -inf outside the support.
     pub fn log_prob_x(&self, lt: f64, logg: f64, mh: f64) -> f64 {
         let x = [lt, logg, mh];

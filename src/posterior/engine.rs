@@ -21,7 +21,7 @@ use super::clock::{Stage, StageClock};
 use super::coords::s_of;
 use super::estimator::normalise;
 use super::mixture::{MixtureSampler, MixtureWork, Pilot};
-use super::modes::{find_mode, gravity_profile_starts, select_starts, Mode, ModeScratch};
+use super::modes::{find_mode, gravity_profile_starts, select_starts, temperature_profile_starts, Mode, ModeScratch};
 use super::proposal::Proposal;
 use super::summary::{summarise, StarSampling};
 use super::target::StarTarget;
@@ -38,6 +38,8 @@ const MAX_STARTS: usize = 3;
 /// Further searches from the other evolutionary states of the best mode
 /// (`modes::gravity_profile_starts`).
 const GRAVITY_STARTS: usize = 2;
+/// Searches started along the temperature-extinction ridge (`temperature_profile_starts`).
+const TEMPERATURE_STARTS: usize = 2;
 /// Modes with a Laplace mass below this fraction of the largest are not sampled.
 const MIN_MODE_MASS: f64 = 1e-3;
 
@@ -188,7 +190,9 @@ impl<P: Proposal> PosteriorEngine<P> {
         }
         let best = modes.iter().max_by(|a, b| a.log_post_s.total_cmp(&b.log_post_s)).map(|m| m.v);
         if let (true, Some(best)) = (explore, best) {
-            for v in gravity_profile_starts(target, &best, GRAVITY_STARTS) {
+            let mut starts = gravity_profile_starts(target, &best, GRAVITY_STARTS);
+            starts.extend(temperature_profile_starts(target, &best, TEMPERATURE_STARTS, &mut w.mags, &mut w.modes));
+            for v in starts {
                 if let Some(m) = find_mode(target, &v, &modes, &mut w.modes) {
                     modes.push(m);
                 }

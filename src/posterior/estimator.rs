@@ -66,48 +66,35 @@ pub fn normalise_weights(log_w: &[f64], out: &mut Weights) {
     out.pareto_k = f64::NAN;
 }
 
-/// Log densities of every proposal component at every sample, component-major, the number
-/// of samples each component drew, and per sample log sum_c n_c q_c(x_i), kept up to date
-/// incrementally: after a round only the components that drew in it touch the old samples.
+/// The deterministic mixture of one star's proposal components at its samples: the number
+/// of samples each component drew, every component's density at every sample, and per
+/// sample sum_c n_c q_c(x_i), kept up to date incrementally.
+///
+/// Densities are stored relative to a per-sample reference, q_c(x_i) e^-ref_i, with ref_i
+/// the largest log density of a drawing component when sample i arrived: then the sums are
+/// plain multiply-adds (no exp or log per term and round), and every later term stays in
+/// range (a term over e^600 rebases its sample).
 #[derive(Clone, Debug, Default)]
 pub struct MixtureLog {
-    /// log q_c(x_i) at `log_q[c][i]` (theta-space densities).
-    pub log_q: Vec<Vec<f64>>,
+    /// q_c(x_i) e^-ref_i at `rel_q[c][i]`.
+    rel_q: Vec<Vec<f64>>,
     /// Samples drawn from component c.
     pub counts: Vec<usize>,
-    /// sum_c n_c q_c(x_i) per sample as (log reference, sum relative to it): adding a term
-    /// costs one exp (see [`MixtureLog::update`]).
-    sums: Vec<(f64, f64)>,
+    /// ref_i per sample.
+    log_ref: Vec<f64>,
+    /// sum_c n_c rel_q[c][i] per sample.
+    sums: Vec<f64>,
 }
 
-/// Add e^t to the sum e^r a (rebasing when t would overflow the relative sum).
-#[inline]
-fn add_term(sum: &mut (f64, f64), t: f64) {
-    if t == f64::NEG_INFINITY {
-        return;
-    }
-    let (r, a) = *sum;
-    if r == f64::NEG_INFINITY || t > r + 30.0 {
-        *sum = (t, if r == f64::NEG_INFINITY { 1.0 } else { a * fast_exp(r - t) + 1.0 });
-    } else {
-        sum.1 = a + fast_exp(t - r);
-    }
-}
-
-#[inline]
-fn log_of(sum: (f64, f64)) -> f64 {
-    if sum.0 == f64::NEG_INFINITY {
-        f64::NEG_INFINITY
-    } else {
-        sum.0 + fast_ln(sum.1)
-    }
-}
+/// Largest exponent a stored relative density may reach before its sample is rebased.
+const REBASE_ABOVE: f64 = 600.0;
 
 impl MixtureLog {
     /// Forget all components and samples (buffers kept).
     pub fn clear(&mut self) {
-        self.log_q.iter_mut().for_each(Vec::clear);
+        self.rel_q.iter_mut().for_each(Vec::clear);
         self.counts.clear();
+        self.log_ref.clear();
         self.sums.clear();
     }
 
@@ -121,55 +108,124 @@ impl MixtureLog {
         self.counts.is_empty()
     }
 
-    /// Add a component (no samples drawn from it yet); returns its index. Its densities
-    /// at the existing samples must be appended to `log_q[index]` by the caller.
-    pub fn add_component(&mut self) -> usize {
+    /// Number of samples.
+    pub fn n_samples(&self) -> usize {
+        self.log_ref.len()
+    }
+
+    /// Add a component that has drawn nothing yet, with its log densities at the existing
+    /// samples; returns its index.
+    pub fn add_component(&mut self, log_q: &[f64]) -> usize {
+        assert_eq!(log_q.len(), self.n_samples(), "a density at every existing sample");
         let c = self.counts.len();
-        if self.log_q.len() <= c {
-            self.log_q.push(Vec::new());
+        if self.rel_q.len() <= c {
+            self.rel_q.push(Vec::new());
         }
-        self.log_q[c].clear();
+        self.rel_q[c].clear();
         self.counts.push(0);
+        for (i, &lq) in log_q.iter().enumerate() {
+            if lq - self.log_ref[i] > REBASE_ABOVE {
+                self.rebase(i, lq);
+            }
+            let r = self.relative(lq, self.log_ref[i]);
+            self.rel_q[c].push(r);
+        }
         c
     }
 
-    /// Bring the mixture sums up to date after a round: `drawn[c]` samples of component c
-    /// were added to `counts[c]` (already counted) and appended from sample `from` on, and
-    /// every component's density at them is in `log_q`.
-    pub fn update(&mut self, from: usize, drawn: &[usize]) {
-        for (c, &k) in drawn.iter().enumerate() {
-            if k == 0 {
-                continue;
+    /// Add a round's samples: `log_q` holds every component's log density at them,
+    /// component-major (`len()` rows of equal length), and component c drew `drawn[c]`
+    /// of them.
+    pub fn add_samples(&mut self, log_q: &[f64], drawn: &[usize]) {
+        let k = self.len();
+        assert_eq!(drawn.len(), k);
+        let m = if k == 0 { 0 } else { log_q.len() / k };
+        assert_eq!(m * k, log_q.len());
+        // the old samples' sums gain the new draws' share of each component
+        for (c, &n) in drawn.iter().enumerate() {
+            if n > 0 {
+                let nf = n as f64;
+                self.sums.iter_mut().zip(&self.rel_q[c]).for_each(|(s, r)| *s += nf * r);
             }
-            let lk = (k as f64).ln();
-            for (s, lq) in self.sums[..from].iter_mut().zip(&self.log_q[c]) {
-                add_term(s, lk + lq);
-            }
+            self.counts[c] += n;
         }
-        let n = self.log_q.first().map_or(0, Vec::len);
-        for i in from..n {
-            let mut s = (f64::NEG_INFINITY, 0.0);
-            for (c, &k) in self.counts.iter().enumerate() {
-                if k > 0 {
-                    add_term(&mut s, (k as f64).ln() + self.log_q[c][i]);
-                }
+        for j in 0..m {
+            let at = |c: usize| log_q[c * m + j];
+            let reference = (0..k)
+                .filter(|&c| self.counts[c] > 0)
+                .map(at)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let reference = if reference.is_finite() { reference } else { 0.0 };
+            let mut sum = 0.0;
+            for c in 0..k {
+                let r = self.relative(at(c), reference);
+                sum += self.counts[c] as f64 * r;
+                self.rel_q[c].push(r);
             }
-            self.sums.push(s);
+            self.log_ref.push(reference);
+            self.sums.push(sum);
         }
     }
 
-    /// log q_mix at sample i (after [`MixtureLog::update`]).
+    #[inline]
+    fn relative(&self, log_q: f64, reference: f64) -> f64 {
+        if log_q == f64::NEG_INFINITY {
+            0.0
+        } else {
+            fast_exp(log_q - reference)
+        }
+    }
+
+    /// Move sample i's reference to `new_ref` (its stored terms scale by e^(old - new)).
+    fn rebase(&mut self, i: usize, new_ref: f64) {
+        let f = fast_exp(self.log_ref[i] - new_ref);
+        for row in self.rel_q.iter_mut() {
+            if let Some(r) = row.get_mut(i) {
+                *r *= f;
+            }
+        }
+        self.sums[i] *= f;
+        self.log_ref[i] = new_ref;
+    }
+
+    /// log q_mix at sample i.
     pub fn log_mixture(&self, i: usize) -> f64 {
         let n: usize = self.counts.iter().sum();
-        log_of(self.sums[i]) - (n as f64).ln()
+        self.log_sum(i) - (n as f64).ln()
+    }
+
+    #[inline]
+    fn log_sum(&self, i: usize) -> f64 {
+        if self.sums[i] > 0.0 {
+            self.log_ref[i] + fast_ln(self.sums[i])
+        } else {
+            f64::NEG_INFINITY
+        }
+    }
+
+    /// Component c's share of the mixture at sample i, n_c q_c(x_i) / sum_k n_k q_k(x_i).
+    #[inline]
+    pub fn responsibility(&self, c: usize, i: usize) -> f64 {
+        if self.sums[i] > 0.0 {
+            self.counts[c] as f64 * self.rel_q[c][i] / self.sums[i]
+        } else {
+            0.0
+        }
+    }
+
+    /// q_c(x_i) up to a factor common to every component at sample i (for ratios between
+    /// components at one sample).
+    #[inline]
+    pub fn relative_density(&self, c: usize, i: usize) -> f64 {
+        self.rel_q[c][i]
     }
 
     /// Deterministic-mixture log weights log_target_i - log q_mix(x_i) into `out`.
     pub fn log_weights(&self, log_target: &[f64], out: &mut Vec<f64>) {
         let ln_n = (self.counts.iter().sum::<usize>() as f64).ln();
         out.clear();
-        out.extend(log_target.iter().zip(&self.sums).map(|(&lt, &s)| {
-            let s = log_of(s);
+        out.extend(log_target.iter().enumerate().map(|(i, &lt)| {
+            let s = self.log_sum(i);
             if lt == f64::NEG_INFINITY || !s.is_finite() {
                 f64::NEG_INFINITY
             } else {
@@ -210,34 +266,37 @@ mod tests {
     #[test]
     fn mixture_density_uses_realised_counts() {
         let mut m = MixtureLog::default();
-        let a = m.add_component();
-        let b = m.add_component();
-        let c = m.add_component(); // drew nothing: ignored
-        m.log_q[a] = vec![0.0, (2.0f64).ln()];
-        m.log_q[b] = vec![(4.0f64).ln(), 0.0];
-        m.log_q[c] = vec![100.0, 100.0];
-        m.counts[a] = 1;
-        m.counts[b] = 3;
-        m.update(0, &[1, 3, 0]);
+        for _ in 0..3 {
+            m.add_component(&[]);
+        }
+        // component 2 drew nothing: it does not count
+        m.add_samples(&[0.0, (2.0f64).ln(), (4.0f64).ln(), 0.0, 100.0, 100.0], &[1, 3, 0]);
         // sample 0: (1 * 1 + 3 * 4) / 4; sample 1: (1 * 2 + 3 * 1) / 4
         assert!((m.log_mixture(0) - (13.0f64 / 4.0).ln()).abs() < 1e-12);
         assert!((m.log_mixture(1) - (5.0f64 / 4.0).ln()).abs() < 1e-12);
+        assert!((m.responsibility(1, 0) - 12.0 / 13.0).abs() < 1e-12);
         let mut lw = Vec::new();
         m.log_weights(&[0.0, f64::NEG_INFINITY], &mut lw);
         assert!((lw[0] + (13.0f64 / 4.0).ln()).abs() < 1e-12);
         assert_eq!(lw[1], f64::NEG_INFINITY);
-        // an incremental round gives the same sums as a fresh computation
-        m.counts[c] = 2;
-        m.log_q[a].push(0.5);
-        m.log_q[b].push(-0.5);
-        m.log_q[c].push(1.0);
-        m.update(2, &[0, 0, 2]);
-        let fresh = |i: usize| -> f64 {
-            let s: f64 = (0..3).map(|k| m.counts[k] as f64 * m.log_q[k][i].exp()).sum();
-            (s / 6.0).ln()
-        };
-        for i in 0..3 {
-            assert!((m.log_mixture(i) - fresh(i)).abs() < 1e-9, "sample {i}");
+        // an incremental round, and a late component far above every reference (rebased),
+        // give the sums of a fresh computation in log space
+        m.add_samples(&[0.5, -0.5, 1.0], &[0, 0, 2]);
+        let d = m.add_component(&[900.0, -5.0, 2.0]);
+        m.add_samples(&[0.0, 0.0, 0.0, 0.0], &[1, 0, 0, 1]);
+        let log_q = [
+            [0.0, (2.0f64).ln(), 0.5, 0.0],
+            [(4.0f64).ln(), 0.0, -0.5, 0.0],
+            [100.0, 100.0, 1.0, 0.0],
+            [900.0, -5.0, 2.0, 0.0],
+        ];
+        assert_eq!(m.counts, vec![2, 3, 2, 1]);
+        assert_eq!(d, 3);
+        for i in 0..4 {
+            let terms: Vec<f64> = (0..4).map(|c| (m.counts[c] as f64).ln() + log_q[c][i]).collect();
+            let mx = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let fresh = mx + terms.iter().map(|t| (t - mx).exp()).sum::<f64>().ln() - (8f64).ln();
+            assert!((m.log_mixture(i) - fresh).abs() < 1e-9, "sample {i}: {} vs {fresh}", m.log_mixture(i));
         }
     }
 
@@ -269,12 +328,12 @@ mod tests {
             xs.extend((0..k).map(|_| c.sample(&mut rng)));
         }
         let mut mix = MixtureLog::default();
-        for (j, c) in comps.iter().enumerate() {
-            let idx = mix.add_component();
-            mix.log_q[idx] = xs.iter().map(|x| c.log_pdf(x)).collect();
-            mix.counts[idx] = n[j];
+        let mut log_q = Vec::new();
+        for c in comps {
+            mix.add_component(&[]);
+            log_q.extend(xs.iter().map(|x| c.log_pdf(x)));
         }
-        mix.update(0, n);
+        mix.add_samples(&log_q, n);
         let lt: Vec<f64> = xs.iter().map(&log_target).collect();
         let mut lw = Vec::new();
         mix.log_weights(&lt, &mut lw);

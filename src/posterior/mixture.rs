@@ -31,7 +31,6 @@ use crate::likelihood::StarObs;
 use crate::physics::Theta;
 use crate::prior::Prior;
 use crate::util::rng::{derive_seed, Rng};
-use crate::util::special::fast_exp;
 
 const D: usize = DIM;
 
@@ -116,6 +115,8 @@ pub struct MixtureWork {
     /// Their normalised weights.
     pub weights: Weights,
     log_w: Vec<f64>,
+    /// Samples each component drew in the current round.
+    drawn: Vec<usize>,
     mags: Vec<f32>,
     dens: Vec<f64>,
     draws: (Vec<Theta>, Vec<f64>),
@@ -226,14 +227,12 @@ impl<P: Proposal> MixtureSampler<'_, P> {
     /// Draw a round, evaluate it, and update the weights; returns the samples drawn.
     fn round(&self, plan: &RoundPlan, round: usize, w: &mut MixtureWork) -> usize {
         let from = w.samples.len();
-        let before = w.samples.mix.counts.clone();
+        w.drawn.clear();
+        w.drawn.resize(w.samples.comps.len(), 0);
         let mut rng = Rng::for_keys(self.seed, &[2 + round as u64]);
         self.draw(plan, round, &mut rng, w);
         self.extend_densities(from, w);
-        let mix = &mut w.samples.mix;
-        let drew: Vec<usize> = mix.counts.iter().zip(&before).map(|(n, b)| n - b).collect();
-        mix.update(from, &drew);
-        mix.log_weights(&w.samples.log_target, &mut w.log_w);
+        w.samples.mix.log_weights(&w.samples.log_target, &mut w.log_w);
         normalise_weights(&w.log_w, &mut w.weights);
         w.samples.len() - from
     }
@@ -249,10 +248,10 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         for i in 0..p.theta.len() {
             s.log_target.push(p.log_prior[i] + p.log_lik[i] - s.log_jac[i]);
         }
-        let c = s.mix.add_component();
-        s.mix.log_q[c].extend(p.log_q.iter().zip(&s.log_jac).map(|(q, j)| q - j));
-        s.mix.counts[c] = p.theta.len();
-        s.mix.update(0, &[p.theta.len()]);
+        let c = s.mix.add_component(&[]);
+        w.dens.clear();
+        w.dens.extend(p.log_q.iter().zip(&s.log_jac).map(|(q, j)| q - j));
+        s.mix.add_samples(&w.dens, &[p.theta.len()]);
         s.comps.push(Component::Flow);
         c
     }
@@ -260,10 +259,9 @@ impl<P: Proposal> MixtureSampler<'_, P> {
     /// Add a component, with its density at every existing sample; returns its index.
     fn add_component(&self, comp: Component, w: &mut MixtureWork) -> usize {
         let s = &mut w.samples;
-        let c = s.mix.add_component();
         w.dens.clear();
         self.density(&comp, 0..s.len(), s, &mut w.dens);
-        s.mix.log_q[c].extend_from_slice(&w.dens);
+        let c = s.mix.add_component(&w.dens);
         s.comps.push(comp);
         c
     }
@@ -278,7 +276,7 @@ impl<P: Proposal> MixtureSampler<'_, P> {
                 out[from..].iter_mut().zip(jac).for_each(|(q, j)| *q -= j);
             }
             Component::Prior => out.extend(s.log_prior[range].iter().zip(jac).map(|(p, j)| p - j)),
-            Component::T(t) => out.extend(s.s[range].iter().map(|v| t.log_pdf_folded(v))),
+            Component::T(t) => t.log_pdf_folded_many(&s.s[range], out),
         }
     }
 
@@ -298,7 +296,7 @@ impl<P: Proposal> MixtureSampler<'_, P> {
             s.s.push(s_of(&t));
             s.theta.push(t);
         }
-        s.mix.counts[plan.defensive] += n_def;
+        w.drawn[plan.defensive] += n_def;
         if let (Some(c), true) = (plan.flow, n_flow > 0) {
             let (th, lq) = &mut w.draws;
             let seed = derive_seed(self.seed, &[0xF10, round as u64]);
@@ -306,7 +304,7 @@ impl<P: Proposal> MixtureSampler<'_, P> {
             self.proposal.sample(cond, star, n_flow, &[seed], th, lq);
             s.s.extend(th.iter().map(s_of));
             s.theta.extend_from_slice(th);
-            s.mix.counts[c] += n_flow;
+            w.drawn[c] += n_flow;
         }
         let counts = split_counts(m - n_def - n_flow, plan.active);
         for (&(c, _), &k) in plan.active.iter().zip(&counts) {
@@ -316,7 +314,7 @@ impl<P: Proposal> MixtureSampler<'_, P> {
                 s.theta.push(th);
                 s.s.push(v);
             }
-            s.mix.counts[c] += k;
+            w.drawn[c] += k;
         }
     }
 
@@ -330,11 +328,11 @@ impl<P: Proposal> MixtureSampler<'_, P> {
             s.log_jac.push(lj);
             s.log_target.push(s.log_prior[i] + s.log_lik[i] - lj);
         }
+        w.dens.clear();
         for c in 0..s.comps.len() {
-            w.dens.clear();
             self.density(&s.comps[c], from..s.len(), s, &mut w.dens);
-            s.mix.log_q[c].extend_from_slice(&w.dens);
         }
+        s.mix.add_samples(&w.dens, &w.drawn);
     }
 
     /// The components of the next round: refitted ones for the first MAX_REFITS rounds;
@@ -416,24 +414,17 @@ impl<P: Proposal> MixtureSampler<'_, P> {
 fn responsibilities(active: &[(usize, f64)], mix: &MixtureLog, w: &[f64]) -> Vec<f64> {
     let k = active.len();
     let mut out = vec![0f64; w.len() * k];
-    let mut terms = vec![0f64; k];
     for (i, &wi) in w.iter().enumerate() {
         if !(wi > 0.0) {
             continue;
         }
-        for (t, &(c, sh)) in terms.iter_mut().zip(active) {
-            *t = sh.ln() + mix.log_q[c][i];
+        let row = &mut out[i * k..(i + 1) * k];
+        for (t, &(c, sh)) in row.iter_mut().zip(active) {
+            *t = sh * mix.relative_density(c, i);
         }
-        let m = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        if !m.is_finite() {
-            continue;
-        }
-        for t in terms.iter_mut() {
-            *t = fast_exp(*t - m);
-        }
-        let z: f64 = terms.iter().sum();
-        for (j, t) in terms.iter().enumerate() {
-            out[i * k + j] = wi * t / z;
+        let z: f64 = row.iter().sum();
+        if z > 0.0 {
+            row.iter_mut().for_each(|t| *t *= wi / z);
         }
     }
     out
@@ -443,18 +434,15 @@ fn responsibilities(active: &[(usize, f64)], mix: &MixtureLog, w: &[f64]) -> Vec
 /// sum_i w_i n_c q_c(x_i) / sum_k n_k q_k(x_i) (D-kernel population Monte Carlo, Douc et
 /// al. 2007), floored at MIN_SHARE; components without samples keep their share.
 fn shares_by_responsibility(active: &[(usize, f64)], mix: &MixtureLog, w: &[f64]) -> Vec<(usize, f64)> {
-    let n: usize = mix.counts.iter().sum();
-    let log_mix: Vec<f64> = (0..w.len()).map(|i| if w[i] > 0.0 { mix.log_mixture(i) } else { 0.0 }).collect();
     let mut out: Vec<(usize, f64)> = active
         .iter()
         .map(|&(c, share)| {
             if mix.counts[c] == 0 {
                 return (c, share);
             }
-            let lc = (mix.counts[c] as f64 / n as f64).ln();
             let mass: f64 = (0..w.len())
                 .filter(|&i| w[i] > 0.0)
-                .map(|i| w[i] * fast_exp(lc + mix.log_q[c][i] - log_mix[i]))
+                .map(|i| w[i] * mix.responsibility(c, i))
                 .sum();
             (c, mass)
         })
