@@ -235,16 +235,8 @@ pub fn read_i64(path: &Path, column: &str) -> Result<Vec<Option<i64>>> {
             .map(|l| l.split(',').nth(idx).and_then(|f| f.trim().parse::<i64>().ok()))
             .collect());
     }
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
-    let idx = builder
-        .schema()
-        .index_of(column)
-        .with_context(|| format!("{}: no column '{column}'", path.display()))?;
-    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [idx]);
     let mut out = Vec::new();
-    for batch in builder.with_projection(mask).build()? {
+    for batch in one_column(path, column)? {
         let batch = batch?;
         let c = cast(batch.column(0), &DataType::Int64)
             .with_context(|| format!("{}: column '{column}' is not an integer column", path.display()))?;
@@ -254,8 +246,8 @@ pub fn read_i64(path: &Path, column: &str) -> Result<Vec<Option<i64>>> {
     Ok(out)
 }
 
-/// Read a string column of a Parquet file (nulls as None).
-pub fn read_strings(path: &Path, column: &str) -> Result<Vec<Option<String>>> {
+/// A reader of one column of a Parquet file, in record batches.
+fn one_column(path: &Path, column: &str) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
@@ -264,8 +256,13 @@ pub fn read_strings(path: &Path, column: &str) -> Result<Vec<Option<String>>> {
         .index_of(column)
         .with_context(|| format!("{}: no column '{column}'", path.display()))?;
     let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [idx]);
+    Ok(builder.with_projection(mask).build()?)
+}
+
+/// Read a string column of a Parquet file (nulls as None).
+pub fn read_strings(path: &Path, column: &str) -> Result<Vec<Option<String>>> {
     let mut out = Vec::new();
-    for batch in builder.with_projection(mask).build()? {
+    for batch in one_column(path, column)? {
         let batch = batch?;
         let c = cast(batch.column(0), &DataType::Utf8)?;
         let c = c.as_any().downcast_ref::<StringArray>().unwrap();

@@ -274,25 +274,8 @@ impl FastMaf {
                     }
                     out.iter_mut().for_each(|o| *o = o.max(0.0));
                 }
-                // layer 2, units of degree r: layer-1 units of degree <= r, four at a time
-                let mut j = prev_end;
-                while j < end {
-                    let m = (end - j).min(4);
-                    let mut bias = [0f32; 4];
-                    for q in 0..m {
-                        bias[q] = blk.b2[j + q] + c2[j + q];
-                    }
-                    let w = &blk.w2[j * h..];
-                    let out = &mut ws.h2[j * n..(j + m) * n];
-                    match m {
-                        4 => dense::<4, FMA>(&bias, w, h, end, &ws.h1, n, out),
-                        3 => dense::<3, FMA>(&bias, w, h, end, &ws.h1, n, out),
-                        2 => dense::<2, FMA>(&bias, w, h, end, &ws.h1, n, out),
-                        _ => dense::<1, FMA>(&bias, w, h, end, &ws.h1, n, out),
-                    }
-                    out.iter_mut().for_each(|o| *o = o.max(0.0));
-                    j += m;
-                }
+                // layer 2, units of degree r: layer-1 units of degree <= r
+                rows::<FMA>(&blk.b2, c2, &blk.w2, h, prev_end, end, end, &ws.h1, n, &mut ws.h2);
                 prev_end = end;
                 // shift and log-scale of the variable of rank r, side by side [mu | raw]:
                 // layer-2 units of degree <= r
@@ -317,15 +300,7 @@ impl FastMaf {
             std::mem::swap(&mut ws.x, &mut ws.y);
         }
         u[..d * n].copy_from_slice(&ws.x[..d * n]);
-        const HALF_LOG_2PI: f64 = 0.918_938_533_204_672_8;
-        for t in 0..n {
-            let mut lq = -(ws.alpha_sum[t] as f64) - d as f64 * HALF_LOG_2PI;
-            for i in 0..d {
-                let zz = z[i * n + t] as f64;
-                lq -= 0.5 * zz * zz;
-            }
-            log_q[t] = lq;
-        }
+        base_log_density(&ws.alpha_sum, z, d, n, log_q);
     }
 }
 
@@ -423,15 +398,20 @@ impl FastMaf {
                 }
             }
         }
-        const HALF_LOG_2PI: f64 = 0.918_938_533_204_672_8;
-        for t in 0..n {
-            let mut lq = -(ws.alpha_sum[t] as f64) - d as f64 * HALF_LOG_2PI;
-            for i in 0..d {
-                let zz = ws.x[i * n + t] as f64;
-                lq -= 0.5 * zz * zz;
-            }
-            log_q[t] = lq;
+        base_log_density(&ws.alpha_sum, &ws.x, d, n, log_q);
+    }
+}
+
+/// log q = log N(z; 0, I) - sum of the log-scales, per point (z dimension-major [dim][n]).
+fn base_log_density(alpha_sum: &[f32], z: &[f32], d: usize, n: usize, log_q: &mut [f64]) {
+    const HALF_LOG_2PI: f64 = 0.918_938_533_204_672_8;
+    for t in 0..n {
+        let mut lq = -(alpha_sum[t] as f64) - d as f64 * HALF_LOG_2PI;
+        for i in 0..d {
+            let zz = z[i * n + t] as f64;
+            lq -= 0.5 * zz * zz;
         }
+        log_q[t] = lq;
     }
 }
 
