@@ -442,7 +442,8 @@ pub fn gravity_profile_starts(target: &StarTarget, v: &[f64; D], max: usize) -> 
 /// Starts along the temperature-extinction ridge from a mode v: a cool, unreddened star
 /// and a hot, reddened one can have nearly the same colours, and a search from v alone
 /// finds only one. On a grid of log10 Teff (0.06 dex) over the population's range, with
-/// the most probable log g within 0.6 dex of v's (the prior alone) and v's [M/H] and R_V,
+/// the most probable log g within 0.6 dex of v's (the prior alone) and the prior's typical
+/// [M/H] and R_V,
 /// A_V and the distance modulus are fitted by weighted linear least squares to the
 /// photometry (magnitudes at A_V = 0 and 1 give each band's extinction slope; A_V >= 0),
 /// then every parameter but Teff is improved by a few search iterations (a profile of the
@@ -460,11 +461,15 @@ pub fn temperature_profile_starts(
     const PROFILE_ITER: usize = 3;
     const MH_STEP: f64 = 0.3;
     let (lo, hi) = target.prior.log_teff_range();
+    // the nuisance parameters start from the prior's typical values, not from v's (a
+    // search that went wrong often ends at an extreme [M/H] or R_V)
+    let cfg = &target.prior.config;
+    let mh0 = cfg.mh_mixture.iter().max_by(|a, b| a.0.total_cmp(&b.0)).map_or(0.0, |c| c.1);
     let mut pts: Vec<[f64; D]> = Vec::new();
     let mut lt = lo + 0.5 * STEP;
     while lt < hi {
-        if let Some(logg) = likely_logg(target, lt, v) {
-            pts.push([lt, logg, v[2], 0.0, v[4], 1.0]);
+        if let Some(logg) = likely_logg(target, lt, v[1], mh0) {
+            pts.push([lt, logg, mh0, 0.0, cfg.rv_mean, 1.0]);
         }
         lt += STEP;
     }
@@ -487,7 +492,9 @@ pub fn temperature_profile_starts(
         let (av, dmh, mu) = fit_extinction_metallicity_modulus(target, row(0), row(1), row(2));
         p[2] += dmh;
         p[3] = av;
-        p[5] = 1.0 + mu / 5.0;
+        // (inside the distance prior's support: a start outside it could not move)
+        let (d_lo, d_hi) = (cfg.distance_min_pc.log10(), cfg.distance_max_pc.log10());
+        p[5] = (1.0 + mu / 5.0).clamp(d_lo + 1e-6, d_hi - 1e-6);
     }
     // the profile: a few iterations of the search at each fixed Teff
     let score: Vec<f64> = pts
@@ -513,11 +520,11 @@ pub fn temperature_profile_starts(
     peaks.into_iter().take(max).map(|k| pts[k]).collect()
 }
 
-/// The log g of highest prior density at (log10 Teff, v's [M/H]) within 0.6 dex of v's.
-fn likely_logg(target: &StarTarget, lt: f64, v: &[f64; D]) -> Option<f64> {
+/// The log g of highest prior density at (log10 Teff, [M/H]) within 0.6 dex of `logg`.
+fn likely_logg(target: &StarTarget, lt: f64, logg: f64, mh: f64) -> Option<f64> {
     (-12..=12)
-        .map(|k| v[1] + 0.05 * k as f64)
-        .map(|g| (g, target.prior.log_prob_x(lt, g, v[2])))
+        .map(|k| logg + 0.05 * k as f64)
+        .map(|g| (g, target.prior.log_prob_x(lt, g, mh)))
         .filter(|a| a.1.is_finite())
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|a| a.0)
