@@ -1,6 +1,7 @@
 //! The posterior layer through the binary: the reference MCMC over a catalogue (through the
 //! pipeline's ingest, with R-hat and ESS columns and 64-bit ids), its one-star JSON mode,
-//! `compare-posteriors`, and flow-only sampling.
+//! `compare-posteriors`, flow-only sampling, and the mode search finding a cool dwarf that
+//! the flow misses.
 
 use super::pipeline_util::*;
 use sedflow::cli::simulate::{catalogue_columns, simulate_catalogue, GaiaRelease};
@@ -105,4 +106,31 @@ fn flow_only_sampling_still_works() {
     let r = &rows["cat.parquet"];
     assert_eq!(r.len(), 20);
     assert!(r.iter().all(|x| x.n_samples == 64), "flow samples only, exactly --samples of them");
+}
+
+/// Distant cool M dwarfs whose colours hotter, reddened stars mimic (stars 57 and 316 of
+/// `sedflow simulate --stars 400 --seed 202 --likelihood-consistent`): the flow's pilot
+/// lands on the mimics, and the mode search's temperature profile must find the cool
+/// solutions the reference MCMC finds (3688 K and 3664 K; without the profile the run gave
+/// 4923 K and 6860 K).
+#[test]
+fn temperature_profile_finds_the_cool_dwarfs_the_flow_misses() {
+    let d = tmp();
+    let (sim, out) = (d.path().join("sim.parquet"), d.path().join("out"));
+    let o = sedflow()
+        .args(["simulate", "--stars", "400", "--seed", "202", "--likelihood-consistent"])
+        .args(["--output", sim.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = run(&["--input", sim.to_str().unwrap(), "--output", out.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (_, truth) = sedflow::io::table::read_numeric(&sim).unwrap();
+    let (_, post) = sedflow::io::table::read_numeric(&out.join("sim.parquet")).unwrap();
+    for id in [57.0, 316.0] {
+        let t = truth["source_id"].iter().position(|&s| s == id).unwrap();
+        let p = post["source_id"].iter().position(|&s| s == id).unwrap();
+        let (true_teff, teff) = (truth["true_teff"][t], post["teff_p50"][p]);
+        assert!((teff - true_teff).abs() < 200.0, "star {id}: teff p50 {teff}, truth {true_teff}");
+    }
 }
