@@ -3,9 +3,9 @@
 //! overall and by filter set (Gaia only; Gaia + 2MASS; Gaia + 2MASS + WISE; all) and
 //! with / without parallax.
 
-use crate::posterior::StarResult;
 use crate::likelihood::StarObs;
 use crate::physics::{ForwardModel, Theta, PARAM_NAMES};
+use crate::posterior::StarResult;
 use crate::util::stats::{median, robust_scatter};
 use serde::Serialize;
 
@@ -221,7 +221,12 @@ pub fn format_table(groups: &[GroupMetrics]) -> String {
     for g in groups.iter().take(3) {
         write!(s, "{:<22}", g.group).unwrap();
         for p in &g.params {
-            write!(s, " {}: {:.3}/{:.3}/{:.3}", p.param, p.coverage68, p.coverage90, p.coverage95).unwrap();
+            write!(
+                s,
+                " {}: {:.3}/{:.3}/{:.3}",
+                p.param, p.coverage68, p.coverage90, p.coverage95
+            )
+            .unwrap();
         }
         s.push('\n');
     }

@@ -343,7 +343,13 @@ impl<'a> Simulator<'a> {
     /// likelihood that conditions on the reported pattern and errors does not model), so
     /// an exact sampler's intervals cover the truth at their nominal rate (simulation-based
     /// calibration). None if theta is outside the model.
-    pub fn observe_like(&self, rng: &mut Rng, theta: Theta, template: &StarObs, source_id: i64) -> Option<SimStar> {
+    pub fn observe_like(
+        &self,
+        rng: &mut Rng,
+        theta: Theta,
+        template: &StarObs,
+        source_id: i64,
+    ) -> Option<SimStar> {
         let bands: Vec<usize> = template.phot.iter().map(|m| m.band as usize).collect();
         let mut mags = vec![0f32; bands.len()];
         self.fm.magnitudes(&theta, &bands, &mut mags).ok()?;
@@ -355,15 +361,26 @@ impl<'a> Simulator<'a> {
                 let floor = self.noise.floor[m.band as usize] as f64;
                 let err = m.err as f64;
                 let obs = truth as f64 + floor * rng.normal() + err * rng.normal();
-                Measurement { band: m.band, mag: obs as f32, err: m.err }
+                Measurement {
+                    band: m.band,
+                    mag: obs as f32,
+                    err: m.err,
+                }
             })
             .collect();
-        let parallax = template
-            .parallax
-            .map(|(_, e)| ((1000.0 / theta.distance + e as f64 * rng.normal()) as f32, e));
+        let parallax = template.parallax.map(|(_, e)| {
+            (
+                (1000.0 / theta.distance + e as f64 * rng.normal()) as f32,
+                e,
+            )
+        });
         Some(SimStar {
             theta,
-            obs: StarObs { source_id, phot, parallax },
+            obs: StarObs {
+                source_id,
+                phot,
+                parallax,
+            },
             gaia_dr2: false,
         })
     }
@@ -380,7 +397,10 @@ impl<'a> Simulator<'a> {
                 loop {
                     let theta = self.prior.sample(&mut rng);
                     if let Some(s) = self.observe_like(&mut rng, theta, &t.obs, k as i64 + 1) {
-                        return SimStar { gaia_dr2: t.gaia_dr2, ..s };
+                        return SimStar {
+                            gaia_dr2: t.gaia_dr2,
+                            ..s
+                        };
                     }
                 }
             })
@@ -395,7 +415,12 @@ impl<'a> Simulator<'a> {
 
     /// `n` stars that satisfy `keep` (drawn until one does, star by star), e.g. only stars
     /// observed in every band of a survey set.
-    pub fn simulate_many_where(&self, n: usize, seed: u64, keep: impl Fn(&SimStar) -> bool + Sync) -> Vec<SimStar> {
+    pub fn simulate_many_where(
+        &self,
+        n: usize,
+        seed: u64,
+        keep: impl Fn(&SimStar) -> bool + Sync,
+    ) -> Vec<SimStar> {
         use rayon::prelude::*;
         (0..n)
             .into_par_iter()

@@ -17,14 +17,21 @@ fn catalogue(path: &Path, n: usize) {
     let fm = ForwardModel::embedded();
     let stars = simulate_catalogue(fm, n, 21, GaiaRelease::Dr3).unwrap();
     let mut cols = catalogue_columns(fm, &stars, GaiaRelease::Dr3).unwrap();
-    cols[0] = Column::I64("source_id".into(), (0..n as i64).map(|k| BIG_ID + k).collect());
+    cols[0] = Column::I64(
+        "source_id".into(),
+        (0..n as i64).map(|k| BIG_ID + k).collect(),
+    );
     write_columns(path, &cols, &[]).unwrap();
 }
 
 fn column_names(path: &Path) -> Vec<String> {
     let f = std::fs::File::open(path).unwrap();
     let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap();
-    b.schema().fields().iter().map(|f| f.name().clone()).collect()
+    b.schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
 }
 
 #[test]
@@ -34,8 +41,25 @@ fn reference_mcmc_through_the_pipeline_and_compare_posteriors() {
     catalogue(&cat, 5);
     let (refdir, rundir) = (d.path().join("ref"), d.path().join("run"));
     let o = sedflow()
-        .args(["mcmc", "--input", cat.to_str().unwrap(), "--output", refdir.to_str().unwrap()])
-        .args(["--limit", "2", "--walkers", "16", "--burn", "300", "--steps", "1500", "--progress", "off"])
+        .args([
+            "mcmc",
+            "--input",
+            cat.to_str().unwrap(),
+            "--output",
+            refdir.to_str().unwrap(),
+        ])
+        .args([
+            "--limit",
+            "2",
+            "--walkers",
+            "16",
+            "--burn",
+            "300",
+            "--steps",
+            "1500",
+            "--progress",
+            "off",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -47,20 +71,45 @@ fn reference_mcmc_through_the_pipeline_and_compare_posteriors() {
     assert_eq!(chained[0].source_id, Some(BIG_ID), "64-bit ids survive");
     assert!(chained.iter().all(|x| x.n_samples > 0));
     let names = column_names(&refdir.join("cat.parquet"));
-    for c in ["teff_rhat", "teff_ess", "distance_rhat", "pareto_k", "log_evidence_se"] {
+    for c in [
+        "teff_rhat",
+        "teff_ess",
+        "distance_rhat",
+        "pareto_k",
+        "log_evidence_se",
+    ] {
         assert!(names.iter().any(|n| n == c), "no column {c}");
     }
-    let o = run(&["--input", cat.to_str().unwrap(), "--output", rundir.to_str().unwrap()], &[]);
+    let o = run(
+        &[
+            "--input",
+            cat.to_str().unwrap(),
+            "--output",
+            rundir.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let report = d.path().join("cmp.json");
     let o = sedflow()
-        .args(["compare-posteriors", "--reference", refdir.to_str().unwrap(), "--test", rundir.to_str().unwrap()])
-        .args(["--include-unconverged", "--report", report.to_str().unwrap()])
+        .args([
+            "compare-posteriors",
+            "--reference",
+            refdir.to_str().unwrap(),
+            "--test",
+            rundir.to_str().unwrap(),
+        ])
+        .args([
+            "--include-unconverged",
+            "--report",
+            report.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("within 0.5"), "{}", text(&o));
-    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
     assert_eq!(j["compared"], 2);
     assert!(j["agreement"]["median"].as_f64().unwrap().is_finite());
 }
@@ -83,11 +132,21 @@ fn mcmc_one_star_json_reads_through_the_pipeline_ingest() {
     assert!(j["teff_rhat"].as_f64().unwrap() > 0.9);
     // an id that is not there is an error that names it
     let o = sedflow()
-        .args(["mcmc", "--input", cat.to_str().unwrap(), "--source-id", "12"])
+        .args([
+            "mcmc",
+            "--input",
+            cat.to_str().unwrap(),
+            "--source-id",
+            "12",
+        ])
         .output()
         .unwrap();
     assert_ne!(o.status.code(), Some(0));
-    assert!(text(&o).contains("no star with source_id 12"), "{}", text(&o));
+    assert!(
+        text(&o).contains("no star with source_id 12"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -98,14 +157,26 @@ fn flow_only_sampling_still_works() {
     let cfg = config(d.path(), "[inference]\nrefine = false\n");
     let out = d.path().join("out");
     let o = run(
-        &["--config", cfg.to_str().unwrap(), "--input", cat.to_str().unwrap(), "--output", out.to_str().unwrap(), "--samples", "64"],
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--input",
+            cat.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--samples",
+            "64",
+        ],
         &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let rows = read_dir(&out);
     let r = &rows["cat.parquet"];
     assert_eq!(r.len(), 20);
-    assert!(r.iter().all(|x| x.n_samples == 64), "flow samples only, exactly --samples of them");
+    assert!(
+        r.iter().all(|x| x.n_samples == 64),
+        "flow samples only, exactly --samples of them"
+    );
 }
 
 /// Distant cool M dwarfs whose colours hotter, reddened stars mimic (stars 57 and 316 of
@@ -118,12 +189,27 @@ fn temperature_profile_finds_the_cool_dwarfs_the_flow_misses() {
     let d = tmp();
     let (sim, out) = (d.path().join("sim.parquet"), d.path().join("out"));
     let o = sedflow()
-        .args(["simulate", "--stars", "400", "--seed", "202", "--likelihood-consistent"])
+        .args([
+            "simulate",
+            "--stars",
+            "400",
+            "--seed",
+            "202",
+            "--likelihood-consistent",
+        ])
         .args(["--output", sim.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let o = run(&["--input", sim.to_str().unwrap(), "--output", out.to_str().unwrap()], &[]);
+    let o = run(
+        &[
+            "--input",
+            sim.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let (_, truth) = sedflow::io::table::read_numeric(&sim).unwrap();
     let (_, post) = sedflow::io::table::read_numeric(&out.join("sim.parquet")).unwrap();
@@ -131,6 +217,9 @@ fn temperature_profile_finds_the_cool_dwarfs_the_flow_misses() {
         let t = truth["source_id"].iter().position(|&s| s == id).unwrap();
         let p = post["source_id"].iter().position(|&s| s == id).unwrap();
         let (true_teff, teff) = (truth["true_teff"][t], post["teff_p50"][p]);
-        assert!((teff - true_teff).abs() < 200.0, "star {id}: teff p50 {teff}, truth {true_teff}");
+        assert!(
+            (teff - true_teff).abs() < 200.0,
+            "star {id}: teff p50 {teff}, truth {true_teff}"
+        );
     }
 }

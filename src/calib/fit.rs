@@ -19,11 +19,11 @@
 //! depend on the number of threads.
 
 use super::data::LabelledStar;
-use crate::util::linalg::{cholesky, cholesky_solve, spd_inverse};
 use super::{distance_of_mu, CalibSettings, NuisancePrior};
 use crate::likelihood::NoiseModel;
 use crate::physics::calibration::{BandCorrection, Calibration};
 use crate::physics::{ForwardModel, Theta};
+use crate::util::linalg::{cholesky, cholesky_solve, spd_inverse};
 use crate::util::stats::percentile;
 use anyhow::{bail, Result};
 use rayon::prelude::*;

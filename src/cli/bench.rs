@@ -247,7 +247,9 @@ fn bench_flow(
             .for_each(|(o, s)| {
                 let (mut th, mut lq) = (Vec::new(), Vec::new());
                 let cond = engine.proposal.condition(o);
-                engine.proposal.sample(&cond, o, samples, s, &mut th, &mut lq);
+                engine
+                    .proposal
+                    .sample(&cond, o, samples, s, &mut th, &mut lq);
             })
     });
     // the density pass at the samples of one batch (the mixture's cost per sample)

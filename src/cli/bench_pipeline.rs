@@ -38,9 +38,10 @@ pub fn run(b: &PipelineBench) -> Result<i32> {
     std::fs::create_dir_all(&b.work_dir)
         .with_context(|| format!("creating {}", b.work_dir.display()))?;
     let pattern = format!("{:?}", b.pattern).to_lowercase();
-    let catalogue = b
-        .work_dir
-        .join(format!("simulate-{}-seed{}-{pattern}.parquet", b.stars, b.seed));
+    let catalogue = b.work_dir.join(format!(
+        "simulate-{}-seed{}-{pattern}.parquet",
+        b.stars, b.seed
+    ));
     if !catalogue.exists() {
         eprintln!(
             "bench: making the catalogue with `sedflow simulate` -> {}",
@@ -49,7 +50,13 @@ pub fn run(b: &PipelineBench) -> Result<i32> {
         let partial = catalogue.with_extension("partial.parquet");
         let status = Command::new(&exe)
             .args(["simulate", "--stars", &b.stars.to_string()])
-            .args(["--seed", &b.seed.to_string(), "--pattern", &pattern, "--output"])
+            .args([
+                "--seed",
+                &b.seed.to_string(),
+                "--pattern",
+                &pattern,
+                "--output",
+            ])
             .arg(&partial)
             .status()
             .context("starting sedflow simulate")?;
@@ -193,9 +200,21 @@ fn wait_with_peak_rss(child: &mut std::process::Child) -> Result<(i32, Option<u6
 fn compare_with_mcmc(b: &PipelineBench) -> Result<()> {
     use crate::posterior::compare::{agreement, star_deviations, DEFAULT_PARAMS};
     let engine = crate::cli::engine::flow_engine(b.model.as_deref())?;
-    let sims = simulate_catalogue_with(&engine.fm, b.mcmc, b.seed, GaiaRelease::Dr3, b.pattern, false)?;
-    let settings = crate::pipeline::config::PipelineConfig::embedded_default().inference.settings();
-    let cfg = McmcConfig { seed: b.seed, ..Default::default() };
+    let sims = simulate_catalogue_with(
+        &engine.fm,
+        b.mcmc,
+        b.seed,
+        GaiaRelease::Dr3,
+        b.pattern,
+        false,
+    )?;
+    let settings = crate::pipeline::config::PipelineConfig::embedded_default()
+        .inference
+        .settings();
+    let cfg = McmcConfig {
+        seed: b.seed,
+        ..Default::default()
+    };
     let (mut t_is, mut neff_is, mut t_mc, mut neff_mc) = (0.0, 0.0, 0.0, 0.0);
     let mut worst = Vec::new();
     for s in &sims {

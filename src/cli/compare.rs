@@ -58,7 +58,10 @@ pub fn run(a: CompareArgs) -> Result<i32> {
             continue;
         }
         let p50 = |p: usize| r.params[p].q[2] as f64;
-        post.insert(r.source_id, (p50(0), p50(1), p50(2), r.sample_efficiency, r.flags));
+        post.insert(
+            r.source_id,
+            (p50(0), p50(1), p50(2), r.sample_efficiency, r.flags),
+        );
     }
     let (lt, lg, lm) = (col("teff")?, col("logg")?, col("mh")?);
     // groups: all, dwarfs (log g >= 3.8), giants, per label source

@@ -15,7 +15,9 @@ use std::path::PathBuf;
 
 /// Arguments of `sedflow compare-posteriors`.
 #[derive(Args, Debug)]
-#[command(after_help = "Example (200 calibration stars, the reference MCMC against sedflow run):\n  sedflow mcmc --config scripts/pipeline-dr2-labelled.toml --input ../shared/data/calibration/benchmark_stars.parquet --output work/ref --random 200\n  sedflow run --config scripts/pipeline-dr2-labelled.toml --input ../shared/data/calibration/benchmark_stars.parquet --output work/run\n  sedflow compare-posteriors --reference work/ref --test work/run")]
+#[command(
+    after_help = "Example (200 calibration stars, the reference MCMC against sedflow run):\n  sedflow mcmc --config scripts/pipeline-dr2-labelled.toml --input ../shared/data/calibration/benchmark_stars.parquet --output work/ref --random 200\n  sedflow run --config scripts/pipeline-dr2-labelled.toml --input ../shared/data/calibration/benchmark_stars.parquet --output work/run\n  sedflow compare-posteriors --reference work/ref --test work/run"
+)]
 pub struct ComparePosteriorsArgs {
     /// Reference posterior table (file or output directory), e.g. of `sedflow mcmc`.
     #[arg(long)]
@@ -50,10 +52,16 @@ pub fn run(a: ComparePosteriorsArgs) -> Result<i32> {
             PARAM_NAMES
                 .iter()
                 .position(|n| *n == p.trim())
-                .with_context(|| format!("unknown parameter {p:?} (expected one of {PARAM_NAMES:?})"))
+                .with_context(|| {
+                    format!("unknown parameter {p:?} (expected one of {PARAM_NAMES:?})")
+                })
         })
         .collect::<Result<_>>()?;
-    let params = if params.is_empty() { DEFAULT_PARAMS.to_vec() } else { params };
+    let params = if params.is_empty() {
+        DEFAULT_PARAMS.to_vec()
+    } else {
+        params
+    };
     let reference = read_posteriors(&a.reference)?;
     let test: HashMap<i64, PosteriorRow> = read_posteriors(&a.test)?
         .into_iter()
@@ -61,7 +69,10 @@ pub fn run(a: ComparePosteriorsArgs) -> Result<i32> {
         .map(|r| (r.source_id, r))
         .collect();
     let with_ref: Vec<&PosteriorRow> = reference.iter().filter(|r| has_posterior(r)).collect();
-    let unconverged = with_ref.iter().filter(|r| r.flags & flags::NOT_CONVERGED != 0).count();
+    let unconverged = with_ref
+        .iter()
+        .filter(|r| r.flags & flags::NOT_CONVERGED != 0)
+        .count();
     let mut rows = Vec::new();
     let mut missing = 0;
     for r in &with_ref {
@@ -100,17 +111,34 @@ pub fn run(a: ComparePosteriorsArgs) -> Result<i32> {
     let per_param: Vec<(String, f64)> = params
         .iter()
         .enumerate()
-        .map(|(k, &p)| (PARAM_NAMES[p].to_string(), median(&rows.iter().map(|x| x.2[k]).collect::<Vec<_>>())))
+        .map(|(k, &p)| {
+            (
+                PARAM_NAMES[p].to_string(),
+                median(&rows.iter().map(|x| x.2[k]).collect::<Vec<_>>()),
+            )
+        })
         .collect();
     for (name, m) in &per_param {
         println!("  {name}: median deviation {m:.3}");
     }
-    let eff = median(&rows.iter().map(|x| x.4.sample_efficiency).collect::<Vec<_>>());
+    let eff = median(
+        &rows
+            .iter()
+            .map(|x| x.4.sample_efficiency)
+            .collect::<Vec<_>>(),
+    );
     let neff = median(&rows.iter().map(|x| x.4.n_eff).collect::<Vec<_>>());
     let ns = median(&rows.iter().map(|x| x.4.n_samples).collect::<Vec<_>>());
     println!("under test: median efficiency {eff:.3}, median n_eff {neff:.1}, median samples drawn {ns:.0}");
     if let Some(p) = &a.per_star {
-        let mut s = format!("source_id,worst,{}\n", params.iter().map(|&p| PARAM_NAMES[p]).collect::<Vec<_>>().join(","));
+        let mut s = format!(
+            "source_id,worst,{}\n",
+            params
+                .iter()
+                .map(|&p| PARAM_NAMES[p])
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         for (id, w, devs, _, _) in &rows {
             let d: Vec<String> = devs.iter().map(|x| format!("{x:.4}")).collect();
             s.push_str(&format!("{id},{w:.4},{}\n", d.join(",")));
@@ -124,7 +152,8 @@ pub fn run(a: ComparePosteriorsArgs) -> Result<i32> {
             "agreement": agree, "median_deviation_per_param": per_param,
             "test_median_efficiency": eff, "test_median_n_eff": neff, "test_median_samples": ns,
         });
-        std::fs::write(p, serde_json::to_string_pretty(&json)?).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(0)
 }

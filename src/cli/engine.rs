@@ -32,7 +32,9 @@ pub fn flow_engine_on(
     let fm = ForwardModel::embedded().clone();
     let bands: Vec<&str> = fm.bands().names();
     if proposal.card.config.bands != bands {
-        anyhow::bail!("the model's bands differ from the forward model's registry: retrain the model");
+        anyhow::bail!(
+            "the model's bands differ from the forward model's registry: retrain the model"
+        );
     }
     Ok(PosteriorEngine {
         prior: Prior::new(&fm, PriorConfig::default()),

@@ -3,10 +3,10 @@
 
 use super::simulate::GaiaRelease;
 use crate::eval::{evaluate, format_table};
+use crate::nn::proposal::FlowProposal;
 use crate::posterior::engine::PosteriorEngine;
 use crate::posterior::mcmc::{self, McmcConfig};
 use crate::posterior::{Engine, InferSettings};
-use crate::nn::proposal::FlowProposal;
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -91,7 +91,14 @@ fn settings_of(a: &EvaluateArgs) -> Result<InferSettings> {
 pub fn run(a: EvaluateArgs) -> Result<i32> {
     let engine = crate::cli::engine::flow_engine(a.model.as_deref())?;
     let fm = &engine.fm;
-    let stars = super::simulate::simulate_catalogue_with(fm, a.stars, a.seed, GaiaRelease::Dr3, a.pattern, a.likelihood_consistent)?;
+    let stars = super::simulate::simulate_catalogue_with(
+        fm,
+        a.stars,
+        a.seed,
+        GaiaRelease::Dr3,
+        a.pattern,
+        a.likelihood_consistent,
+    )?;
     let obs: Vec<_> = stars.iter().map(|s| s.obs.clone()).collect();
     let truths: Vec<_> = stars.iter().map(|s| s.theta).collect();
     let settings = settings_of(&a)?;
@@ -149,7 +156,10 @@ fn compare_mcmc(
     let mut rows = Vec::new();
     let mut worst_all = Vec::new();
     let (mut t_mcmc, mut neff_mcmc) = (0.0, 0.0);
-    println!("\nimportance sampling vs reference MCMC ({} walkers x {} steps after {} burn-in):", cfg.walkers, cfg.steps, cfg.burn);
+    println!(
+        "\nimportance sampling vs reference MCMC ({} walkers x {} steps after {} burn-in):",
+        cfg.walkers, cfg.steps, cfg.burn
+    );
     println!("{:>4} {:>8} {:>7} {:>7} | |dq|/width teff  logg    mh    av | IS eff | MCMC n_eff  R-hat   s", "star", "teff", "logg", "mh");
     for (k, (s, r)) in stars.iter().zip(results).enumerate() {
         let m = mcmc::run(&s.obs, &engine.fm, &engine.prior, &engine.noise, &cfg);
@@ -175,5 +185,7 @@ fn compare_mcmc(
         agree.n,
         t_mcmc / neff_mcmc.max(1e-12)
     );
-    Ok(serde_json::json!({"stars": rows, "agreement": agree, "mcmc_seconds_per_effective_sample": t_mcmc / neff_mcmc.max(1e-12)}))
+    Ok(
+        serde_json::json!({"stars": rows, "agreement": agree, "mcmc_seconds_per_effective_sample": t_mcmc / neff_mcmc.max(1e-12)}),
+    )
 }

@@ -3,13 +3,13 @@
 //! resumption and output table as `sedflow run`, plus split-R-hat and ESS columns); with
 //! `--source-id` it prints one star's posterior as JSON.
 
+use crate::likelihood::NoiseModel;
+use crate::physics::{ForwardModel, PARAM_NAMES};
 use crate::pipeline::catalogue::read_catalogue;
 use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::progress::ProgressMode;
 use crate::pipeline::{self, shard, RunOptions};
 use crate::posterior::mcmc::{self, McmcConfig, McmcEngine, Selection};
-use crate::likelihood::NoiseModel;
-use crate::physics::{ForwardModel, PARAM_NAMES};
 use crate::posterior::QUANTILE_SUFFIXES;
 use crate::prior::{Prior, PriorConfig};
 use crate::util::rng::derive_seed;
@@ -19,7 +19,9 @@ use std::path::PathBuf;
 
 /// Arguments of `sedflow mcmc`.
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:\n  sedflow mcmc --input catalogue.parquet --output ref/ --random 200 --seed 1\n  sedflow mcmc --input catalogue.parquet --output ref/ --config scripts/pipeline-dr2-labelled.toml --limit 50\n  sedflow mcmc --input catalogue.parquet --source-id 3")]
+#[command(
+    after_help = "Examples:\n  sedflow mcmc --input catalogue.parquet --output ref/ --random 200 --seed 1\n  sedflow mcmc --input catalogue.parquet --output ref/ --config scripts/pipeline-dr2-labelled.toml --limit 50\n  sedflow mcmc --input catalogue.parquet --source-id 3"
+)]
 pub struct McmcArgs {
     /// Catalogue: a Parquet file, directory, glob or s3:// prefix (as for `sedflow run`).
     #[arg(long)]
@@ -62,7 +64,12 @@ pub struct McmcArgs {
 }
 
 fn engine(a: &McmcArgs, selection: Selection) -> McmcEngine {
-    let fm = if a.raw { ForwardModel::embedded_raw() } else { ForwardModel::embedded() }.clone();
+    let fm = if a.raw {
+        ForwardModel::embedded_raw()
+    } else {
+        ForwardModel::embedded()
+    }
+    .clone();
     McmcEngine {
         prior: Prior::new(&fm, PriorConfig::default()),
         noise: NoiseModel::default_for(&fm),
@@ -100,7 +107,11 @@ fn selection(a: &McmcArgs, cfg: &PipelineConfig, band_names: &[String]) -> Resul
         return Ok(Selection::All);
     }
     let stars = read_catalogue(&a.input, cfg, band_names)?;
-    let mut ids: Vec<i64> = stars.iter().filter(|s| !s.null_id).map(|s| s.obs.source_id).collect();
+    let mut ids: Vec<i64> = stars
+        .iter()
+        .filter(|s| !s.null_id)
+        .map(|s| s.obs.source_id)
+        .collect();
     if let Some(n) = a.random {
         ids.sort_by_key(|&id| derive_seed(a.seed, &[id as u64, 0x5E1E]));
         ids.truncate(n);
@@ -111,7 +122,12 @@ fn selection(a: &McmcArgs, cfg: &PipelineConfig, band_names: &[String]) -> Resul
 }
 
 fn catalogue(a: &McmcArgs, cfg: PipelineConfig) -> Result<i32> {
-    let band_names: Vec<String> = ForwardModel::embedded().bands().names().into_iter().map(String::from).collect();
+    let band_names: Vec<String> = ForwardModel::embedded()
+        .bands()
+        .names()
+        .into_iter()
+        .map(String::from)
+        .collect();
     let sel = selection(a, &cfg, &band_names)?;
     let eng = engine(a, sel);
     let shard = shard::resolve(None, None, cfg.shard.count, |k| std::env::var(k).ok())?;
@@ -139,7 +155,13 @@ fn catalogue(a: &McmcArgs, cfg: PipelineConfig) -> Result<i32> {
 
 fn one_star(a: &McmcArgs, cfg: &PipelineConfig, id: i64) -> Result<i32> {
     let eng = engine(a, Selection::All);
-    let band_names: Vec<String> = eng.fm.bands().names().into_iter().map(String::from).collect();
+    let band_names: Vec<String> = eng
+        .fm
+        .bands()
+        .names()
+        .into_iter()
+        .map(String::from)
+        .collect();
     let stars = read_catalogue(&a.input, cfg, &band_names)?;
     let star = stars
         .iter()
@@ -164,6 +186,9 @@ fn one_star(a: &McmcArgs, cfg: &PipelineConfig, id: i64) -> Result<i32> {
     out.insert("acceptance".into(), r.acceptance.into());
     out.insert("seconds".into(), r.seconds.into());
     out.insert("log_posterior_evaluations".into(), r.evaluations.into());
-    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(out))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::Value::Object(out))?
+    );
     Ok(0)
 }

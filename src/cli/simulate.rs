@@ -41,7 +41,8 @@ pub enum Pattern {
 
 /// The bands of [`Pattern::Full`] (Gaia in the simulated release's passbands).
 const FULL_BANDS: [&str; 10] = [
-    "ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y", "tmass_j", "tmass_h", "tmass_ks", "wise_w1", "wise_w2",
+    "ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y", "tmass_j", "tmass_h", "tmass_ks", "wise_w1",
+    "wise_w2",
 ];
 
 /// Arguments of `sedflow simulate`.
@@ -105,7 +106,10 @@ pub fn simulate_catalogue_with(
         ..SimulatorConfig::default()
     };
     let sim = Simulator::new(fm, &prior, &noise, cfg)?;
-    let full: Vec<u16> = FULL_BANDS.iter().map(|b| fm.bands().id(b).map(|i| i as u16)).collect::<Result<_, _>>()?;
+    let full: Vec<u16> = FULL_BANDS
+        .iter()
+        .map(|b| fm.bands().id(b).map(|i| i as u16))
+        .collect::<Result<_, _>>()?;
     let keep = |s: &SimStar| {
         pattern == Pattern::Any
             || (s.obs.parallax.is_some()
@@ -187,7 +191,14 @@ pub fn run(a: SimulateArgs) -> Result<i32> {
         ForwardModel::embedded()
     };
     let t0 = std::time::Instant::now();
-    let stars = simulate_catalogue_with(fm, a.stars, a.seed, a.gaia_release, a.pattern, a.likelihood_consistent)?;
+    let stars = simulate_catalogue_with(
+        fm,
+        a.stars,
+        a.seed,
+        a.gaia_release,
+        a.pattern,
+        a.likelihood_consistent,
+    )?;
     let cols = catalogue_columns(fm, &stars, a.gaia_release)?;
     let meta = vec![
         ("sedflow.simulate.seed".to_string(), a.seed.to_string()),
@@ -196,8 +207,14 @@ pub fn run(a: SimulateArgs) -> Result<i32> {
             format!("{:?}", a.gaia_release).to_lowercase(),
         ),
         ("sedflow.forward_model".to_string(), fm.id()),
-        ("sedflow.simulate.pattern".to_string(), format!("{:?}", a.pattern).to_lowercase()),
-        ("sedflow.simulate.likelihood_consistent".to_string(), a.likelihood_consistent.to_string()),
+        (
+            "sedflow.simulate.pattern".to_string(),
+            format!("{:?}", a.pattern).to_lowercase(),
+        ),
+        (
+            "sedflow.simulate.likelihood_consistent".to_string(),
+            a.likelihood_consistent.to_string(),
+        ),
         (
             "sedflow.prior".to_string(),
             serde_json::to_string(&PriorConfig::default())?,

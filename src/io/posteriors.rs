@@ -54,8 +54,12 @@ pub fn read_posteriors(p: &Path) -> Result<Vec<PosteriorRow>> {
         let ids = read_i64(&f, "source_id")?;
         let (_, cols) = read_numeric(&f)?;
         let col = |n: &str| -> Result<&Vec<f64>> {
-            cols.get(n)
-                .with_context(|| format!("{}: no column '{n}' (not a sedflow posterior table?)", f.display()))
+            cols.get(n).with_context(|| {
+                format!(
+                    "{}: no column '{n}' (not a sedflow posterior table?)",
+                    f.display()
+                )
+            })
         };
         let nan = vec![f64::NAN; ids.len()];
         let opt = |n: &str| cols.get(n).unwrap_or(&nan);
@@ -70,8 +74,16 @@ pub fn read_posteriors(p: &Path) -> Result<Vec<PosteriorRow>> {
                 Ok(v)
             })
             .collect::<Result<_>>()?;
-        let rhat: Vec<&Vec<f64>> = PARAM_NAMES.iter().map(|p| opt(&format!("{p}_rhat"))).collect();
-        let (fl, ns, ne, eff) = (col("flags")?, col("n_samples")?, col("n_eff")?, col("sample_efficiency")?);
+        let rhat: Vec<&Vec<f64>> = PARAM_NAMES
+            .iter()
+            .map(|p| opt(&format!("{p}_rhat")))
+            .collect();
+        let (fl, ns, ne, eff) = (
+            col("flags")?,
+            col("n_samples")?,
+            col("n_eff")?,
+            col("sample_efficiency")?,
+        );
         let k_hat = opt("pareto_k");
         for (k, id) in ids.iter().enumerate() {
             let Some(id) = *id else { continue };

@@ -224,22 +224,35 @@ fn write_csv(path: &Path, columns: &[Column]) -> Result<()> {
 /// a Parquet or CSV file; nulls as None.
 pub fn read_i64(path: &Path, column: &str) -> Result<Vec<Option<i64>>> {
     if !is_parquet(path) {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut lines = text.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
-        let header = lines.next().with_context(|| format!("{}: empty file", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut lines = text
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
+        let header = lines
+            .next()
+            .with_context(|| format!("{}: empty file", path.display()))?;
         let idx = header
             .split(',')
             .position(|h| h.trim() == column)
             .with_context(|| format!("{}: no column '{column}'", path.display()))?;
         return Ok(lines
-            .map(|l| l.split(',').nth(idx).and_then(|f| f.trim().parse::<i64>().ok()))
+            .map(|l| {
+                l.split(',')
+                    .nth(idx)
+                    .and_then(|f| f.trim().parse::<i64>().ok())
+            })
             .collect());
     }
     let mut out = Vec::new();
     for batch in one_column(path, column)? {
         let batch = batch?;
-        let c = cast(batch.column(0), &DataType::Int64)
-            .with_context(|| format!("{}: column '{column}' is not an integer column", path.display()))?;
+        let c = cast(batch.column(0), &DataType::Int64).with_context(|| {
+            format!(
+                "{}: column '{column}' is not an integer column",
+                path.display()
+            )
+        })?;
         let c = c.as_any().downcast_ref::<Int64Array>().unwrap();
         out.extend((0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i))));
     }
@@ -247,7 +260,10 @@ pub fn read_i64(path: &Path, column: &str) -> Result<Vec<Option<i64>>> {
 }
 
 /// A reader of one column of a Parquet file, in record batches.
-fn one_column(path: &Path, column: &str) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
+fn one_column(
+    path: &Path,
+    column: &str,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;

@@ -275,7 +275,9 @@ impl FastMaf {
                     out.iter_mut().for_each(|o| *o = o.max(0.0));
                 }
                 // layer 2, units of degree r: layer-1 units of degree <= r
-                rows::<FMA>(&blk.b2, c2, &blk.w2, h, prev_end, end, end, &ws.h1, n, &mut ws.h2);
+                rows::<FMA>(
+                    &blk.b2, c2, &blk.w2, h, prev_end, end, end, &ws.h1, n, &mut ws.h2,
+                );
                 prev_end = end;
                 // shift and log-scale of the variable of rank r, side by side [mu | raw]:
                 // layer-2 units of degree <= r
@@ -373,25 +375,39 @@ impl FastMaf {
             for g in 0..d {
                 let end = blk.group_end[g];
                 // layer 1: units of degree g see inputs of rank < g
-                rows::<FMA>(&blk.b1, &ctx1[k], &blk.w1, d, start, end, g, &ws.xr, n, &mut ws.h1);
+                rows::<FMA>(
+                    &blk.b1, &ctx1[k], &blk.w1, d, start, end, g, &ws.xr, n, &mut ws.h1,
+                );
                 start = end;
             }
             let mut start = 0;
             for g in 0..d {
                 let end = blk.group_end[g];
                 // layer 2: units of degree g see layer-1 units of degree <= g
-                rows::<FMA>(&blk.b2, &ctx2[k], &blk.w2, h, start, end, end, &ws.h1, n, &mut ws.h2);
+                rows::<FMA>(
+                    &blk.b2, &ctx2[k], &blk.w2, h, start, end, end, &ws.h1, n, &mut ws.h2,
+                );
                 start = end;
             }
             for (r, &i) in blk.order.iter().enumerate() {
                 // shift and log-scale of the variable of rank r: layer-2 units of degree <= r
                 let bias = [blk.b3[i], blk.b4[i], 0.0, 0.0];
                 let k_len = blk.group_end[r];
-                dense::<2, FMA>(&bias, &blk.w34[2 * i * h..], h, k_len, &ws.h2, n, &mut ws.mu);
+                dense::<2, FMA>(
+                    &bias,
+                    &blk.w34[2 * i * h..],
+                    h,
+                    k_len,
+                    &ws.h2,
+                    n,
+                    &mut ws.mu,
+                );
                 let (mu, raw) = ws.mu.split_at(n);
                 let clip = blk.clip;
                 let xi = &mut ws.x[i * n..(i + 1) * n];
-                for (((x, &m), &r), s) in xi.iter_mut().zip(mu).zip(raw).zip(ws.alpha_sum.iter_mut()) {
+                for (((x, &m), &r), s) in
+                    xi.iter_mut().zip(mu).zip(raw).zip(ws.alpha_sum.iter_mut())
+                {
                     let a = clip * fast_tanh(r / clip);
                     *x = (*x - m) * fast_exp(-a);
                     *s += a;

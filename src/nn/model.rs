@@ -4,9 +4,9 @@
 
 use super::encoder::{EncoderConfig, SetEncoder, TokenTensors};
 use super::flow::{FlowConfig, Maf};
-use crate::posterior::coords::ParamTransform;
 use super::tokens::TokenBatch;
 use crate::likelihood::NoiseModel;
+use crate::posterior::coords::ParamTransform;
 use crate::prior::PriorConfig;
 use crate::simulate::SimulatorConfig;
 use crate::util::rng::Rng;

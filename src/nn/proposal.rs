@@ -7,11 +7,11 @@
 use super::fast::{FastMaf, Workspace};
 use super::fast_encoder::FastEncoder;
 use super::model::{ModelCard, NeuralPosterior};
-use crate::posterior::coords::ParamTransform;
 use super::tokens::TokenBatch;
 use crate::likelihood::StarObs;
-use crate::posterior::proposal::Proposal;
 use crate::physics::Theta;
+use crate::posterior::coords::ParamTransform;
+use crate::posterior::proposal::Proposal;
 use crate::util::rng::Rng;
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
@@ -257,7 +257,8 @@ impl Proposal for FlowProposal {
                 // written dimension-major for the fast sampler
                 base_noise(seeds[s], np, |t, i, v| z[i * np + t] = v);
                 let terms = c.terms(self);
-                self.fast.sample_star(&z, np, &terms.c1, &terms.c2, ws, &mut u, &mut lq);
+                self.fast
+                    .sample_star(&z, np, &terms.c1, &terms.c2, ws, &mut u, &mut lq);
                 for t in 0..n {
                     let uu: [f64; 6] = std::array::from_fn(|i| u[i * np + t] as f64);
                     push_sample(tr, &uu, lq[t], thetas, log_q);
@@ -284,7 +285,8 @@ impl Proposal for FlowProposal {
                     u[i * np + t] = uu[i] as f32;
                 }
             }
-            self.fast.log_prob_star(&u, np, &terms.c1, &terms.c2, ws, &mut lq);
+            self.fast
+                .log_prob_star(&u, np, &terms.c1, &terms.c2, ws, &mut lq);
             for (t, th) in thetas.iter().enumerate() {
                 let l = lq[t] + tr.log_jacobian(th);
                 out.push(if l.is_finite() { l } else { f64::NEG_INFINITY });
@@ -389,12 +391,16 @@ mod tests {
     fn density_pass_matches_sampler_and_candle() {
         let p = FlowProposal::embedded().unwrap();
         let fm = crate::physics::ForwardModel::embedded();
-        let stars: Vec<StarObs> =
-            crate::cli::simulate::simulate_catalogue(fm, 3, 8, crate::cli::simulate::GaiaRelease::Dr3)
-                .unwrap()
-                .into_iter()
-                .map(|s| s.obs)
-                .collect();
+        let stars: Vec<StarObs> = crate::cli::simulate::simulate_catalogue(
+            fm,
+            3,
+            8,
+            crate::cli::simulate::GaiaRelease::Dr3,
+        )
+        .unwrap()
+        .into_iter()
+        .map(|s| s.obs)
+        .collect();
         let cond = p.condition(&stars);
         let seeds = [5u64, 6, 7];
         let n = 37; // not a multiple of the tile
@@ -415,12 +421,28 @@ mod tests {
             }
             // candle reference at the same points (in u, without the Jacobian)
             let tr = &p.card.config.transform;
-            let u: Vec<f32> = pts.iter().flat_map(|t| tr.to_u(t).map(|x| x as f32)).collect();
-            let tb = super::TokenBatch::build(std::slice::from_ref(&stars[s]), p.card.config.encoder.n_bands);
+            let u: Vec<f32> = pts
+                .iter()
+                .flat_map(|t| tr.to_u(t).map(|x| x as f32))
+                .collect();
+            let tb = super::TokenBatch::build(
+                std::slice::from_ref(&stars[s]),
+                p.card.config.encoder.n_bands,
+            );
             let ctx = p.model.context(&tb).unwrap();
-            let ctx = ctx.broadcast_as((n, ctx.dim(1).unwrap())).unwrap().contiguous().unwrap();
+            let ctx = ctx
+                .broadcast_as((n, ctx.dim(1).unwrap()))
+                .unwrap()
+                .contiguous()
+                .unwrap();
             let ut = Tensor::from_vec(u, (n, 6), &p.model.device).unwrap();
-            let reference = p.model.flow.log_prob(&ut, &ctx).unwrap().to_vec1::<f32>().unwrap();
+            let reference = p
+                .model
+                .flow
+                .log_prob(&ut, &ctx)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             for k in 0..n {
                 let ours = dens[k] - tr.log_jacobian(&pts[k]);
                 assert!(

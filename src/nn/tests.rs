@@ -5,10 +5,10 @@
 use super::encoder::EncoderConfig;
 use super::flow::{FlowConfig, Maf};
 use super::model::{init_deterministic, ModelConfig, NeuralPosterior};
-use crate::posterior::coords::ParamTransform;
 use super::tokens::TokenBatch;
 use crate::likelihood::{Measurement, StarObs};
 use crate::physics::Theta;
+use crate::posterior::coords::ParamTransform;
 use crate::util::rng::Rng;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};

@@ -8,10 +8,10 @@ use super::flow::FlowConfig;
 use super::model::{
     init_deterministic, today_utc, ModelCard, ModelConfig, NeuralPosterior, TrainingRecord,
 };
-use crate::posterior::coords::ParamTransform;
 use super::tokens::TokenBatch;
 use crate::likelihood::NoiseModel;
 use crate::physics::ForwardModel;
+use crate::posterior::coords::ParamTransform;
 use crate::prior::{Prior, PriorConfig};
 use crate::simulate::{SimStar, Simulator, SimulatorConfig};
 use crate::util::rng::Rng;

@@ -31,7 +31,12 @@ pub fn read_catalogue(
         let mapper = Mapper::resolve(meta.schema(), &cfg.input, &mappings, band_names, &obj.uri)?;
         let mut ids = Vec::new();
         for g in 0..n_groups {
-            for b in rt.block_on(source::read_column_of_row_group(obj, &meta, &mapper.source_id, g))? {
+            for b in rt.block_on(source::read_column_of_row_group(
+                obj,
+                &meta,
+                &mapper.source_id,
+                g,
+            ))? {
                 ids.extend(ingest::id_col(&b, &mapper.source_id)?.iter().flatten());
             }
         }
@@ -40,7 +45,8 @@ pub fn read_catalogue(
         let decode = |e| anyhow!("{}: cannot decode (corrupt or truncated?): {e}", obj.uri);
         if mapper.is_long() {
             for g in 0..n_groups {
-                let mut s = source::open_stream(obj, &meta, &columns, vec![g], cfg.input.read_batch_rows)?;
+                let mut s =
+                    source::open_stream(obj, &meta, &columns, vec![g], cfg.input.read_batch_rows)?;
                 let mut grouper = LongGrouper::new(&mapper, f as u32);
                 while let Some(b) = rt.block_on(s.next()) {
                     grouper.add(&b.map_err(decode)?, &dups)?;
@@ -50,7 +56,8 @@ pub fn read_catalogue(
             }
         } else {
             let groups: Vec<usize> = (0..n_groups).collect();
-            let mut s = source::open_stream(obj, &meta, &columns, groups, cfg.input.read_batch_rows)?;
+            let mut s =
+                source::open_stream(obj, &meta, &columns, groups, cfg.input.read_batch_rows)?;
             let mut next = 0u32;
             while let Some(b) = rt.block_on(s.next()) {
                 let stars = mapper.ingest_wide(&b.map_err(decode)?, f as u32, next, &dups)?;

@@ -4,8 +4,8 @@
 //! band or a duplicate source_id becomes a flag on that star's output row.
 
 use super::config::{default_band_columns, BandColumn, InputConfig, InputFormat};
-use crate::posterior::flags;
 use crate::likelihood::{Measurement, StarObs};
+use crate::posterior::flags;
 use anyhow::{bail, Result};
 use arrow::array::{Array, Float64Array, Int64Array, StringArray};
 use arrow::compute::cast;

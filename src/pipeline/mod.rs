@@ -872,7 +872,11 @@ fn infer_stage(
                 }
                 n_inferred += obs.len() as u64;
                 n_drawn += results.iter().map(|r| r.n_samples as u64).sum::<u64>();
-                n_effective += results.iter().map(|r| r.n_eff as f64).filter(|x| x.is_finite()).sum::<f64>();
+                n_effective += results
+                    .iter()
+                    .map(|r| r.n_eff as f64)
+                    .filter(|x| x.is_finite())
+                    .sum::<f64>();
                 let mut by_star: Vec<Option<StarResult>> = vec![None; stars.len()];
                 for ((&i, r), o) in todo.iter().zip(results).zip(&obs) {
                     if r.source_id != o.source_id {
@@ -927,7 +931,12 @@ fn infer_stage(
             break;
         }
     }
-    Ok(InferTotals { busy, inferred: n_inferred, drawn: n_drawn, effective: n_effective })
+    Ok(InferTotals {
+        busy,
+        inferred: n_inferred,
+        drawn: n_drawn,
+        effective: n_effective,
+    })
 }
 
 struct WriteOut {

@@ -7,8 +7,8 @@
 
 use super::config::Compression;
 use super::location::OutputTarget;
-use crate::posterior::{StarResult, QUANTILE_SUFFIXES};
 use crate::physics::PARAM_NAMES;
+use crate::posterior::{StarResult, QUANTILE_SUFFIXES};
 use anyhow::{Context, Result};
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float32Builder, Int16Builder, Int32Builder, Int64Builder,
@@ -95,25 +95,25 @@ pub fn posterior_schema_with_chains() -> SchemaRef {
 }
 
 fn build_posterior_schema(chain_diagnostics: bool) -> SchemaRef {
-        let fields: Vec<Field> = posterior_columns_for(chain_diagnostics)
-            .into_iter()
-            .map(|name| {
-                let dt = match name.as_str() {
-                    "source_id" | "flags" => DataType::Int64,
-                    "n_bands" | "n_modes" => DataType::Int16,
-                    "has_parallax" => DataType::Boolean,
-                    "n_samples" => DataType::Int32,
-                    "flag_reason" => DataType::Utf8,
-                    _ => DataType::Float32,
-                };
-                let nullable = !matches!(
-                    name.as_str(),
-                    "flags" | "flag_reason" | "n_bands" | "has_parallax" | "n_samples" | "n_modes"
-                );
-                Field::new(name, dt, nullable)
-            })
-            .collect();
-        Arc::new(Schema::new(fields))
+    let fields: Vec<Field> = posterior_columns_for(chain_diagnostics)
+        .into_iter()
+        .map(|name| {
+            let dt = match name.as_str() {
+                "source_id" | "flags" => DataType::Int64,
+                "n_bands" | "n_modes" => DataType::Int16,
+                "has_parallax" => DataType::Boolean,
+                "n_samples" => DataType::Int32,
+                "flag_reason" => DataType::Utf8,
+                _ => DataType::Float32,
+            };
+            let nullable = !matches!(
+                name.as_str(),
+                "flags" | "flag_reason" | "n_bands" | "has_parallax" | "n_samples" | "n_modes"
+            );
+            Field::new(name, dt, nullable)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 /// The samples table's schema: source_id and one list column per parameter.
@@ -448,7 +448,10 @@ mod tests {
         // the reference MCMC's table adds R-hat and ESS per parameter, null without chains
         let c = posterior_batch(&rows, true).unwrap();
         assert_eq!(c.num_columns(), 1 + 6 * 6 + 12 + 12);
-        assert_eq!(c.schema().field(c.num_columns() - 2).name(), "distance_rhat");
+        assert_eq!(
+            c.schema().field(c.num_columns() - 2).name(),
+            "distance_rhat"
+        );
         assert_eq!(c.column(c.num_columns() - 1).null_count(), 2);
         let s = samples_batch(&rows).unwrap();
         assert_eq!(s.column(1).null_count(), 1);

@@ -151,7 +151,9 @@ mod tests {
     #[test]
     fn rhat_and_ess_of_known_chains() {
         let mut rng = Rng::new(2);
-        let iid: Vec<Vec<f64>> = (0..8).map(|_| (0..1000).map(|_| rng.normal()).collect()).collect();
+        let iid: Vec<Vec<f64>> = (0..8)
+            .map(|_| (0..1000).map(|_| rng.normal()).collect())
+            .collect();
         let (r, e) = rhat_and_ess(&iid);
         assert!((r - 1.0).abs() < 0.01, "iid R-hat {r}");
         assert!((e / 8000.0 - 1.0).abs() < 0.15, "iid ESS {e}");
@@ -172,7 +174,11 @@ mod tests {
         let expect = 32000.0 / 19.0;
         assert!((e / expect - 1.0).abs() < 0.25, "AR(1) ESS {e} vs {expect}");
         let stuck: Vec<Vec<f64>> = (0..8)
-            .map(|k| (0..1000).map(|_| rng.normal() + if k < 4 { 0.0 } else { 1.0 }).collect())
+            .map(|k| {
+                (0..1000)
+                    .map(|_| rng.normal() + if k < 4 { 0.0 } else { 1.0 })
+                    .collect()
+            })
             .collect();
         assert!(rhat_and_ess(&stuck).0 > 1.1);
     }

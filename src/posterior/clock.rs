@@ -46,7 +46,12 @@ impl StageClock {
     pub fn snapshot(&self) -> Vec<(&'static str, f64)> {
         STAGES
             .iter()
-            .map(|&(s, name)| (name, self.ns[s as usize].load(Ordering::Relaxed) as f64 * 1e-9))
+            .map(|&(s, name)| {
+                (
+                    name,
+                    self.ns[s as usize].load(Ordering::Relaxed) as f64 * 1e-9,
+                )
+            })
             .collect()
     }
 }

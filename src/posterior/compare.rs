@@ -21,7 +21,13 @@ pub fn deviation(reference: &ParamSummary, test: &ParamSummary) -> f64 {
     }
     (1..=3)
         .map(|i| ((test.q[i] - reference.q[i]) as f64).abs() / width)
-        .fold(f64::NEG_INFINITY, |a, b| if b.is_nan() || a.is_nan() { f64::NAN } else { a.max(b) })
+        .fold(f64::NEG_INFINITY, |a, b| {
+            if b.is_nan() || a.is_nan() {
+                f64::NAN
+            } else {
+                a.max(b)
+            }
+        })
 }
 
 /// Per-parameter deviations and their worst, for the parameters `params`.
@@ -30,11 +36,17 @@ pub fn star_deviations(
     test: &[ParamSummary; 6],
     params: &[usize],
 ) -> (Vec<f64>, f64) {
-    let devs: Vec<f64> = params.iter().map(|&p| deviation(&reference[p], &test[p])).collect();
-    let worst = devs
+    let devs: Vec<f64> = params
         .iter()
-        .cloned()
-        .fold(f64::NEG_INFINITY, |a, b| if b.is_nan() || a.is_nan() { f64::NAN } else { a.max(b) });
+        .map(|&p| deviation(&reference[p], &test[p]))
+        .collect();
+    let worst = devs.iter().cloned().fold(f64::NEG_INFINITY, |a, b| {
+        if b.is_nan() || a.is_nan() {
+            f64::NAN
+        } else {
+            a.max(b)
+        }
+    });
     (devs, worst)
 }
 

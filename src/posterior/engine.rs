@@ -21,7 +21,9 @@ use super::clock::{Stage, StageClock};
 use super::coords::s_of;
 use super::estimator::normalise;
 use super::mixture::{MixtureSampler, MixtureWork, Pilot};
-use super::modes::{find_mode, gravity_profile_starts, select_starts, temperature_profile_starts, Mode, ModeScratch};
+use super::modes::{
+    find_mode, gravity_profile_starts, select_starts, temperature_profile_starts, Mode, ModeScratch,
+};
 use super::proposal::Proposal;
 use super::summary::{summarise, StarSampling};
 use super::target::StarTarget;
@@ -76,22 +78,37 @@ impl<P: Proposal> PosteriorEngine<P> {
     /// Process one chunk of stars (single thread).
     pub fn infer_chunk(&self, stars: &[StarObs], settings: &InferSettings) -> Vec<StarResult> {
         let unprocessed = |s: &StarObs| {
-            StarResult::unprocessed(s.source_id, flags::NO_USABLE_BANDS, "no usable photometric band".into())
+            StarResult::unprocessed(
+                s.source_id,
+                flags::NO_USABLE_BANDS,
+                "no usable photometric band".into(),
+            )
         };
         let mut out: Vec<StarResult> = stars.iter().map(unprocessed).collect();
-        let active: Vec<usize> = (0..stars.len()).filter(|&i| !stars[i].phot.is_empty()).collect();
+        let active: Vec<usize> = (0..stars.len())
+            .filter(|&i| !stars[i].phot.is_empty())
+            .collect();
         if active.is_empty() {
             return out;
         }
         let act: Vec<StarObs> = active.iter().map(|&i| stars[i].clone()).collect();
-        let seeds: Vec<u64> = act.iter().map(|s| derive_seed(settings.seed, &[s.source_id as u64])).collect();
+        let seeds: Vec<u64> = act
+            .iter()
+            .map(|s| derive_seed(settings.seed, &[s.source_id as u64]))
+            .collect();
         let t0 = Instant::now();
         let cond = self.proposal.condition(&act);
         self.clock.add(Stage::Encode, t0);
-        let n = if settings.refine { settings.pilot_samples } else { settings.n_samples }.max(1);
+        let n = if settings.refine {
+            settings.pilot_samples
+        } else {
+            settings.n_samples
+        }
+        .max(1);
         let t0 = Instant::now();
         let (mut thetas, mut log_q) = (Vec::new(), Vec::new());
-        self.proposal.sample(&cond, &act, n, &seeds, &mut thetas, &mut log_q);
+        self.proposal
+            .sample(&cond, &act, n, &seeds, &mut thetas, &mut log_q);
         self.clock.add(Stage::Flow, t0);
         let mut work = Work::default();
         for (a, &i) in active.iter().enumerate() {
@@ -112,13 +129,18 @@ impl<P: Proposal> PosteriorEngine<P> {
         w: &mut Work,
     ) -> StarResult {
         let prep = PreparedStar::new(star, &self.noise);
-        let target = StarTarget { fm: &self.fm, prior: &self.prior, prep: &prep };
+        let target = StarTarget {
+            fm: &self.fm,
+            prior: &self.prior,
+            prep: &prep,
+        };
         let t0 = Instant::now();
         w.pilot_lp.clear();
         w.pilot_ll.clear();
         target.eval_many(pilot_th, &mut w.mags, &mut w.pilot_lp, &mut w.pilot_ll);
         w.pilot_lt.clear();
-        w.pilot_lt.extend(w.pilot_lp.iter().zip(&w.pilot_ll).map(|(a, b)| a + b));
+        w.pilot_lt
+            .extend(w.pilot_lp.iter().zip(&w.pilot_ll).map(|(a, b)| a + b));
         w.pilot_s.clear();
         w.pilot_s.extend(pilot_th.iter().map(s_of));
         self.clock.add(Stage::Mixture, t0);
@@ -153,7 +175,13 @@ impl<P: Proposal> PosteriorEngine<P> {
                 .pilot_lt
                 .iter()
                 .zip(pilot_lq)
-                .map(|(&lt, &q)| if lt.is_finite() && q.is_finite() { lt - q } else { f64::NEG_INFINITY })
+                .map(|(&lt, &q)| {
+                    if lt.is_finite() && q.is_finite() {
+                        lt - q
+                    } else {
+                        f64::NEG_INFINITY
+                    }
+                })
                 .collect();
             flow_only_weights = normalise(&log_w);
             n_drawn = pilot_th.len();
@@ -188,17 +216,29 @@ impl<P: Proposal> PosteriorEngine<P> {
                 modes.push(m);
             }
         }
-        let best = modes.iter().max_by(|a, b| a.log_post_s.total_cmp(&b.log_post_s)).map(|m| m.v);
+        let best = modes
+            .iter()
+            .max_by(|a, b| a.log_post_s.total_cmp(&b.log_post_s))
+            .map(|m| m.v);
         if let (true, Some(best)) = (explore, best) {
             let mut starts = gravity_profile_starts(target, &best, GRAVITY_STARTS);
-            starts.extend(temperature_profile_starts(target, &best, TEMPERATURE_STARTS, &mut w.mags, &mut w.modes));
+            starts.extend(temperature_profile_starts(
+                target,
+                &best,
+                TEMPERATURE_STARTS,
+                &mut w.mags,
+                &mut w.modes,
+            ));
             for v in starts {
                 if let Some(m) = find_mode(target, &v, &modes, &mut w.modes) {
                     modes.push(m);
                 }
             }
         }
-        let heaviest = modes.iter().map(Mode::log_mass).fold(f64::NEG_INFINITY, f64::max);
+        let heaviest = modes
+            .iter()
+            .map(Mode::log_mass)
+            .fold(f64::NEG_INFINITY, f64::max);
         modes.retain(|m| m.log_mass() >= heaviest + MIN_MODE_MASS.ln());
         modes.sort_by(|a, b| b.log_mass().total_cmp(&a.log_mass()));
         modes
@@ -230,7 +270,12 @@ impl<P: Proposal> Engine for PosteriorEngine<P> {
     }
 
     fn band_names(&self) -> Vec<String> {
-        self.fm.bands().names().into_iter().map(String::from).collect()
+        self.fm
+            .bands()
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect()
     }
 
     fn infer(&self, stars: &[StarObs], settings: &InferSettings) -> Vec<StarResult> {
@@ -259,13 +304,21 @@ mod tests {
             prior: Prior::new(&fm, crate::prior::PriorConfig::default()),
             noise: NoiseModel::default_for(&fm),
             fm,
-            proposal: PriorProposal { prior: Prior::default_embedded() },
+            proposal: PriorProposal {
+                prior: Prior::default_embedded(),
+            },
             chunk: 8,
             clock: Default::default(),
         }
     }
 
-    fn star(fm: &ForwardModel, truth: &Theta, names: &[&str], err: f32, plx_err: Option<f32>) -> StarObs {
+    fn star(
+        fm: &ForwardModel,
+        truth: &Theta,
+        names: &[&str],
+        err: f32,
+        plx_err: Option<f32>,
+    ) -> StarObs {
         let bands: Vec<usize> = names.iter().map(|b| fm.bands().id(b).unwrap()).collect();
         let mut m = vec![0f32; bands.len()];
         fm.magnitudes(truth, &bands, &mut m).unwrap();
@@ -274,13 +327,24 @@ mod tests {
             phot: bands
                 .iter()
                 .zip(&m)
-                .map(|(&b, &mag)| Measurement { band: b as u16, mag, err })
+                .map(|(&b, &mag)| Measurement {
+                    band: b as u16,
+                    mag,
+                    err,
+                })
                 .collect(),
             parallax: plx_err.map(|e| ((1000.0 / truth.distance) as f32, e)),
         }
     }
 
-    const SUN_LIKE: Theta = Theta { teff: 5200.0, logg: 4.5, mh: -0.2, av: 0.6, rv: 3.1, distance: 900.0 };
+    const SUN_LIKE: Theta = Theta {
+        teff: 5200.0,
+        logg: 4.5,
+        mh: -0.2,
+        av: 0.6,
+        rv: 3.1,
+        distance: 900.0,
+    };
 
     /// Flow-only sampling with the prior as the proposal: the posterior contains the truth,
     /// a star without photometry gets an unprocessed row, and the same seed gives the same
@@ -288,15 +352,34 @@ mod tests {
     #[test]
     fn flow_only_prior_proposal_contains_truth_and_is_deterministic() {
         let e = engine();
-        let obs = star(&e.fm, &SUN_LIKE, &["gaia_g", "gaia_rp", "tmass_ks"], 0.1, Some(0.3));
-        let empty = StarObs { source_id: 8, phot: vec![], parallax: None };
-        let settings = InferSettings { refine: false, n_samples: 200_000, keep_samples: 10, ..Default::default() };
+        let obs = star(
+            &e.fm,
+            &SUN_LIKE,
+            &["gaia_g", "gaia_rp", "tmass_ks"],
+            0.1,
+            Some(0.3),
+        );
+        let empty = StarObs {
+            source_id: 8,
+            phot: vec![],
+            parallax: None,
+        };
+        let settings = InferSettings {
+            refine: false,
+            n_samples: 200_000,
+            keep_samples: 10,
+            ..Default::default()
+        };
         let r = e.infer(&[obs.clone(), empty], &settings);
         assert_eq!(r.len(), 2);
         assert!(r[1].flags & flags::NOT_PROCESSED != 0);
         let t = &r[0].params[0];
         assert!(r[0].n_eff > 20.0, "n_eff {}", r[0].n_eff);
-        assert!((t.q[0] as f64) < SUN_LIKE.teff && (t.q[4] as f64) > SUN_LIKE.teff, "teff 90% interval {:?}", t.q);
+        assert!(
+            (t.q[0] as f64) < SUN_LIKE.teff && (t.q[4] as f64) > SUN_LIKE.teff,
+            "teff 90% interval {:?}",
+            t.q
+        );
         assert_eq!(r[0].samples.as_ref().unwrap().len(), 10);
         assert_eq!(r[0].n_samples, 200_000);
         assert!(r[0].pareto_k.is_finite() && r[0].log_evidence_se.is_finite());
@@ -309,11 +392,24 @@ mod tests {
     #[test]
     fn adaptive_sampler_agrees_with_mcmc() {
         let e = engine();
-        let obs = star(&e.fm, &SUN_LIKE, &["gaia_g", "gaia_bp", "gaia_rp", "tmass_ks"], 0.02, Some(0.3));
-        let settings = InferSettings { target_n_eff: 400.0, max_samples: 20_000, ..Default::default() };
+        let obs = star(
+            &e.fm,
+            &SUN_LIKE,
+            &["gaia_g", "gaia_bp", "gaia_rp", "tmass_ks"],
+            0.02,
+            Some(0.3),
+        );
+        let settings = InferSettings {
+            target_n_eff: 400.0,
+            max_samples: 20_000,
+            ..Default::default()
+        };
         let is = &e.infer(std::slice::from_ref(&obs), &settings)[0];
         assert!(is.n_eff >= 400.0, "n_eff {}", is.n_eff);
-        assert!(is.n_samples as usize >= settings.pilot_samples, "every sample counted");
+        assert!(
+            is.n_samples as usize >= settings.pilot_samples,
+            "every sample counted"
+        );
         assert!(is.n_modes >= 1);
         let m = mcmc::run(&obs, &e.fm, &e.prior, &e.noise, &McmcConfig::default());
         assert!(m.max_rhat() < 1.02, "reference R-hat {:?}", m.rhat);
@@ -326,13 +422,27 @@ mod tests {
     #[test]
     fn budget_and_flags() {
         let e = engine();
-        let obs = star(&e.fm, &SUN_LIKE, &["gaia_g", "gaia_bp", "gaia_rp", "tmass_j", "tmass_ks"], 0.01, Some(0.05));
-        let settings = InferSettings { target_n_eff: 1e9, max_samples: 600, ..Default::default() };
+        let obs = star(
+            &e.fm,
+            &SUN_LIKE,
+            &["gaia_g", "gaia_bp", "gaia_rp", "tmass_j", "tmass_ks"],
+            0.01,
+            Some(0.05),
+        );
+        let settings = InferSettings {
+            target_n_eff: 1e9,
+            max_samples: 600,
+            ..Default::default()
+        };
         let r = &e.infer(std::slice::from_ref(&obs), &settings)[0];
         assert_eq!(r.n_samples, 600);
         assert!(r.flags & flags::LOW_NEFF != 0, "{}", r.flag_reason);
         assert!((r.sample_efficiency - r.n_eff / 600.0).abs() < 1e-6);
-        assert!(r.best_fit_chi2 < 5.0, "noise-free data fit: chi2 {}", r.best_fit_chi2);
+        assert!(
+            r.best_fit_chi2 < 5.0,
+            "noise-free data fit: chi2 {}",
+            r.best_fit_chi2
+        );
         assert!(r.flags & flags::POOR_FIT == 0);
     }
 }

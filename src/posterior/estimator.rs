@@ -54,8 +54,11 @@ pub fn normalise_weights(log_w: &[f64], out: &mut Weights) {
         out.pareto_k = f64::NAN;
         return;
     }
-    out.w
-        .extend(log_w.iter().map(|&l| if l.is_finite() { fast_exp(l - m) } else { 0.0 }));
+    out.w.extend(
+        log_w
+            .iter()
+            .map(|&l| if l.is_finite() { fast_exp(l - m) } else { 0.0 }),
+    );
     let s: f64 = out.w.iter().sum();
     let s2: f64 = out.w.iter().map(|x| x * x).sum();
     out.log_evidence = m + (s / n as f64).ln();
@@ -116,7 +119,11 @@ impl MixtureLog {
     /// Add a component that has drawn nothing yet, with its log densities at the existing
     /// samples; returns its index.
     pub fn add_component(&mut self, log_q: &[f64]) -> usize {
-        assert_eq!(log_q.len(), self.n_samples(), "a density at every existing sample");
+        assert_eq!(
+            log_q.len(),
+            self.n_samples(),
+            "a density at every existing sample"
+        );
         let c = self.counts.len();
         if self.rel_q.len() <= c {
             self.rel_q.push(Vec::new());
@@ -145,7 +152,10 @@ impl MixtureLog {
         for (c, &n) in drawn.iter().enumerate() {
             if n > 0 {
                 let nf = n as f64;
-                self.sums.iter_mut().zip(&self.rel_q[c]).for_each(|(s, r)| *s += nf * r);
+                self.sums
+                    .iter_mut()
+                    .zip(&self.rel_q[c])
+                    .for_each(|(s, r)| *s += nf * r);
             }
             self.counts[c] += n;
         }
@@ -155,7 +165,11 @@ impl MixtureLog {
                 .filter(|&c| self.counts[c] > 0)
                 .map(at)
                 .fold(f64::NEG_INFINITY, f64::max);
-            let reference = if reference.is_finite() { reference } else { 0.0 };
+            let reference = if reference.is_finite() {
+                reference
+            } else {
+                0.0
+            };
             let mut sum = 0.0;
             for c in 0..k {
                 let r = self.relative(at(c), reference);
@@ -270,7 +284,10 @@ mod tests {
             m.add_component(&[]);
         }
         // component 2 drew nothing: it does not count
-        m.add_samples(&[0.0, (2.0f64).ln(), (4.0f64).ln(), 0.0, 100.0, 100.0], &[1, 3, 0]);
+        m.add_samples(
+            &[0.0, (2.0f64).ln(), (4.0f64).ln(), 0.0, 100.0, 100.0],
+            &[1, 3, 0],
+        );
         // sample 0: (1 * 1 + 3 * 4) / 4; sample 1: (1 * 2 + 3 * 1) / 4
         assert!((m.log_mixture(0) - (13.0f64 / 4.0).ln()).abs() < 1e-12);
         assert!((m.log_mixture(1) - (5.0f64 / 4.0).ln()).abs() < 1e-12);
@@ -293,10 +310,16 @@ mod tests {
         assert_eq!(m.counts, vec![2, 3, 2, 1]);
         assert_eq!(d, 3);
         for i in 0..4 {
-            let terms: Vec<f64> = (0..4).map(|c| (m.counts[c] as f64).ln() + log_q[c][i]).collect();
+            let terms: Vec<f64> = (0..4)
+                .map(|c| (m.counts[c] as f64).ln() + log_q[c][i])
+                .collect();
             let mx = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let fresh = mx + terms.iter().map(|t| (t - mx).exp()).sum::<f64>().ln() - (8f64).ln();
-            assert!((m.log_mixture(i) - fresh).abs() < 1e-9, "sample {i}: {} vs {fresh}", m.log_mixture(i));
+            assert!(
+                (m.log_mixture(i) - fresh).abs() < 1e-9,
+                "sample {i}: {} vs {fresh}",
+                m.log_mixture(i)
+            );
         }
     }
 
@@ -321,7 +344,12 @@ mod tests {
 
     /// Draw `n[c]` samples from each component, weight every sample against the
     /// deterministic mixture, and return (samples, weights).
-    fn dm_sample(comps: &[StudentT], n: &[usize], log_target: impl Fn(&[f64; D]) -> f64, seed: u64) -> (Vec<[f64; D]>, Weights) {
+    fn dm_sample(
+        comps: &[StudentT],
+        n: &[usize],
+        log_target: impl Fn(&[f64; D]) -> f64,
+        seed: u64,
+    ) -> (Vec<[f64; D]>, Weights) {
         let mut rng = Rng::new(seed);
         let mut xs = Vec::new();
         for (c, &k) in comps.iter().zip(n) {
@@ -347,10 +375,18 @@ mod tests {
     fn gaussian_toy_evidence_and_posterior() {
         let mu = [0.3, -1.0, 2.0, 0.0, 0.5, -0.2];
         let log_z = 3.7;
-        let comps = [t_at([0.4, -0.9, 2.1, 0.1, 0.4, -0.3], 1.2, 5.0), t_at([0.0; D], 4.0, 3.0)];
+        let comps = [
+            t_at([0.4, -0.9, 2.1, 0.1, 0.4, -0.3], 1.2, 5.0),
+            t_at([0.0; D], 4.0, 3.0),
+        ];
         let mut estimates = Vec::new();
         for rep in 0..20 {
-            let (xs, w) = dm_sample(&comps, &[1800, 200], |x| log_gauss(x, &mu, 1.0, log_z), 100 + rep);
+            let (xs, w) = dm_sample(
+                &comps,
+                &[1800, 200],
+                |x| log_gauss(x, &mu, 1.0, log_z),
+                100 + rep,
+            );
             let mean0: f64 = xs.iter().zip(&w.w).map(|(x, wi)| x[0] * wi).sum();
             assert!((mean0 - mu[0]).abs() < 0.15, "rep {rep}: mean {mean0}");
             assert!(w.log_evidence_se > 0.0 && w.log_evidence_se < 0.1);
@@ -359,24 +395,49 @@ mod tests {
         let m = estimates.iter().map(|e| e.0).sum::<f64>() / 20.0;
         let sd = (estimates.iter().map(|e| (e.0 - m).powi(2)).sum::<f64>() / 19.0).sqrt();
         let se = estimates.iter().map(|e| e.1).sum::<f64>() / 20.0;
-        assert!((m - log_z).abs() < 4.0 * se / (20f64).sqrt() + 0.01, "log Z {m} vs {log_z}");
-        assert!(sd < 2.0 * se && sd > 0.3 * se, "scatter {sd} vs reported {se}");
+        assert!(
+            (m - log_z).abs() < 4.0 * se / (20f64).sqrt() + 0.01,
+            "log Z {m} vs {log_z}"
+        );
+        assert!(
+            sd < 2.0 * se && sd > 0.3 * se,
+            "scatter {sd} vs reported {se}"
+        );
     }
 
     /// Two modes with masses 0.3 and 0.7, a component at each: the weights give the mode
     /// masses.
     #[test]
     fn two_mode_target_keeps_both_masses() {
-        let (a, b) = ([-3.0, 0.0, 0.0, 0.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        let (a, b) = (
+            [-3.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            [3.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        );
         let target = |x: &[f64; D]| {
-            let (la, lb) = (log_gauss(x, &a, 0.5, 0.3f64.ln()), log_gauss(x, &b, 0.5, 0.7f64.ln()));
+            let (la, lb) = (
+                log_gauss(x, &a, 0.5, 0.3f64.ln()),
+                log_gauss(x, &b, 0.5, 0.7f64.ln()),
+            );
             la.max(lb) + ((la - la.max(lb)).exp() + (lb - la.max(lb)).exp()).ln()
         };
-        let comps = [t_at(a, 0.7, 5.0), t_at(b, 0.7, 5.0), t_at([0.0; D], 5.0, 3.0)];
+        let comps = [
+            t_at(a, 0.7, 5.0),
+            t_at(b, 0.7, 5.0),
+            t_at([0.0; D], 5.0, 3.0),
+        ];
         let (xs, w) = dm_sample(&comps, &[1000, 1000, 200], target, 7);
-        let frac_a: f64 = xs.iter().zip(&w.w).filter(|(x, _)| x[0] < 0.0).map(|(_, wi)| wi).sum();
+        let frac_a: f64 = xs
+            .iter()
+            .zip(&w.w)
+            .filter(|(x, _)| x[0] < 0.0)
+            .map(|(_, wi)| wi)
+            .sum();
         assert!((frac_a - 0.3).abs() < 0.03, "mass of mode a {frac_a}");
-        assert!(w.log_evidence.abs() < 0.05, "log Z {} (the target integrates to 1)", w.log_evidence);
+        assert!(
+            w.log_evidence.abs() < 0.05,
+            "log Z {} (the target integrates to 1)",
+            w.log_evidence
+        );
         assert!(w.pareto_k < 0.5, "k-hat {}", w.pareto_k);
     }
 
@@ -385,22 +446,36 @@ mod tests {
     /// Pareto k-hat warns at small samples; without it the mass is lost.
     #[test]
     fn missed_mode_is_recovered_through_the_defensive_component() {
-        let (a, b) = ([-3.0, 0.0, 0.0, 0.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        let (a, b) = (
+            [-3.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            [3.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        );
         let target = |x: &[f64; D]| {
-            let (la, lb) = (log_gauss(x, &a, 1.0, 0.3f64.ln()), log_gauss(x, &b, 1.0, 0.7f64.ln()));
+            let (la, lb) = (
+                log_gauss(x, &a, 1.0, 0.3f64.ln()),
+                log_gauss(x, &b, 1.0, 0.7f64.ln()),
+            );
             la.max(lb) + ((la - la.max(lb)).exp() + (lb - la.max(lb)).exp()).ln()
         };
         // a near-Gaussian main component, whose tails do not reach the other mode
         let comps = [t_at(b, 1.3, 100.0), t_at([0.0; D], 2.5, 3.0)];
         let mass_a = |n_main: usize, n_def: usize, seed: u64| {
             let (xs, w) = dm_sample(&comps, &[n_main, n_def], target, seed);
-            let f: f64 = xs.iter().zip(&w.w).filter(|(x, _)| x[0] < 0.0).map(|(_, wi)| wi).sum();
+            let f: f64 = xs
+                .iter()
+                .zip(&w.w)
+                .filter(|(x, _)| x[0] < 0.0)
+                .map(|(_, wi)| wi)
+                .sum();
             (f, w.pareto_k)
         };
         let (small, k_small) = mass_a(400, 40, 3);
         let (large, _) = mass_a(100_000, 100_000, 4);
         assert!((large - 0.3).abs() < 0.03, "large sample: mass {large}");
-        assert!(k_small > 0.7 || (small - 0.3).abs() < 0.1, "small sample: mass {small}, k {k_small}");
+        assert!(
+            k_small > 0.7 || (small - 0.3).abs() < 0.1,
+            "small sample: mass {small}, k {k_small}"
+        );
         // without it the same sample size badly underestimates the missed mode, with a k-hat
         // that looks harmless: why the engine always keeps a defensive share
         let (none, _) = mass_a(200_000, 0, 5);

@@ -14,7 +14,7 @@
 //! same table (plus R-hat and ESS columns).
 
 use super::chains::rhat_and_ess;
-use super::coords::{theta_of_s, s_of};
+use super::coords::{s_of, theta_of_s};
 use super::estimator::normalise;
 use super::target::StarTarget;
 use super::{flags, ChainDiagnostics, Engine, InferSettings, ParamSummary, StarResult, QUANTILES};
@@ -95,7 +95,15 @@ impl McmcResult {
 
     /// Posterior summaries of the kept samples (the same quantiles as importance sampling).
     pub fn summaries(&self) -> [ParamSummary; 6] {
-        let levels = [0.025, QUANTILES[0], QUANTILES[1], QUANTILES[2], QUANTILES[3], QUANTILES[4], 0.975];
+        let levels = [
+            0.025,
+            QUANTILES[0],
+            QUANTILES[1],
+            QUANTILES[2],
+            QUANTILES[3],
+            QUANTILES[4],
+            0.975,
+        ];
         let mut vals = vec![0f64; self.samples.len()];
         std::array::from_fn(|p| {
             for (v, s) in vals.iter_mut().zip(&self.samples) {
@@ -137,8 +145,15 @@ fn unweighted_quantiles(vals: &mut [f64], levels: &[f64; 7]) -> [f64; 7] {
 
 /// Walkers from importance resampling of prior draws by their likelihood (systematic),
 /// jittered so that duplicated draws become distinct walkers.
-fn initial_walkers(target: &StarTarget, cfg: &McmcConfig, rng: &mut Rng, evals: &mut usize) -> Vec<[f64; 6]> {
-    let draws: Vec<Theta> = (0..cfg.init_draws).map(|_| target.prior.sample(rng)).collect();
+fn initial_walkers(
+    target: &StarTarget,
+    cfg: &McmcConfig,
+    rng: &mut Rng,
+    evals: &mut usize,
+) -> Vec<[f64; 6]> {
+    let draws: Vec<Theta> = (0..cfg.init_draws)
+        .map(|_| target.prior.sample(rng))
+        .collect();
     let mut scratch = Vec::new();
     let log_w: Vec<f64> = draws
         .iter()
@@ -172,7 +187,14 @@ const DE_SHARE: f64 = 0.5;
 /// move (Goodman & Weare 2010) or a differential-evolution move (ter Braak 2006; step
 /// 2.38 / sqrt(2 d), one in ten of them 1 to jump between modes). Both are affine
 /// invariant. Returns the proposal and the log of its acceptance factor.
-fn propose(pos: &[[f64; 6]], i: usize, olo: usize, ohi: usize, a: f64, rng: &mut Rng) -> ([f64; 6], f64) {
+fn propose(
+    pos: &[[f64; 6]],
+    i: usize,
+    olo: usize,
+    ohi: usize,
+    a: f64,
+    rng: &mut Rng,
+) -> ([f64; 6], f64) {
     let n = ohi - olo;
     if rng.chance(DE_SHARE) {
         let j = olo + rng.below(n);
@@ -180,8 +202,14 @@ fn propose(pos: &[[f64; 6]], i: usize, olo: usize, ohi: usize, a: f64, rng: &mut
         if k >= j {
             k += 1;
         }
-        let gamma = if rng.chance(0.1) { 1.0 } else { 2.38 / (12f64).sqrt() };
-        let prop = std::array::from_fn(|d| pos[i][d] + gamma * (pos[j][d] - pos[k][d]) + 1e-8 * rng.normal());
+        let gamma = if rng.chance(0.1) {
+            1.0
+        } else {
+            2.38 / (12f64).sqrt()
+        };
+        let prop = std::array::from_fn(|d| {
+            pos[i][d] + gamma * (pos[j][d] - pos[k][d]) + 1e-8 * rng.normal()
+        });
         (prop, 0.0)
     } else {
         let j = olo + rng.below(n);
@@ -193,15 +221,28 @@ fn propose(pos: &[[f64; 6]], i: usize, olo: usize, ohi: usize, a: f64, rng: &mut
 }
 
 /// Run the ensemble sampler for one star.
-pub fn run(star: &StarObs, fm: &ForwardModel, prior: &Prior, noise: &NoiseModel, cfg: &McmcConfig) -> McmcResult {
+pub fn run(
+    star: &StarObs,
+    fm: &ForwardModel,
+    prior: &Prior,
+    noise: &NoiseModel,
+    cfg: &McmcConfig,
+) -> McmcResult {
     let t0 = Instant::now();
     let prep = PreparedStar::new(star, noise);
-    let target = StarTarget { fm, prior, prep: &prep };
+    let target = StarTarget {
+        fm,
+        prior,
+        prep: &prep,
+    };
     let mut rng = Rng::for_keys(cfg.seed, &[star.source_id as u64, 0x3C3C]);
     let mut evals = 0usize;
     let mut pos = initial_walkers(&target, cfg, &mut rng, &mut evals);
     let mut mags = Vec::new();
-    let mut lp: Vec<f64> = pos.iter().map(|v| target.log_post_s(v, &mut mags)).collect();
+    let mut lp: Vec<f64> = pos
+        .iter()
+        .map(|v| target.log_post_s(v, &mut mags))
+        .collect();
     let nw = cfg.walkers;
     evals += nw;
     let half = nw / 2;
@@ -252,7 +293,12 @@ pub fn diagnostics(samples: &[[f64; 6]], walkers: usize) -> ([f64; 6], [f64; 6])
     let mut ess = [0f64; 6];
     for p in 0..6 {
         let chains: Vec<Vec<f64>> = (0..walkers)
-            .map(|w| (0..n).step_by(thin).map(|s| samples[s * walkers + w][p]).collect())
+            .map(|w| {
+                (0..n)
+                    .step_by(thin)
+                    .map(|s| samples[s * walkers + w][p])
+                    .collect()
+            })
             .collect();
         let (r, e) = rhat_and_ess(&chains);
         rhat[p] = r;
@@ -293,7 +339,11 @@ impl McmcEngine {
             Selection::Ids(ids) => ids.contains(&star.source_id),
         };
         if !selected {
-            return StarResult::unprocessed(star.source_id, 0, "not selected for the reference MCMC".into());
+            return StarResult::unprocessed(
+                star.source_id,
+                0,
+                "not selected for the reference MCMC".into(),
+            );
         }
         let m = run(star, &self.fm, &self.prior, &self.noise, &self.cfg);
         let n = m.samples.len();
@@ -346,7 +396,12 @@ impl Engine for McmcEngine {
     }
 
     fn band_names(&self) -> Vec<String> {
-        self.fm.bands().names().into_iter().map(String::from).collect()
+        self.fm
+            .bands()
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect()
     }
 
     fn infer(&self, stars: &[StarObs], _settings: &InferSettings) -> Vec<StarResult> {
@@ -355,7 +410,11 @@ impl Engine for McmcEngine {
             .with_max_len(1)
             .map(|s| {
                 if s.phot.is_empty() {
-                    StarResult::unprocessed(s.source_id, flags::NO_USABLE_BANDS, "no usable photometric band".into())
+                    StarResult::unprocessed(
+                        s.source_id,
+                        flags::NO_USABLE_BANDS,
+                        "no usable photometric band".into(),
+                    )
                 } else {
                     self.star_result(s)
                 }

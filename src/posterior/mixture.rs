@@ -184,7 +184,12 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         let mut m = FIRST_ROUND.min(budget - drawn);
         loop {
             let t0 = std::time::Instant::now();
-            let plan = RoundPlan { m, defensive, flow, active: &active };
+            let plan = RoundPlan {
+                m,
+                defensive,
+                flow,
+                active: &active,
+            };
             drawn += self.round(&plan, round, w);
             self.clock.add(Stage::Mixture, t0);
             let n_eff = w.weights.n_eff;
@@ -197,14 +202,21 @@ impl<P: Proposal> MixtureSampler<'_, P> {
             self.clock.add(Stage::Adapt, t0);
             let eff = (n_eff / w.samples.len().max(1) as f64).max(0.02);
             let need = ((set.target_n_eff as f64 - n_eff) / eff).ceil() as usize;
-            m = need.clamp(MIN_ROUND, LATER_ROUND.max(w.samples.len() / 4)).min(budget - drawn);
+            m = need
+                .clamp(MIN_ROUND, LATER_ROUND.max(w.samples.len() / 4))
+                .min(budget - drawn);
             round += 1;
         }
     }
 
     /// t components at the modes (shares by Laplace mass), or one fitted to the pilot
     /// when no mode was found.
-    fn modal_components(&self, pilot: &Pilot, modes: &[Mode], w: &mut MixtureWork) -> Vec<(usize, f64)> {
+    fn modal_components(
+        &self,
+        pilot: &Pilot,
+        modes: &[Mode],
+        w: &mut MixtureWork,
+    ) -> Vec<(usize, f64)> {
         let mut modal = Vec::new();
         for m in modes {
             if let Some(t) = StudentT::new(m.v, &m.cov, NU) {
@@ -218,7 +230,11 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         }
         let best = modal.iter().map(|a| a.1).fold(f64::NEG_INFINITY, f64::max);
         for a in modal.iter_mut() {
-            a.1 = if best.is_finite() { (a.1 - best).exp() } else { 1.0 };
+            a.1 = if best.is_finite() {
+                (a.1 - best).exp()
+            } else {
+                1.0
+            };
         }
         normalise_shares(&mut modal);
         modal
@@ -232,7 +248,9 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         let mut rng = Rng::for_keys(self.seed, &[2 + round as u64]);
         self.draw(plan, round, &mut rng, w);
         self.extend_densities(from, w);
-        w.samples.mix.log_weights(&w.samples.log_target, &mut w.log_w);
+        w.samples
+            .mix
+            .log_weights(&w.samples.log_target, &mut w.log_w);
         normalise_weights(&w.log_w, &mut w.weights);
         w.samples.len() - from
     }
@@ -246,11 +264,13 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         s.log_lik.extend_from_slice(p.log_lik);
         s.log_jac.extend(p.theta.iter().map(log_ds_dtheta));
         for i in 0..p.theta.len() {
-            s.log_target.push(p.log_prior[i] + p.log_lik[i] - s.log_jac[i]);
+            s.log_target
+                .push(p.log_prior[i] + p.log_lik[i] - s.log_jac[i]);
         }
         let c = s.mix.add_component(&[]);
         w.dens.clear();
-        w.dens.extend(p.log_q.iter().zip(&s.log_jac).map(|(q, j)| q - j));
+        w.dens
+            .extend(p.log_q.iter().zip(&s.log_jac).map(|(q, j)| q - j));
         s.mix.add_samples(&w.dens, &[p.theta.len()]);
         s.comps.push(Component::Flow);
         c
@@ -267,7 +287,13 @@ impl<P: Proposal> MixtureSampler<'_, P> {
     }
 
     /// A component's log density (as a density in s) at samples `range`.
-    fn density(&self, comp: &Component, range: std::ops::Range<usize>, s: &Samples, out: &mut Vec<f64>) {
+    fn density(
+        &self,
+        comp: &Component,
+        range: std::ops::Range<usize>,
+        s: &Samples,
+        out: &mut Vec<f64>,
+    ) {
         let jac = &s.log_jac[range.clone()];
         match comp {
             Component::Flow => {
@@ -284,8 +310,18 @@ impl<P: Proposal> MixtureSampler<'_, P> {
     /// is in the mixture), the rest split over the active t components by their shares.
     fn draw(&self, plan: &RoundPlan, round: usize, rng: &mut Rng, w: &mut MixtureWork) {
         let m = plan.m;
-        let share = |f: f64| if f > 0.0 { ((f * m as f64).round() as usize).clamp(1, m) } else { 0 };
-        let n_def = if plan.active.is_empty() { m } else { share(self.settings.defensive_fraction) };
+        let share = |f: f64| {
+            if f > 0.0 {
+                ((f * m as f64).round() as usize).clamp(1, m)
+            } else {
+                0
+            }
+        };
+        let n_def = if plan.active.is_empty() {
+            m
+        } else {
+            share(self.settings.defensive_fraction)
+        };
         let n_flow = match plan.flow {
             Some(_) if !plan.active.is_empty() => share(self.settings.flow_share).min(m - n_def),
             _ => 0,
@@ -300,7 +336,10 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         if let (Some(c), true) = (plan.flow, n_flow > 0) {
             let (th, lq) = &mut w.draws;
             let seed = derive_seed(self.seed, &[0xF10, round as u64]);
-            let (cond, star) = (std::slice::from_ref(self.cond), std::slice::from_ref(self.star));
+            let (cond, star) = (
+                std::slice::from_ref(self.cond),
+                std::slice::from_ref(self.star),
+            );
             self.proposal.sample(cond, star, n_flow, &[seed], th, lq);
             s.s.extend(th.iter().map(s_of));
             s.theta.extend_from_slice(th);
@@ -308,7 +347,9 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         }
         let counts = split_counts(m - n_def - n_flow, plan.active);
         for (&(c, _), &k) in plan.active.iter().zip(&counts) {
-            let Component::T(t) = &s.comps[c] else { unreachable!("only t components draw") };
+            let Component::T(t) = &s.comps[c] else {
+                unreachable!("only t components draw")
+            };
             for _ in 0..k {
                 let (th, v, _) = t.sample_theta(rng);
                 s.theta.push(th);
@@ -321,8 +362,12 @@ impl<P: Proposal> MixtureSampler<'_, P> {
     /// Targets of the samples from `from` on, and every component's density there.
     fn extend_densities(&self, from: usize, w: &mut MixtureWork) {
         let s = &mut w.samples;
-        self.target
-            .eval_many(&s.theta[from..], &mut w.mags, &mut s.log_prior, &mut s.log_lik);
+        self.target.eval_many(
+            &s.theta[from..],
+            &mut w.mags,
+            &mut s.log_prior,
+            &mut s.log_lik,
+        );
         for i in from..s.len() {
             let lj = log_ds_dtheta(&s.theta[i]);
             s.log_jac.push(lj);
@@ -338,13 +383,20 @@ impl<P: Proposal> MixtureSampler<'_, P> {
     /// The components of the next round: refitted ones for the first MAX_REFITS rounds;
     /// then those that carry mass, by their responsibility for it, plus one new IMIS
     /// component.
-    fn adapt(&self, active: &[(usize, f64)], round: usize, w: &mut MixtureWork) -> Vec<(usize, f64)> {
+    fn adapt(
+        &self,
+        active: &[(usize, f64)],
+        round: usize,
+        w: &mut MixtureWork,
+    ) -> Vec<(usize, f64)> {
         if round < MAX_REFITS {
             return self.refit(active, w);
         }
         // every t component that drew keeps drawing by the mass it carries ...
         let all_t: Vec<(usize, f64)> = (0..w.samples.comps.len())
-            .filter(|&c| matches!(w.samples.comps[c], Component::T(_)) && w.samples.mix.counts[c] > 0)
+            .filter(|&c| {
+                matches!(w.samples.comps[c], Component::T(_)) && w.samples.mix.counts[c] > 0
+            })
             .map(|c| (c, 1.0))
             .collect();
         let mut next = shares_by_responsibility(&all_t, &w.samples.mix, &w.weights.w);
@@ -354,7 +406,8 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         if w.samples.comps.len() < MAX_COMPONENTS {
             if let Some(c) = self.imis_component(active, w) {
                 let total: f64 = next.iter().map(|a| a.1).sum();
-                next.iter_mut().for_each(|a| a.1 *= (1.0 - IMIS_SHARE) / total);
+                next.iter_mut()
+                    .for_each(|a| a.1 *= (1.0 - IMIS_SHARE) / total);
                 next.push((c, IMIS_SHARE));
             }
         }
@@ -371,7 +424,9 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         for (j, &(c, _)) in active.iter().enumerate() {
             let omega = |i: usize| resp[i * k + j];
             let mass: f64 = (0..w.samples.len()).map(omega).sum();
-            let Component::T(old) = &w.samples.comps[c] else { unreachable!("only t components draw") };
+            let Component::T(old) = &w.samples.comps[c] else {
+                unreachable!("only t components draw")
+            };
             let refitted = weighted_moments(&w.samples.s, omega)
                 .filter(|m| m.2 >= MIN_REFIT_NEFF)
                 .and_then(|(mean, cov, neff)| refit_t(old, mean, &cov, neff));
@@ -394,7 +449,12 @@ impl<P: Proposal> MixtureSampler<'_, P> {
     /// IMIS: a t at the sample of largest weight, with the posterior's local Gauss-Newton
     /// covariance there; returns its index.
     fn imis_component(&self, active: &[(usize, f64)], w: &mut MixtureWork) -> Option<usize> {
-        let (i, _) = w.weights.w.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
+        let (i, _) = w
+            .weights
+            .w
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))?;
         let s = w.samples.s[i];
         let nu = active
             .iter()
@@ -433,7 +493,11 @@ fn responsibilities(active: &[(usize, f64)], mix: &MixtureLog, w: &[f64]) -> Vec
 /// New shares from the posterior mass each component is responsible for,
 /// sum_i w_i n_c q_c(x_i) / sum_k n_k q_k(x_i) (D-kernel population Monte Carlo, Douc et
 /// al. 2007), floored at MIN_SHARE; components without samples keep their share.
-fn shares_by_responsibility(active: &[(usize, f64)], mix: &MixtureLog, w: &[f64]) -> Vec<(usize, f64)> {
+fn shares_by_responsibility(
+    active: &[(usize, f64)],
+    mix: &MixtureLog,
+    w: &[f64],
+) -> Vec<(usize, f64)> {
     let mut out: Vec<(usize, f64)> = active
         .iter()
         .map(|&(c, share)| {
@@ -469,7 +533,10 @@ fn normalise_shares(active: &mut [(usize, f64)]) {
 
 /// Split `m` samples over components by share, largest remainders first.
 fn split_counts(m: usize, active: &[(usize, f64)]) -> Vec<usize> {
-    let mut counts: Vec<usize> = active.iter().map(|a| (a.1 * m as f64).floor() as usize).collect();
+    let mut counts: Vec<usize> = active
+        .iter()
+        .map(|a| (a.1 * m as f64).floor() as usize)
+        .collect();
     let mut rest = m - counts.iter().sum::<usize>().min(m);
     let mut order: Vec<usize> = (0..active.len()).collect();
     let remainder = |k: usize| active[k].1 * m as f64 - counts[k] as f64;
@@ -510,7 +577,13 @@ fn fallback_t(p: &Pilot) -> Option<StudentT> {
     let fit = if wts.n_eff >= 2.0 {
         weighted_moments(p.s, |i| wts.w[i])
     } else {
-        weighted_moments(p.s, |i| if p.s[i].iter().all(|x| x.is_finite()) { 1.0 } else { 0.0 })
+        weighted_moments(p.s, |i| {
+            if p.s[i].iter().all(|x| x.is_finite()) {
+                1.0
+            } else {
+                0.0
+            }
+        })
     };
     let (mean, mut cov, _) = fit?;
     for (i, row) in cov.iter_mut().enumerate() {

@@ -26,7 +26,14 @@ const PRIOR_STEP: [f64; D] = [0.005, 0.05, 0.05, 1e-3, 1e-3, 1e-4];
 /// Ridge added to the Hessian: a very broad Gaussian (sigma 0.3 dex in Teff, 3 in log g and
 /// [M/H], 5 mag in A_V, 2 in R_V, 2 dex in distance) so that directions neither the data
 /// nor the prior constrain stay invertible.
-const RIDGE: [f64; D] = [1.0 / 0.09, 1.0 / 9.0, 1.0 / 9.0, 1.0 / 25.0, 1.0 / 4.0, 1.0 / 4.0];
+const RIDGE: [f64; D] = [
+    1.0 / 0.09,
+    1.0 / 9.0,
+    1.0 / 9.0,
+    1.0 / 25.0,
+    1.0 / 4.0,
+    1.0 / 4.0,
+];
 /// Largest step per coordinate per iteration (a trust region against wild first steps).
 const MAX_STEP: [f64; D] = [0.05, 0.5, 0.5, 0.5, 0.5, 0.3];
 /// Iterations per search and rejected trial steps per iteration.
@@ -180,7 +187,11 @@ fn linearise(target: &StarTarget, v: &[f64; D], s: &mut ModeScratch) -> Option<L
         let ok = residuals(target, row, s.thetas[i + 1].distance, ri);
         for k in 0..m {
             // a step that leaves the model's support: no slope information along i
-            s.jac[k * D + i] = if ok { (ri[k] - r0[k]) / JAC_STEP[i] } else { 0.0 };
+            s.jac[k * D + i] = if ok {
+                (ri[k] - r0[k]) / JAC_STEP[i]
+            } else {
+                0.0
+            };
         }
     }
     let chi2: f64 = r0.iter().map(|x| x * x).sum();
@@ -217,7 +228,12 @@ fn prior_derivatives(target: &StarTarget, v: &[f64; D]) -> ([f64; D], [[f64; D];
     for i in 0..3 {
         for j in i + 1..3 {
             let (ei, ej) = (PRIOR_STEP[i], PRIOR_STEP[j]);
-            let c = [at(i, ei, j, ej), at(i, ei, j, -ej), at(i, -ei, j, ej), at(i, -ei, j, -ej)];
+            let c = [
+                at(i, ei, j, ej),
+                at(i, ei, j, -ej),
+                at(i, -ei, j, ej),
+                at(i, -ei, j, -ej),
+            ];
             if c.iter().all(|x| x.is_finite()) {
                 h[i][j] = -(c[0] - c[1] - c[2] + c[3]) / (4.0 * ei * ej);
                 h[j][i] = h[i][j];
@@ -245,7 +261,11 @@ fn prior_derivatives(target: &StarTarget, v: &[f64; D]) -> ([f64; D], [[f64; D];
 
 /// Gauss-Newton Hessian of -log p at v (J^T J + prior curvature + ridge), row-major, and
 /// the gradient J^T r - grad Q. Needs `linearise` at v first (s.r, s.jac).
-fn normal_equations(target: &StarTarget, v: &[f64; D], s: &ModeScratch) -> ([f64; D * D], [f64; D]) {
+fn normal_equations(
+    target: &StarTarget,
+    v: &[f64; D],
+    s: &ModeScratch,
+) -> ([f64; D * D], [f64; D]) {
     let m = target.n_measurements();
     let (gq, hq) = prior_derivatives(target, v);
     let mut hess = [0f64; D * D];
@@ -395,11 +415,17 @@ fn laplace(
 
 /// The Gauss-Newton covariance of the posterior at any point v (not only at a mode): the
 /// local shape used for components added where the mixture under-covers the posterior.
-pub fn local_covariance(target: &StarTarget, v: &[f64; D], s: &mut ModeScratch) -> Option<[[f64; D]; D]> {
+pub fn local_covariance(
+    target: &StarTarget,
+    v: &[f64; D],
+    s: &mut ModeScratch,
+) -> Option<[[f64; D]; D]> {
     linearise(target, v, s)?;
     let (hess, _) = normal_equations(target, v, s);
     let inv = spd_inverse(&hess, D)?;
-    Some(std::array::from_fn(|i| std::array::from_fn(|j| inv[i * D + j])))
+    Some(std::array::from_fn(|i| {
+        std::array::from_fn(|j| inv[i * D + j])
+    }))
 }
 
 /// Extra starting points across evolutionary states, from a solution v: the same Teff,
@@ -464,7 +490,11 @@ pub fn temperature_profile_starts(
     // the nuisance parameters start from the prior's typical values, not from v's (a
     // search that went wrong often ends at an extreme [M/H] or R_V)
     let cfg = &target.prior.config;
-    let mh0 = cfg.mh_mixture.iter().max_by(|a, b| a.0.total_cmp(&b.0)).map_or(0.0, |c| c.1);
+    let mh0 = cfg
+        .mh_mixture
+        .iter()
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map_or(0.0, |c| c.1);
     let mut pts: Vec<[f64; D]> = Vec::new();
     let mut lt = lo + 0.5 * STEP;
     while lt < hi {
@@ -499,13 +529,15 @@ pub fn temperature_profile_starts(
     // the profile: a few iterations of the search at each fixed Teff
     let score: Vec<f64> = pts
         .iter_mut()
-        .map(|p| match descend(target, p, &[], scratch, PROFILE_ITER, Some(0)) {
-            Some((w, lin, _)) => {
-                *p = w;
-                -lin.f
-            }
-            None => f64::NEG_INFINITY,
-        })
+        .map(
+            |p| match descend(target, p, &[], scratch, PROFILE_ITER, Some(0)) {
+                Some((w, lin, _)) => {
+                    *p = w;
+                    -lin.f
+                }
+                None => f64::NEG_INFINITY,
+            },
+        )
         .collect();
     let n = pts.len();
     let mut peaks: Vec<usize> = (0..n)
@@ -533,7 +565,12 @@ fn likely_logg(target: &StarTarget, lt: f64, logg: f64, mh: f64) -> Option<f64> 
 /// Weighted least squares of the observed minus model magnitudes (at A_V = 0, 10 pc) on
 /// A_V k_b + dmh l_b + mu, with slopes k_b = m(A_V = 1) - m(A_V = 0) and
 /// l_b = (m([M/H] + 0.3) - m) / 0.3: returns (A_V in [0, 10], dmh in [-1, 1], mu).
-fn fit_extinction_metallicity_modulus(target: &StarTarget, m0: &[f32], m1: &[f32], m2: &[f32]) -> (f64, f64, f64) {
+fn fit_extinction_metallicity_modulus(
+    target: &StarTarget,
+    m0: &[f32],
+    m1: &[f32],
+    m2: &[f32],
+) -> (f64, f64, f64) {
     let solve = |use_av: bool| -> Option<[f64; 3]> {
         let mut a = [0f64; 9];
         let mut b = [0f64; 3];
@@ -580,7 +617,9 @@ pub fn select_starts(v: &[[f64; D]], log_target: &[f64], max: usize) -> Vec<usiz
     /// Distance scales of distinct starts: 0.02 dex Teff, 0.3 in log g and [M/H], 0.15 mag
     /// in A_V, 0.5 in R_V, 0.05 dex distance.
     const START_SCALE: [f64; D] = [0.02, 0.3, 0.3, 0.15, 0.5, 0.05];
-    let mut order: Vec<usize> = (0..v.len()).filter(|&i| log_target[i].is_finite()).collect();
+    let mut order: Vec<usize> = (0..v.len())
+        .filter(|&i| log_target[i].is_finite())
+        .collect();
     order.sort_by(|&a, &b| log_target[b].total_cmp(&log_target[a]));
     let mut picked: Vec<usize> = Vec::with_capacity(max);
     for i in order {
@@ -605,14 +644,16 @@ mod tests {
     use super::*;
     use crate::likelihood::{Measurement, NoiseModel, PreparedStar, StarObs};
     use crate::physics::ForwardModel;
-    use crate::prior::Prior;
     use crate::posterior::coords::s_of;
+    use crate::prior::Prior;
 
     fn star(fm: &ForwardModel, truth: &Theta, err: f32) -> StarObs {
-        let bands: Vec<usize> = ["gaia_g", "gaia_bp", "gaia_rp", "tmass_j", "tmass_ks", "wise_w1"]
-            .iter()
-            .map(|b| fm.bands().id(b).unwrap())
-            .collect();
+        let bands: Vec<usize> = [
+            "gaia_g", "gaia_bp", "gaia_rp", "tmass_j", "tmass_ks", "wise_w1",
+        ]
+        .iter()
+        .map(|b| fm.bands().id(b).unwrap())
+        .collect();
         let mut m = vec![0f32; bands.len()];
         fm.magnitudes(truth, &bands, &mut m).unwrap();
         StarObs {
@@ -620,7 +661,11 @@ mod tests {
             phot: bands
                 .iter()
                 .zip(&m)
-                .map(|(&b, &mag)| Measurement { band: b as u16, mag, err })
+                .map(|(&b, &mag)| Measurement {
+                    band: b as u16,
+                    mag,
+                    err,
+                })
                 .collect(),
             parallax: Some(((1000.0 / truth.distance) as f32, 0.02)),
         }
@@ -634,19 +679,43 @@ mod tests {
         let fm = ForwardModel::embedded();
         let prior = Prior::default_embedded();
         let noise = NoiseModel::default_for(fm);
-        let truth = Theta { teff: 5600.0, logg: 4.4, mh: -0.1, av: 0.4, rv: 3.1, distance: 300.0 };
+        let truth = Theta {
+            teff: 5600.0,
+            logg: 4.4,
+            mh: -0.1,
+            av: 0.4,
+            rv: 3.1,
+            distance: 300.0,
+        };
         let obs = star(fm, &truth, 0.01);
         let prep = PreparedStar::new(&obs, &noise);
-        let target = StarTarget { fm, prior, prep: &prep };
-        let start = s_of(&Theta { teff: 6400.0, logg: 4.0, av: 1.2, distance: 380.0, ..truth });
+        let target = StarTarget {
+            fm,
+            prior,
+            prep: &prep,
+        };
+        let start = s_of(&Theta {
+            teff: 6400.0,
+            logg: 4.0,
+            av: 1.2,
+            distance: 380.0,
+            ..truth
+        });
         let mut s = ModeScratch::default();
         let m = find_mode(&target, &start, &[], &mut s).expect("a mode");
         let mut mags = Vec::new();
         let at_truth = target.log_post_s(&s_of(&truth), &mut mags);
-        assert!(m.log_post_s >= at_truth - 1e-3, "mode {} < truth {at_truth}", m.log_post_s);
+        assert!(
+            m.log_post_s >= at_truth - 1e-3,
+            "mode {} < truth {at_truth}",
+            m.log_post_s
+        );
         let t = theta_of_s(&m.v);
         assert!((t.teff - truth.teff).abs() < 150.0, "mode {t:?}");
-        assert!((t.distance / truth.distance - 1.0).abs() < 0.03, "mode {t:?}");
+        assert!(
+            (t.distance / truth.distance - 1.0).abs() < 0.03,
+            "mode {t:?}"
+        );
         // the covariance: one conditional sigma along log10 Teff (the others held) drops
         // log p by about 0.5
         let flat: Vec<f64> = m.cov.iter().flatten().copied().collect();
@@ -655,7 +724,10 @@ mod tests {
         let mut w = m.v;
         w[0] += sd;
         let drop = m.log_post_s - target.log_post_s(&w, &mut mags);
-        assert!(drop > 0.2 && drop < 1.5, "drop over one sigma {drop} (sd {sd})");
+        assert!(
+            drop > 0.2 && drop < 1.5,
+            "drop over one sigma {drop} (sd {sd})"
+        );
         // a second search from near the mode is recognised as a duplicate
         let near: [f64; D] = std::array::from_fn(|i| m.v[i] + 0.5 * m.cov[i][i].sqrt());
         assert!(find_mode(&target, &near, std::slice::from_ref(&m), &mut s).is_none());
@@ -664,9 +736,16 @@ mod tests {
 
     #[test]
     fn starts_are_distinct_and_best_first() {
-        let v = vec![[3.7, 4.4, 0.0, 0.0, 0.0, 2.5], [3.701, 4.41, 0.0, 0.0, 0.0, 2.5], [3.7, 2.5, 0.0, 0.0, 0.0, 3.3]];
+        let v = vec![
+            [3.7, 4.4, 0.0, 0.0, 0.0, 2.5],
+            [3.701, 4.41, 0.0, 0.0, 0.0, 2.5],
+            [3.7, 2.5, 0.0, 0.0, 0.0, 3.3],
+        ];
         let lt = [-10.0, -5.0, -20.0];
         assert_eq!(select_starts(&v, &lt, 3), vec![1, 2]);
-        assert_eq!(select_starts(&v, &[f64::NEG_INFINITY; 3], 3), Vec::<usize>::new());
+        assert_eq!(
+            select_starts(&v, &[f64::NEG_INFINITY; 3], 3),
+            Vec::<usize>::new()
+        );
     }
 }

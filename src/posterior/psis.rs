@@ -21,7 +21,9 @@ pub fn pareto_k_hat(log_w: &[f64]) -> f64 {
     // the m largest log weights and the cutoff (the (m+1)-th largest)
     let mut sorted: Vec<f64> = log_w.to_vec();
     let k = s - m - 1;
-    sorted.select_nth_unstable_by(k, |a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    sorted.select_nth_unstable_by(k, |a, b| {
+        a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal)
+    });
     let cutoff = sorted[k];
     let mut tail: Vec<f64> = sorted[k + 1..]
         .iter()

@@ -145,7 +145,11 @@ impl StudentT {
     /// Whitened offset L^-1 (v - mean).
     #[inline]
     fn whiten(&self, v: &[f64; D]) -> [f64; D] {
-        std::array::from_fn(|i| (0..=i).map(|j| self.chol_inv[i][j] * (v[j] - self.mean[j])).sum())
+        std::array::from_fn(|i| {
+            (0..=i)
+                .map(|j| self.chol_inv[i][j] * (v[j] - self.mean[j]))
+                .sum()
+        })
     }
 
     /// Squared Mahalanobis distance of v from the location under the scale matrix.
@@ -269,8 +273,14 @@ mod simd {
         let big = _mm256_cmp_pd::<_CMP_GT_OQ>(m1, _mm256_set1_pd(std::f64::consts::SQRT_2));
         let m = _mm256_blendv_pd(m1, _mm256_mul_pd(m1, _mm256_set1_pd(0.5)), big);
         // the biased exponent as a double: its bits under 2^52's, minus 2^52
-        let biased = _mm256_or_si256(_mm256_srli_epi64::<52>(bits), _mm256_set1_epi64x(0x4330_0000_0000_0000));
-        let e = _mm256_sub_pd(_mm256_castsi256_pd(biased), _mm256_set1_pd(4_503_599_627_370_496.0 + 1023.0));
+        let biased = _mm256_or_si256(
+            _mm256_srli_epi64::<52>(bits),
+            _mm256_set1_epi64x(0x4330_0000_0000_0000),
+        );
+        let e = _mm256_sub_pd(
+            _mm256_castsi256_pd(biased),
+            _mm256_set1_pd(4_503_599_627_370_496.0 + 1023.0),
+        );
         let e = _mm256_add_pd(e, _mm256_and_pd(big, _mm256_set1_pd(1.0)));
         let one = _mm256_set1_pd(1.0);
         let s = _mm256_div_pd(_mm256_sub_pd(m, one), _mm256_add_pd(m, one));
@@ -280,7 +290,11 @@ mod simd {
             p = _mm256_fmadd_pd(p, s2, _mm256_set1_pd(1.0 / c));
         }
         let two_s = _mm256_add_pd(s, s);
-        _mm256_fmadd_pd(two_s, p, _mm256_mul_pd(e, _mm256_set1_pd(std::f64::consts::LN_2)))
+        _mm256_fmadd_pd(
+            two_s,
+            p,
+            _mm256_mul_pd(e, _mm256_set1_pd(std::f64::consts::LN_2)),
+        )
     }
 
     /// Folded log densities at `s` into `out` (same length); nu must pass `integer_nu`.
@@ -293,7 +307,8 @@ mod simd {
         for k in 0..chunks {
             let p = &s[4 * k..4 * k + 4];
             let lane = |j: usize| _mm256_set_pd(p[3][j], p[2][j], p[1][j], p[0][j]);
-            let d: [__m256d; D] = std::array::from_fn(|j| _mm256_sub_pd(lane(j), _mm256_set1_pd(t.mean[j])));
+            let d: [__m256d; D] =
+                std::array::from_fn(|j| _mm256_sub_pd(lane(j), _mm256_set1_pd(t.mean[j])));
             let (mut m, mut yf) = (_mm256_setzero_pd(), _mm256_setzero_pd());
             for i in 0..D {
                 let mut y = _mm256_setzero_pd();
@@ -311,13 +326,20 @@ mod simd {
             let (base, mirror) = (_mm256_add_pd(nu, m), _mm256_add_pd(nu, mr));
             let a = _mm256_mul_pd(_mm256_set1_pd(-t.half_nu_d), ln4(_mm256_div_pd(base, nu)));
             let r = _mm256_div_pd(base, mirror);
-            let mut pw = if half { _mm256_sqrt_pd(r) } else { _mm256_set1_pd(1.0) };
+            let mut pw = if half {
+                _mm256_sqrt_pd(r)
+            } else {
+                _mm256_set1_pd(1.0)
+            };
             for _ in 0..whole {
                 pw = _mm256_mul_pd(pw, r);
             }
             let pw = _mm256_min_pd(pw, _mm256_set1_pd(1e300));
             let fold = ln4(_mm256_add_pd(_mm256_set1_pd(1.0), pw));
-            let negligible = _mm256_cmp_pd::<_CMP_GT_OQ>(mirror, _mm256_mul_pd(base, _mm256_set1_pd(t.fold_cut)));
+            let negligible = _mm256_cmp_pd::<_CMP_GT_OQ>(
+                mirror,
+                _mm256_mul_pd(base, _mm256_set1_pd(t.fold_cut)),
+            );
             let fold = _mm256_andnot_pd(negligible, fold);
             let res = _mm256_add_pd(_mm256_add_pd(_mm256_set1_pd(t.log_norm), a), fold);
             // -inf where s[FOLD] < 0 (or NaN) or the distance is not finite
@@ -448,7 +470,10 @@ mod tests {
                 let (a, b) = (t.log_pdf(&v), t.log_pdf(&mirror));
                 let direct = a.max(b) + (1.0 + (-(a - b).abs()).exp()).ln();
                 let got = t.log_pdf_folded(&v);
-                assert!((got - direct).abs() < 1e-9, "nu {nu}: {got} vs {direct} at {v:?}");
+                assert!(
+                    (got - direct).abs() < 1e-9,
+                    "nu {nu}: {got} vs {direct} at {v:?}"
+                );
             }
         }
     }

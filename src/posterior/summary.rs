@@ -91,11 +91,17 @@ fn flag_star(s: &StarSampling, settings: &InferSettings, fl: &mut u32, reasons: 
     let eff = w.n_eff / s.n_drawn.max(1) as f64;
     if (eff as f32) < settings.min_efficiency {
         *fl |= flags::LOW_EFFICIENCY;
-        reasons.push(format!("sample efficiency {eff:.4} < {}", settings.min_efficiency));
+        reasons.push(format!(
+            "sample efficiency {eff:.4} < {}",
+            settings.min_efficiency
+        ));
     }
     if w.pareto_k > PARETO_K_THRESHOLD {
         *fl |= flags::HIGH_PARETO_K;
-        reasons.push(format!("Pareto k-hat {:.2} > {PARETO_K_THRESHOLD}", w.pareto_k));
+        reasons.push(format!(
+            "Pareto k-hat {:.2} > {PARETO_K_THRESHOLD}",
+            w.pareto_k
+        ));
     }
     let n_meas = s.n_bands + usize::from(s.has_parallax);
     let dof = n_meas as f64 - FITTED_PARAMS as f64;
@@ -127,7 +133,12 @@ pub fn param_summaries(th: &[Theta], w: &[f64]) -> [ParamSummary; 6] {
             *v = t.to_array()[p];
         }
         weighted_quantiles(&vals, w, &levels, &mut q, &mut order);
-        let mean: f64 = vals.iter().zip(w).filter(|(_, &wi)| wi > 0.0).map(|(v, wi)| v * wi).sum();
+        let mean: f64 = vals
+            .iter()
+            .zip(w)
+            .filter(|(_, &wi)| wi > 0.0)
+            .map(|(v, wi)| v * wi)
+            .sum();
         ParamSummary {
             q: [q[1], q[2], q[3], q[4], q[5]].map(|x| x as f32),
             mean: mean as f32,

@@ -169,7 +169,11 @@ mod tests {
                 let want: f64 = (0..3)
                     .map(|k| q[i * 3 + k] * lam[k].max(0.0) * q[j * 3 + k])
                     .sum();
-                assert!((b[i * 3 + j] - want).abs() < 1e-10, "{i}{j}: {} vs {want}", b[i * 3 + j]);
+                assert!(
+                    (b[i * 3 + j] - want).abs() < 1e-10,
+                    "{i}{j}: {} vs {want}",
+                    b[i * 3 + j]
+                );
             }
         }
         // an SPD matrix is unchanged

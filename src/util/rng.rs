@@ -171,8 +171,14 @@ mod tests {
             let mean = xs.iter().sum::<f64>() / n as f64;
             let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
             // Gamma(k, 1): mean k, variance k; standard errors ~ sqrt(k / n) and ~ k sqrt(6 / n)
-            assert!((mean - shape).abs() < 5.0 * (shape / n as f64).sqrt(), "k {shape}: mean {mean}");
-            assert!((var - shape).abs() < 0.03 * shape.max(1.0), "k {shape}: var {var}");
+            assert!(
+                (mean - shape).abs() < 5.0 * (shape / n as f64).sqrt(),
+                "k {shape}: mean {mean}"
+            );
+            assert!(
+                (var - shape).abs() < 0.03 * shape.max(1.0),
+                "k {shape}: var {var}"
+            );
         }
     }
 

@@ -186,7 +186,10 @@ mod tests {
         let mut x = 1e-300f64;
         while x < 1e300 {
             let (a, b) = (super::fast_ln(x), x.ln());
-            assert!((a - b).abs() < 1e-13 * b.abs().max(1.0), "ln {x}: {a} vs {b}");
+            assert!(
+                (a - b).abs() < 1e-13 * b.abs().max(1.0),
+                "ln {x}: {a} vs {b}"
+            );
             x *= 1.0137;
         }
         let mut y = -740.0f64;
@@ -205,7 +208,10 @@ mod tests {
         for &p in &[1e-6, 0.001, 0.02, 0.16, 0.5, 0.84, 0.975, 0.999_99] {
             let x = super::norm_ppf(p);
             // norm_cdf is accurate to ~1e-7 relative
-            assert!((super::norm_cdf(x) - p).abs() < 2e-7 * p.max(1e-3), "p {p}: x {x}");
+            assert!(
+                (super::norm_cdf(x) - p).abs() < 2e-7 * p.max(1e-3),
+                "p {p}: x {x}"
+            );
         }
         assert!((super::norm_ppf(0.975) - 1.959_963_985).abs() < 1e-8);
         assert!(super::norm_ppf(1.5).is_nan());

@@ -117,9 +117,21 @@ mod tests {
     fn weighted_quantiles_skip_zero_weights() {
         let mut out = [0.0; 3];
         let mut order = Vec::new();
-        weighted_quantiles(&[1.0, 2.0, 3.0], &[1.0, 0.0, 1.0], &[0.25, 0.5, 0.75], &mut out, &mut order);
+        weighted_quantiles(
+            &[1.0, 2.0, 3.0],
+            &[1.0, 0.0, 1.0],
+            &[0.25, 0.5, 0.75],
+            &mut out,
+            &mut order,
+        );
         assert_eq!(out, [1.0, 2.0, 3.0]);
-        weighted_quantiles(&[1.0, 1.9, 3.0], &[1.0, 0.0, 1.0], &[0.5], &mut out[..1], &mut order);
+        weighted_quantiles(
+            &[1.0, 1.9, 3.0],
+            &[1.0, 0.0, 1.0],
+            &[0.5],
+            &mut out[..1],
+            &mut order,
+        );
         assert_eq!(out[0], 2.0, "the zero-weight value 1.9 must not be a node");
         weighted_quantiles(&[1.0, 2.0], &[0.0, 0.0], &[0.5], &mut out[..1], &mut order);
         assert!(out[0].is_nan());
