@@ -27,7 +27,7 @@ use super::modes::{
 use super::proposal::Proposal;
 use super::summary::{summarise, StarSampling};
 use super::target::StarTarget;
-use super::{flags, Engine, InferSettings, StarResult};
+use super::{Engine, InferSettings, StarResult};
 use crate::likelihood::{NoiseModel, PreparedStar, StarObs};
 use crate::physics::{ForwardModel, Theta};
 use crate::prior::Prior;
@@ -77,14 +77,10 @@ struct Work {
 impl<P: Proposal> PosteriorEngine<P> {
     /// Process one chunk of stars (single thread).
     pub fn infer_chunk(&self, stars: &[StarObs], settings: &InferSettings) -> Vec<StarResult> {
-        let unprocessed = |s: &StarObs| {
-            StarResult::unprocessed(
-                s.source_id,
-                flags::NO_USABLE_BANDS,
-                "no usable photometric band".into(),
-            )
-        };
-        let mut out: Vec<StarResult> = stars.iter().map(unprocessed).collect();
+        let mut out: Vec<StarResult> = stars
+            .iter()
+            .map(|s| StarResult::no_usable_bands(s.source_id))
+            .collect();
         let active: Vec<usize> = (0..stars.len())
             .filter(|&i| !stars[i].phot.is_empty())
             .collect();
@@ -270,12 +266,7 @@ impl<P: Proposal> Engine for PosteriorEngine<P> {
     }
 
     fn band_names(&self) -> Vec<String> {
-        self.fm
-            .bands()
-            .names()
-            .into_iter()
-            .map(String::from)
-            .collect()
+        super::band_names(&self.fm)
     }
 
     fn infer(&self, stars: &[StarObs], settings: &InferSettings) -> Vec<StarResult> {
@@ -293,10 +284,10 @@ impl<P: Proposal> Engine for PosteriorEngine<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::likelihood::Measurement;
     use crate::posterior::compare::star_deviations;
     use crate::posterior::mcmc::{self, McmcConfig};
     use crate::posterior::proposal::PriorProposal;
+    use crate::posterior::{flags, noise_free_star};
 
     fn engine() -> PosteriorEngine<PriorProposal<'static>> {
         let fm = ForwardModel::embedded().clone();
@@ -309,31 +300,6 @@ mod tests {
             },
             chunk: 8,
             clock: Default::default(),
-        }
-    }
-
-    fn star(
-        fm: &ForwardModel,
-        truth: &Theta,
-        names: &[&str],
-        err: f32,
-        plx_err: Option<f32>,
-    ) -> StarObs {
-        let bands: Vec<usize> = names.iter().map(|b| fm.bands().id(b).unwrap()).collect();
-        let mut m = vec![0f32; bands.len()];
-        fm.magnitudes(truth, &bands, &mut m).unwrap();
-        StarObs {
-            source_id: 7,
-            phot: bands
-                .iter()
-                .zip(&m)
-                .map(|(&b, &mag)| Measurement {
-                    band: b as u16,
-                    mag,
-                    err,
-                })
-                .collect(),
-            parallax: plx_err.map(|e| ((1000.0 / truth.distance) as f32, e)),
         }
     }
 
@@ -352,7 +318,7 @@ mod tests {
     #[test]
     fn flow_only_prior_proposal_contains_truth_and_is_deterministic() {
         let e = engine();
-        let obs = star(
+        let obs = noise_free_star(
             &e.fm,
             &SUN_LIKE,
             &["gaia_g", "gaia_rp", "tmass_ks"],
@@ -392,7 +358,7 @@ mod tests {
     #[test]
     fn adaptive_sampler_agrees_with_mcmc() {
         let e = engine();
-        let obs = star(
+        let obs = noise_free_star(
             &e.fm,
             &SUN_LIKE,
             &["gaia_g", "gaia_bp", "gaia_rp", "tmass_ks"],
@@ -422,7 +388,7 @@ mod tests {
     #[test]
     fn budget_and_flags() {
         let e = engine();
-        let obs = star(
+        let obs = noise_free_star(
             &e.fm,
             &SUN_LIKE,
             &["gaia_g", "gaia_bp", "gaia_rp", "tmass_j", "tmass_ks"],

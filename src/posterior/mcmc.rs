@@ -16,8 +16,9 @@
 use super::chains::rhat_and_ess;
 use super::coords::{s_of, theta_of_s};
 use super::estimator::normalise;
+use super::summary::param_summaries;
 use super::target::StarTarget;
-use super::{flags, ChainDiagnostics, Engine, InferSettings, ParamSummary, StarResult, QUANTILES};
+use super::{flags, ChainDiagnostics, Engine, InferSettings, ParamSummary, StarResult};
 use crate::likelihood::{NoiseModel, PreparedStar, StarObs};
 use crate::physics::{ForwardModel, Theta};
 use crate::prior::Prior;
@@ -93,54 +94,12 @@ impl McmcResult {
         self.rhat.iter().cloned().fold(f64::NAN, f64::max)
     }
 
-    /// Posterior summaries of the kept samples (the same quantiles as importance sampling).
+    /// Posterior summaries of the kept samples: the importance sampler's summaries with
+    /// equal weights (the same quantile rule).
     pub fn summaries(&self) -> [ParamSummary; 6] {
-        let levels = [
-            0.025,
-            QUANTILES[0],
-            QUANTILES[1],
-            QUANTILES[2],
-            QUANTILES[3],
-            QUANTILES[4],
-            0.975,
-        ];
-        let mut vals = vec![0f64; self.samples.len()];
-        std::array::from_fn(|p| {
-            for (v, s) in vals.iter_mut().zip(&self.samples) {
-                *v = s[p];
-            }
-            let q = unweighted_quantiles(&mut vals, &levels);
-            let mean = vals.iter().sum::<f64>() / vals.len().max(1) as f64;
-            ParamSummary {
-                q: [q[1], q[2], q[3], q[4], q[5]].map(|x| x as f32),
-                mean: mean as f32,
-                q95: [q[0] as f32, q[6] as f32],
-            }
-        })
+        let th: Vec<Theta> = self.samples.iter().map(|s| Theta::from_array(*s)).collect();
+        param_summaries(&th, &vec![1.0; th.len()])
     }
-}
-
-/// Quantiles of equally weighted values (linear interpolation between order statistics,
-/// as for weighted samples of equal weight); reorders `vals`.
-fn unweighted_quantiles(vals: &mut [f64], levels: &[f64; 7]) -> [f64; 7] {
-    let n = vals.len();
-    if n == 0 {
-        return [f64::NAN; 7];
-    }
-    std::array::from_fn(|k| {
-        // midpoint rule: the i-th order statistic sits at (i + 0.5) / n
-        let pos = (levels[k] * n as f64 - 0.5).clamp(0.0, (n - 1) as f64);
-        let i = pos.floor() as usize;
-        let t = pos - i as f64;
-        let (_, lo, rest) = vals.select_nth_unstable_by(i, |a, b| a.total_cmp(b));
-        let lo = *lo;
-        let hi = rest.iter().cloned().fold(f64::INFINITY, f64::min);
-        if t > 0.0 && hi.is_finite() {
-            lo + t * (hi - lo)
-        } else {
-            lo
-        }
-    })
 }
 
 /// Walkers from importance resampling of prior draws by their likelihood (systematic),
@@ -396,12 +355,7 @@ impl Engine for McmcEngine {
     }
 
     fn band_names(&self) -> Vec<String> {
-        self.fm
-            .bands()
-            .names()
-            .into_iter()
-            .map(String::from)
-            .collect()
+        super::band_names(&self.fm)
     }
 
     fn infer(&self, stars: &[StarObs], _settings: &InferSettings) -> Vec<StarResult> {
@@ -410,11 +364,7 @@ impl Engine for McmcEngine {
             .with_max_len(1)
             .map(|s| {
                 if s.phot.is_empty() {
-                    StarResult::unprocessed(
-                        s.source_id,
-                        flags::NO_USABLE_BANDS,
-                        "no usable photometric band".into(),
-                    )
+                    StarResult::no_usable_bands(s.source_id)
                 } else {
                     self.star_result(s)
                 }
@@ -424,20 +374,5 @@ impl Engine for McmcEngine {
 
     fn chain_diagnostics(&self) -> bool {
         true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unweighted_quantiles_interpolate_order_statistics() {
-        let mut v: Vec<f64> = (0..100).rev().map(|i| i as f64).collect();
-        let q = unweighted_quantiles(&mut v, &[0.025, 0.05, 0.16, 0.5, 0.84, 0.95, 0.975]);
-        // the i-th of n sorted values sits at (i + 0.5) / n
-        assert!((q[3] - 49.5).abs() < 1e-12);
-        assert!((q[2] - 15.5).abs() < 1e-12);
-        assert!((q[0] - 2.0).abs() < 1e-12);
     }
 }

@@ -181,6 +181,20 @@ impl StarResult {
             chain: None,
         }
     }
+
+    /// The row of a star without any usable photometric band.
+    pub fn no_usable_bands(source_id: i64) -> StarResult {
+        StarResult::unprocessed(
+            source_id,
+            flags::NO_USABLE_BANDS,
+            "no usable photometric band".into(),
+        )
+    }
+}
+
+/// The forward model's band names by band id (what [`Engine::band_names`] reports).
+pub fn band_names(fm: &crate::physics::ForwardModel) -> Vec<String> {
+    fm.bands().names().into_iter().map(String::from).collect()
 }
 
 /// Settings of the sampling step.
@@ -251,5 +265,34 @@ pub trait Engine: Send + Sync {
     /// columns).
     fn chain_diagnostics(&self) -> bool {
         false
+    }
+}
+
+/// Noise-free observations of `truth` in bands `names`, each with error `err`, and a
+/// parallax with error `plx_err` if given (source id 7): the stars of the layer's tests.
+#[cfg(test)]
+pub(crate) fn noise_free_star(
+    fm: &crate::physics::ForwardModel,
+    truth: &crate::physics::Theta,
+    names: &[&str],
+    err: f32,
+    plx_err: Option<f32>,
+) -> StarObs {
+    let bands: Vec<usize> = names.iter().map(|b| fm.bands().id(b).unwrap()).collect();
+    let mut m = vec![0f32; bands.len()];
+    fm.magnitudes(truth, &bands, &mut m).unwrap();
+    let phot = bands
+        .iter()
+        .zip(&m)
+        .map(|(&b, &mag)| crate::likelihood::Measurement {
+            band: b as u16,
+            mag,
+            err,
+        })
+        .collect();
+    StarObs {
+        source_id: 7,
+        phot,
+        parallax: plx_err.map(|e| ((1000.0 / truth.distance) as f32, e)),
     }
 }

@@ -642,33 +642,18 @@ pub fn select_starts(v: &[[f64; D]], log_target: &[f64], max: usize) -> Vec<usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::likelihood::{Measurement, NoiseModel, PreparedStar, StarObs};
+    use crate::likelihood::{NoiseModel, PreparedStar, StarObs};
     use crate::physics::ForwardModel;
     use crate::posterior::coords::s_of;
+    use crate::posterior::noise_free_star;
     use crate::prior::Prior;
 
+    const BANDS: [&str; 6] = [
+        "gaia_g", "gaia_bp", "gaia_rp", "tmass_j", "tmass_ks", "wise_w1",
+    ];
+
     fn star(fm: &ForwardModel, truth: &Theta, err: f32) -> StarObs {
-        let bands: Vec<usize> = [
-            "gaia_g", "gaia_bp", "gaia_rp", "tmass_j", "tmass_ks", "wise_w1",
-        ]
-        .iter()
-        .map(|b| fm.bands().id(b).unwrap())
-        .collect();
-        let mut m = vec![0f32; bands.len()];
-        fm.magnitudes(truth, &bands, &mut m).unwrap();
-        StarObs {
-            source_id: 1,
-            phot: bands
-                .iter()
-                .zip(&m)
-                .map(|(&b, &mag)| Measurement {
-                    band: b as u16,
-                    mag,
-                    err,
-                })
-                .collect(),
-            parallax: Some(((1000.0 / truth.distance) as f32, 0.02)),
-        }
+        noise_free_star(fm, truth, &BANDS, err, Some(0.02))
     }
 
     /// From a start well off the truth, the search reaches a point of higher posterior

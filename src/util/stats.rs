@@ -105,6 +105,23 @@ mod tests {
         for (q, o) in qs.iter().zip(out) {
             assert!((o - percentile(&v, q * 100.0)).abs() < 0.01, "q{q}: {o}");
         }
+        // midpoint rule: the i-th of n equally weighted sorted values sits at (i + 0.5) / n,
+        // linear in between, the end values beyond the first and last node
+        let desc: Vec<f64> = (0..100).rev().map(|i| i as f64).collect();
+        let mut eq = [0.0; 4];
+        weighted_quantiles(
+            &desc,
+            &[1.0; 100],
+            &[0.001, 0.025, 0.16, 0.5],
+            &mut eq,
+            &mut order,
+        );
+        assert_eq!(eq[0], 0.0);
+        assert!((eq[1] - 2.0).abs() < 1e-12, "{eq:?}");
+        assert!(
+            (eq[2] - 15.5).abs() < 1e-12 && (eq[3] - 49.5).abs() < 1e-12,
+            "{eq:?}"
+        );
         // doubling the weight of the upper half moves the median up
         let w2: Vec<f64> = v.iter().map(|&x| if x > 0.0 { 2.0 } else { 1.0 }).collect();
         weighted_quantiles(&v, &w2, &[0.5], &mut out[..1], &mut order);
