@@ -98,7 +98,8 @@ impl McmcResult {
     /// equal weights (the same quantile rule).
     pub fn summaries(&self) -> [ParamSummary; 6] {
         let th: Vec<Theta> = self.samples.iter().map(|s| Theta::from_array(*s)).collect();
-        param_summaries(&th, &vec![1.0; th.len()])
+        // (normalised weights: the summaries' means are weighted sums)
+        param_summaries(&th, &vec![1.0 / th.len() as f64; th.len()])
     }
 }
 
@@ -374,5 +375,33 @@ impl Engine for McmcEngine {
 
     fn chain_diagnostics(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Summaries of equally weighted draws: order-statistic quantiles and plain means.
+    #[test]
+    fn summaries_of_equal_draws() {
+        let samples: Vec<[f64; 6]> = (0..100).rev().map(|i| [i as f64; 6]).collect();
+        let r = McmcResult {
+            samples,
+            rhat: [1.0; 6],
+            ess: [100.0; 6],
+            n_eff: 100.0,
+            acceptance: 0.3,
+            seconds: 0.0,
+            evaluations: 0,
+        };
+        let s = r.summaries();
+        assert!((s[0].mean - 49.5).abs() < 1e-4, "mean {}", s[0].mean);
+        // p50 between the 50th and 51st of 100 values; p16 at (15 + 0.5) / 100
+        assert!(
+            (s[5].q[2] - 49.5).abs() < 1e-4 && (s[5].q[1] - 15.5).abs() < 1e-4,
+            "{:?}",
+            s[5].q
+        );
     }
 }

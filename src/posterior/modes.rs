@@ -98,7 +98,8 @@ pub struct ModeScratch {
     jac: Vec<f64>,
 }
 
-/// Value, residuals and Jacobian of the likelihood part at v.
+/// -log p and chi^2 at the point `linearise` was called at (its residuals and Jacobian
+/// are left in the scratch).
 struct Linearised {
     /// -log p(v), unnormalised.
     f: f64,
@@ -268,15 +269,12 @@ fn normal_equations(
 ) -> ([f64; D * D], [f64; D]) {
     let m = target.n_measurements();
     let (gq, hq) = prior_derivatives(target, v);
-    let mut hess = [0f64; D * D];
+    let mut hess = jtj(s, m);
     let mut grad = [0f64; D];
     for k in 0..m {
         let jr = &s.jac[k * D..(k + 1) * D];
         for a in 0..D {
             grad[a] += jr[a] * s.r[k];
-            for b in 0..D {
-                hess[a * D + b] += jr[a] * jr[b];
-            }
         }
     }
     for a in 0..D {
@@ -287,6 +285,29 @@ fn normal_equations(
         hess[a * D + a] += RIDGE[a];
     }
     (hess, grad)
+}
+
+/// J^T J of the `m` residuals in the scratch, row-major.
+fn jtj(s: &ModeScratch, m: usize) -> [f64; D * D] {
+    let mut h = [0f64; D * D];
+    for k in 0..m {
+        let jr = &s.jac[k * D..(k + 1) * D];
+        for a in 0..D {
+            for b in 0..D {
+                h[a * D + b] += jr[a] * jr[b];
+            }
+        }
+    }
+    h
+}
+
+/// Inverse of a row-major symmetric positive-definite matrix, as rows (None if it is not
+/// positive definite).
+fn inverse_rows(h: &[f64; D * D]) -> Option<[[f64; D]; D]> {
+    let inv = spd_inverse(h, D)?;
+    Some(std::array::from_fn(|i| {
+        std::array::from_fn(|j| inv[i * D + j])
+    }))
 }
 
 /// The damped Gauss-Newton step -(H + lambda diag H)^-1 g, shrunk into the trust region.
@@ -384,24 +405,14 @@ fn laplace(
     iterations: usize,
 ) -> Option<Mode> {
     let (hess, _) = normal_equations(target, v, s);
-    let inv = spd_inverse(&hess, D)?;
-    let cov: [[f64; D]; D] = std::array::from_fn(|i| std::array::from_fn(|j| inv[i * D + j]));
+    let cov = inverse_rows(&hess)?;
     let chol = super::student_t::cholesky(&cov)?;
-    let m = target.n_measurements();
-    let mut hd = [0f64; D * D];
-    for k in 0..m {
-        let jr = &s.jac[k * D..(k + 1) * D];
-        for a in 0..D {
-            for b in 0..D {
-                hd[a * D + b] += jr[a] * jr[b];
-            }
-        }
-    }
+    // the data part alone: J^T J plus the broad ridge
+    let mut hd = jtj(s, target.n_measurements());
     for a in 0..D {
         hd[a * D + a] += RIDGE[a];
     }
-    let inv_d = spd_inverse(&hd, D)?;
-    let cov_data = std::array::from_fn(|i| std::array::from_fn(|j| inv_d[i * D + j]));
+    let cov_data = inverse_rows(&hd)?;
     Some(Mode {
         v: *v,
         log_post_s: -lin.f,
@@ -422,10 +433,7 @@ pub fn local_covariance(
 ) -> Option<[[f64; D]; D]> {
     linearise(target, v, s)?;
     let (hess, _) = normal_equations(target, v, s);
-    let inv = spd_inverse(&hess, D)?;
-    Some(std::array::from_fn(|i| {
-        std::array::from_fn(|j| inv[i * D + j])
-    }))
+    inverse_rows(&hess)
 }
 
 /// Extra starting points across evolutionary states, from a solution v: the same Teff,
@@ -453,12 +461,24 @@ pub fn gravity_profile_starts(target: &StarTarget, v: &[f64; D], max: usize) -> 
         pts[k] = w;
         score[k] = q + plx;
     }
-    let mut peaks: Vec<usize> = (0..STEPS)
+    profile_peaks(&pts, &score, max, |p| (p[1] - v[1]).abs() >= 0.3)
+}
+
+/// The local maxima of a profile (points `pts` along a line, scores `score`) that satisfy
+/// `far_enough`, best first, up to `max`.
+fn profile_peaks(
+    pts: &[[f64; D]],
+    score: &[f64],
+    max: usize,
+    far_enough: impl Fn(&[f64; D]) -> bool,
+) -> Vec<[f64; D]> {
+    let n = pts.len();
+    let mut peaks: Vec<usize> = (0..n)
         .filter(|&k| {
             score[k].is_finite()
                 && (k == 0 || score[k] >= score[k - 1])
-                && (k + 1 == STEPS || score[k] >= score[k + 1])
-                && (pts[k][1] - v[1]).abs() >= 0.3
+                && (k + 1 == n || score[k] >= score[k + 1])
+                && far_enough(&pts[k])
         })
         .collect();
     peaks.sort_by(|&a, &b| score[b].total_cmp(&score[a]));
@@ -469,11 +489,10 @@ pub fn gravity_profile_starts(target: &StarTarget, v: &[f64; D], max: usize) -> 
 /// and a hot, reddened one can have nearly the same colours, and a search from v alone
 /// finds only one. On a grid of log10 Teff (0.06 dex) over the population's range, with
 /// the most probable log g within 0.6 dex of v's (the prior alone) and the prior's typical
-/// [M/H] and R_V,
-/// A_V and the distance modulus are fitted by weighted linear least squares to the
-/// photometry (magnitudes at A_V = 0 and 1 give each band's extinction slope; A_V >= 0),
-/// then every parameter but Teff is improved by a few search iterations (a profile of the
-/// posterior over Teff). The local maxima of that profile at least 0.03 dex from v, best
+/// [M/H] and R_V, A_V, a [M/H] shift and the distance modulus are fitted by weighted
+/// linear least squares to the photometry (magnitudes at A_V = 1 and at [M/H] + 0.3 give
+/// each band's slopes), then every parameter but Teff is improved by a few search
+/// iterations (a profile of the posterior over Teff). The local maxima of that profile at least 0.03 dex from v, best
 /// first, are returned (up to `max`). Costs about 25 forward-model evaluations per grid
 /// point (13 points).
 pub fn temperature_profile_starts(
@@ -517,13 +536,13 @@ pub fn temperature_profile_starts(
         .collect();
     mags.resize(th.len() * nb, 0f32);
     target.fm.magnitudes_many(&th, &target.prep.bands, mags);
+    // (starts inside the distance prior's support: one outside it could not move)
+    let (d_lo, d_hi) = (cfg.distance_min_pc.log10(), cfg.distance_max_pc.log10());
     for (k, p) in pts.iter_mut().enumerate() {
         let row = |j: usize| &mags[(3 * k + j) * nb..(3 * k + j + 1) * nb];
         let (av, dmh, mu) = fit_extinction_metallicity_modulus(target, row(0), row(1), row(2));
         p[2] += dmh;
         p[3] = av;
-        // (inside the distance prior's support: a start outside it could not move)
-        let (d_lo, d_hi) = (cfg.distance_min_pc.log10(), cfg.distance_max_pc.log10());
         p[5] = (1.0 + mu / 5.0).clamp(d_lo + 1e-6, d_hi - 1e-6);
     }
     // the profile: a few iterations of the search at each fixed Teff
@@ -539,17 +558,7 @@ pub fn temperature_profile_starts(
             },
         )
         .collect();
-    let n = pts.len();
-    let mut peaks: Vec<usize> = (0..n)
-        .filter(|&k| {
-            score[k].is_finite()
-                && (k == 0 || score[k] >= score[k - 1])
-                && (k + 1 == n || score[k] >= score[k + 1])
-                && (pts[k][0] - v[0]).abs() >= 0.03
-        })
-        .collect();
-    peaks.sort_by(|&a, &b| score[b].total_cmp(&score[a]));
-    peaks.into_iter().take(max).map(|k| pts[k]).collect()
+    profile_peaks(&pts, &score, max, |p| (p[0] - v[0]).abs() >= 0.03)
 }
 
 /// The log g of highest prior density at (log10 Teff, [M/H]) within 0.6 dex of `logg`.

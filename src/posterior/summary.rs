@@ -114,7 +114,8 @@ fn flag_star(s: &StarSampling, settings: &InferSettings, fl: &mut u32, reasons: 
     }
 }
 
-/// Weighted quantiles (2.5%, the reported levels, 97.5%) and means of every parameter.
+/// Weighted quantiles (2.5%, the reported levels, 97.5%) and means of every parameter
+/// (`w` normalised: the means are weighted sums).
 pub fn param_summaries(th: &[Theta], w: &[f64]) -> [ParamSummary; 6] {
     let levels = [
         0.025,
