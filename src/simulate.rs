@@ -284,11 +284,9 @@ impl<'a> Simulator<'a> {
                     + (model.err_ref * 10f64.powf(model.err_slope * (m - model.mag_ref))).powi(2))
                 .sqrt();
                 let err = (law * 10f64.powf(c.err_scatter_dex * rng.normal())).clamp(1e-4, 1.0);
-                let floor = self.noise.floor[id] as f64;
-                let obs = m + floor * rng.normal() + err * rng.normal();
                 phot.push(Measurement {
                     band: id as u16,
-                    mag: obs as f32,
+                    mag: self.observed_mag(rng, id, m, err),
                     err: err as f32,
                 });
             }
@@ -336,6 +334,13 @@ impl<'a> Simulator<'a> {
         })
     }
 
+    /// A magnitude drawn from the likelihood's noise model: the true one plus the band's
+    /// model-systematics floor and the reported error, both Gaussian.
+    fn observed_mag(&self, rng: &mut Rng, band: usize, truth: f64, err: f64) -> f32 {
+        let floor = self.noise.floor[band] as f64;
+        (truth + floor * rng.normal() + err * rng.normal()) as f32
+    }
+
     /// Observe theta with exactly another star's observation pattern: its bands, reported
     /// errors and parallax error, none of which then depends on theta. Data drawn so come
     /// from exactly the likelihood the posterior uses (the survey model's detections,
@@ -358,12 +363,10 @@ impl<'a> Simulator<'a> {
             .iter()
             .zip(&mags)
             .map(|(m, &truth)| {
-                let floor = self.noise.floor[m.band as usize] as f64;
-                let err = m.err as f64;
-                let obs = truth as f64 + floor * rng.normal() + err * rng.normal();
+                let mag = self.observed_mag(rng, m.band as usize, truth as f64, m.err as f64);
                 Measurement {
                     band: m.band,
-                    mag: obs as f32,
+                    mag,
                     err: m.err,
                 }
             })

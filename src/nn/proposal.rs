@@ -331,6 +331,18 @@ mod tests {
     use super::*;
     use crate::likelihood::StarObs;
 
+    /// `n` simulated catalogue stars (seed `seed`).
+    fn simulated(n: usize, seed: u64) -> Vec<StarObs> {
+        let fm = crate::physics::ForwardModel::embedded();
+        let sims = crate::cli::simulate::simulate_catalogue(
+            fm,
+            n,
+            seed,
+            crate::cli::simulate::GaiaRelease::Dr3,
+        );
+        sims.unwrap().into_iter().map(|s| s.obs).collect()
+    }
+
     #[test]
     fn device_names_parse_and_cpu_builds_refuse_cuda() {
         assert!(parse_device("cpu").unwrap().is_cpu());
@@ -347,17 +359,7 @@ mod tests {
     #[test]
     fn batched_device_path_matches_fast_sampler() {
         let mut p = FlowProposal::embedded().unwrap();
-        let fm = crate::physics::ForwardModel::embedded();
-        let stars: Vec<StarObs> = crate::cli::simulate::simulate_catalogue(
-            fm,
-            5,
-            3,
-            crate::cli::simulate::GaiaRelease::Dr3,
-        )
-        .unwrap()
-        .into_iter()
-        .map(|s| s.obs)
-        .collect();
+        let stars = simulated(5, 3);
         let seeds: Vec<u64> = (0..stars.len() as u64).map(|k| 100 + k).collect();
         let n = 32;
         let (mut t_fast, mut q_fast) = (Vec::new(), Vec::new());
@@ -390,17 +392,7 @@ mod tests {
     #[test]
     fn density_pass_matches_sampler_and_candle() {
         let p = FlowProposal::embedded().unwrap();
-        let fm = crate::physics::ForwardModel::embedded();
-        let stars: Vec<StarObs> = crate::cli::simulate::simulate_catalogue(
-            fm,
-            3,
-            8,
-            crate::cli::simulate::GaiaRelease::Dr3,
-        )
-        .unwrap()
-        .into_iter()
-        .map(|s| s.obs)
-        .collect();
+        let stars = simulated(3, 8);
         let cond = p.condition(&stars);
         let seeds = [5u64, 6, 7];
         let n = 37; // not a multiple of the tile
