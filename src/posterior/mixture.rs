@@ -105,6 +105,17 @@ impl Samples {
     fn len(&self) -> usize {
         self.theta.len()
     }
+
+    /// log |ds/dtheta| and the target density in s of the samples from `from` on (their
+    /// log prior and likelihood already in place).
+    fn extend_targets(&mut self, from: usize) {
+        for i in from..self.len() {
+            let lj = log_ds_dtheta(&self.theta[i]);
+            self.log_jac.push(lj);
+            self.log_target
+                .push(self.log_prior[i] + self.log_lik[i] - lj);
+        }
+    }
 }
 
 /// Reusable buffers of the mixture sampler.
@@ -262,11 +273,7 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         s.s.extend_from_slice(p.s);
         s.log_prior.extend_from_slice(p.log_prior);
         s.log_lik.extend_from_slice(p.log_lik);
-        s.log_jac.extend(p.theta.iter().map(log_ds_dtheta));
-        for i in 0..p.theta.len() {
-            s.log_target
-                .push(p.log_prior[i] + p.log_lik[i] - s.log_jac[i]);
-        }
+        s.extend_targets(0);
         let c = s.mix.add_component(&[]);
         w.dens.clear();
         w.dens
@@ -368,11 +375,7 @@ impl<P: Proposal> MixtureSampler<'_, P> {
             &mut s.log_prior,
             &mut s.log_lik,
         );
-        for i in from..s.len() {
-            let lj = log_ds_dtheta(&s.theta[i]);
-            s.log_jac.push(lj);
-            s.log_target.push(s.log_prior[i] + s.log_lik[i] - lj);
-        }
+        s.extend_targets(from);
         w.dens.clear();
         for c in 0..s.comps.len() {
             self.density(&s.comps[c], from..s.len(), s, &mut w.dens);
@@ -404,7 +407,7 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         next.retain(|a| a.1 > MIN_SHARE * 1.0001);
         // ... and a new one where the mixture falls shortest draws IMIS_SHARE of the round
         if w.samples.comps.len() < MAX_COMPONENTS {
-            if let Some(c) = self.imis_component(active, w) {
+            if let Some(c) = self.imis_component(w) {
                 let total: f64 = next.iter().map(|a| a.1).sum();
                 next.iter_mut()
                     .for_each(|a| a.1 *= (1.0 - IMIS_SHARE) / total);
@@ -448,7 +451,7 @@ impl<P: Proposal> MixtureSampler<'_, P> {
 
     /// IMIS: a t at the sample of largest weight, with the posterior's local Gauss-Newton
     /// covariance there; returns its index.
-    fn imis_component(&self, active: &[(usize, f64)], w: &mut MixtureWork) -> Option<usize> {
+    fn imis_component(&self, w: &mut MixtureWork) -> Option<usize> {
         let (i, _) = w
             .weights
             .w
@@ -456,15 +459,8 @@ impl<P: Proposal> MixtureSampler<'_, P> {
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1))?;
         let s = w.samples.s[i];
-        let nu = active
-            .iter()
-            .find_map(|&(c, _)| match &w.samples.comps[c] {
-                Component::T(t) => Some(t.nu),
-                _ => None,
-            })
-            .unwrap_or(NU);
         let cov = local_covariance(&self.target, &s, &mut w.modes)?;
-        let t = StudentT::new(s, &cov, nu)?;
+        let t = StudentT::new(s, &cov, NU)?;
         Some(self.add_component(Component::T(t), w))
     }
 }
