@@ -43,10 +43,9 @@ fn has_posterior(r: &PosteriorRow) -> bool {
     r.flags & flags::NOT_PROCESSED == 0 && r.params[0].q[2].is_finite()
 }
 
-/// Run `sedflow compare-posteriors`.
-pub fn run(a: ComparePosteriorsArgs) -> Result<i32> {
-    let params: Vec<usize> = a
-        .params
+/// Parameter indices from comma-separated names (the default set if none).
+fn parse_params(list: &str) -> Result<Vec<usize>> {
+    let params: Vec<usize> = list
         .split(',')
         .map(|p| {
             PARAM_NAMES
@@ -57,11 +56,32 @@ pub fn run(a: ComparePosteriorsArgs) -> Result<i32> {
                 })
         })
         .collect::<Result<_>>()?;
-    let params = if params.is_empty() {
+    Ok(if params.is_empty() {
         DEFAULT_PARAMS.to_vec()
     } else {
         params
-    };
+    })
+}
+
+fn joined_names(params: &[usize]) -> String {
+    params
+        .iter()
+        .map(|&p| PARAM_NAMES[p])
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One compared star: its id, the worst deviation, the deviation per parameter and the
+/// row under test.
+type Compared = (i64, f64, Vec<f64>, PosteriorRow);
+
+/// The stars with a posterior in both tables (reference chains that did not converge left
+/// out unless asked), and the counts of reference posteriors, unconverged ones and stars
+/// missing under test.
+fn compare_tables(
+    a: &ComparePosteriorsArgs,
+    params: &[usize],
+) -> Result<(Vec<Compared>, [usize; 3])> {
     let reference = read_posteriors(&a.reference)?;
     let test: HashMap<i64, PosteriorRow> = read_posteriors(&a.test)?
         .into_iter()
@@ -83,9 +103,16 @@ pub fn run(a: ComparePosteriorsArgs) -> Result<i32> {
             missing += 1;
             continue;
         };
-        let (devs, worst) = star_deviations(&r.params, &t.params, &params);
-        rows.push((r.source_id, worst, devs, *r, t));
+        let (devs, worst) = star_deviations(&r.params, &t.params, params);
+        rows.push((r.source_id, worst, devs, t.clone()));
     }
+    Ok((rows, [with_ref.len(), unconverged, missing]))
+}
+
+/// Run `sedflow compare-posteriors`.
+pub fn run(a: ComparePosteriorsArgs) -> Result<i32> {
+    let params = parse_params(&a.params)?;
+    let (rows, [n_ref, unconverged, missing]) = compare_tables(&a, &params)?;
     if rows.is_empty() {
         bail!("no star has a posterior in both tables");
     }
@@ -93,7 +120,7 @@ pub fn run(a: ComparePosteriorsArgs) -> Result<i32> {
     let agree = agreement(&worst);
     println!(
         "{} reference posteriors ({} not converged{}), {} compared, {} without a posterior under test",
-        with_ref.len(),
+        n_ref,
         unconverged,
         if a.include_unconverged { ", included" } else { ", left out" },
         rows.len(),
@@ -101,7 +128,7 @@ pub fn run(a: ComparePosteriorsArgs) -> Result<i32> {
     );
     println!(
         "worst |dq| / reference width over p16/p50/p84 of {}: median {:.3}, p90 {:.3}, max {:.3}; within 0.25: {:.1}%, within 0.5: {:.1}%",
-        params.iter().map(|&p| PARAM_NAMES[p]).collect::<Vec<_>>().join(","),
+        joined_names(&params),
         agree.median,
         agree.p90,
         agree.max,
@@ -121,29 +148,14 @@ pub fn run(a: ComparePosteriorsArgs) -> Result<i32> {
     for (name, m) in &per_param {
         println!("  {name}: median deviation {m:.3}");
     }
-    let eff = median(
-        &rows
-            .iter()
-            .map(|x| x.4.sample_efficiency)
-            .collect::<Vec<_>>(),
-    );
-    let neff = median(&rows.iter().map(|x| x.4.n_eff).collect::<Vec<_>>());
-    let ns = median(&rows.iter().map(|x| x.4.n_samples).collect::<Vec<_>>());
+    let test_median =
+        |f: fn(&PosteriorRow) -> f64| median(&rows.iter().map(|x| f(&x.3)).collect::<Vec<_>>());
+    let eff = test_median(|r| r.sample_efficiency);
+    let neff = test_median(|r| r.n_eff);
+    let ns = test_median(|r| r.n_samples);
     println!("under test: median efficiency {eff:.3}, median n_eff {neff:.1}, median samples drawn {ns:.0}");
     if let Some(p) = &a.per_star {
-        let mut s = format!(
-            "source_id,worst,{}\n",
-            params
-                .iter()
-                .map(|&p| PARAM_NAMES[p])
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        for (id, w, devs, _, _) in &rows {
-            let d: Vec<String> = devs.iter().map(|x| format!("{x:.4}")).collect();
-            s.push_str(&format!("{id},{w:.4},{}\n", d.join(",")));
-        }
-        std::fs::write(p, s).with_context(|| format!("writing {}", p.display()))?;
+        write_per_star(p, &params, &rows)?;
     }
     if let Some(p) = &a.report {
         let json = serde_json::json!({
@@ -156,4 +168,14 @@ pub fn run(a: ComparePosteriorsArgs) -> Result<i32> {
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(0)
+}
+
+/// One CSV line per star: source_id, the worst deviation, then one per parameter.
+fn write_per_star(path: &std::path::Path, params: &[usize], rows: &[Compared]) -> Result<()> {
+    let mut s = format!("source_id,worst,{}\n", joined_names(params));
+    for (id, w, devs, _) in rows {
+        let d: Vec<String> = devs.iter().map(|x| format!("{x:.4}")).collect();
+        s.push_str(&format!("{id},{w:.4},{}\n", d.join(",")));
+    }
+    std::fs::write(path, s).with_context(|| format!("writing {}", path.display()))
 }
