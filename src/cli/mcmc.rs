@@ -3,14 +3,15 @@
 //! resumption and output table as `sedflow run`, plus split-R-hat and ESS columns); with
 //! `--source-id` it prints one star's posterior as JSON.
 
+use crate::cli::run::{exit_code, ProgressArg};
 use crate::likelihood::NoiseModel;
 use crate::physics::{ForwardModel, PARAM_NAMES};
 use crate::pipeline::catalogue::read_catalogue;
 use crate::pipeline::config::PipelineConfig;
-use crate::pipeline::progress::ProgressMode;
+use crate::pipeline::config::Redactor;
 use crate::pipeline::{self, shard, RunOptions};
 use crate::posterior::mcmc::{self, McmcConfig, McmcEngine, Selection};
-use crate::posterior::QUANTILE_SUFFIXES;
+use crate::posterior::{band_names, QUANTILE_SUFFIXES};
 use crate::prior::{Prior, PriorConfig};
 use crate::util::rng::derive_seed;
 use anyhow::{bail, Context, Result};
@@ -58,9 +59,9 @@ pub struct McmcArgs {
     /// Use the raw physical model (no empirical calibration).
     #[arg(long)]
     raw: bool,
-    /// Progress display of the catalogue run: auto, lines or off.
-    #[arg(long, default_value = "auto")]
-    progress: String,
+    /// Progress display of the catalogue run.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    progress: ProgressArg,
 }
 
 fn engine(a: &McmcArgs, selection: Selection) -> McmcEngine {
@@ -94,11 +95,14 @@ pub fn run(a: McmcArgs) -> Result<i32> {
         Some(p) => PipelineConfig::load(p)?,
         None => PipelineConfig::embedded_default(),
     };
-    cfg.validate()?;
-    match a.source_id {
-        Some(id) => one_star(&a, &cfg, id),
-        None => catalogue(&a, cfg),
-    }
+    // every message leaving this command is redacted, errors included (as for `run`)
+    let redactor = Redactor::new(&cfg);
+    let result = match (cfg.validate(), a.source_id) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Some(id)) => one_star(&a, &cfg, id),
+        (Ok(()), None) => catalogue(&a, cfg),
+    };
+    result.map_err(|e| anyhow::anyhow!("{}", redactor.redact(&format!("{e:#}"))))
 }
 
 /// The selected source ids: the first `limit` or `random` stars of the catalogue.
@@ -122,13 +126,7 @@ fn selection(a: &McmcArgs, cfg: &PipelineConfig, band_names: &[String]) -> Resul
 }
 
 fn catalogue(a: &McmcArgs, cfg: PipelineConfig) -> Result<i32> {
-    let band_names: Vec<String> = ForwardModel::embedded()
-        .bands()
-        .names()
-        .into_iter()
-        .map(String::from)
-        .collect();
-    let sel = selection(a, &cfg, &band_names)?;
+    let sel = selection(a, &cfg, &band_names(ForwardModel::embedded()))?;
     let eng = engine(a, sel);
     let shard = shard::resolve(None, None, cfg.shard.count, |k| std::env::var(k).ok())?;
     let opts = RunOptions {
@@ -136,33 +134,16 @@ fn catalogue(a: &McmcArgs, cfg: PipelineConfig) -> Result<i32> {
         output: a.output.clone().context("--output is required")?,
         config: cfg,
         shard,
-        progress: match a.progress.as_str() {
-            "lines" => ProgressMode::Lines,
-            "off" => ProgressMode::Off,
-            _ => ProgressMode::Auto,
-        },
+        progress: a.progress.into(),
     };
     let summary = pipeline::run(&opts, &eng)?;
     println!("{summary}");
-    if summary.parts_failed > 0 {
-        for e in &summary.errors {
-            eprintln!("  {e}");
-        }
-        return Ok(1);
-    }
-    Ok(0)
+    Ok(exit_code("sedflow mcmc", &summary))
 }
 
 fn one_star(a: &McmcArgs, cfg: &PipelineConfig, id: i64) -> Result<i32> {
     let eng = engine(a, Selection::All);
-    let band_names: Vec<String> = eng
-        .fm
-        .bands()
-        .names()
-        .into_iter()
-        .map(String::from)
-        .collect();
-    let stars = read_catalogue(&a.input, cfg, &band_names)?;
+    let stars = read_catalogue(&a.input, cfg, &band_names(&eng.fm))?;
     let star = stars
         .iter()
         .find(|s| !s.null_id && s.obs.source_id == id)
@@ -173,8 +154,9 @@ fn one_star(a: &McmcArgs, cfg: &PipelineConfig, id: i64) -> Result<i32> {
     let r = mcmc::run(&star.obs, &eng.fm, &eng.prior, &eng.noise, &eng.cfg);
     let mut out = serde_json::Map::new();
     out.insert("source_id".into(), id.into());
+    let summaries = r.summaries();
     for (p, name) in PARAM_NAMES.iter().enumerate() {
-        let s = r.summaries()[p];
+        let s = summaries[p];
         for (lvl, v) in QUANTILE_SUFFIXES.iter().zip(s.q) {
             out.insert(format!("{name}_{lvl}"), (v as f64).into());
         }

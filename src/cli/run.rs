@@ -19,6 +19,16 @@ pub enum ProgressArg {
     Off,
 }
 
+impl From<ProgressArg> for ProgressMode {
+    fn from(a: ProgressArg) -> ProgressMode {
+        match a {
+            ProgressArg::Auto => ProgressMode::Auto,
+            ProgressArg::Lines => ProgressMode::Lines,
+            ProgressArg::Off => ProgressMode::Off,
+        }
+    }
+}
+
 /// Arguments of `sedflow run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -117,11 +127,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
             output: a.output.clone(),
             config: cfg.clone(),
             shard,
-            progress: match a.progress {
-                ProgressArg::Auto => ProgressMode::Auto,
-                ProgressArg::Lines => ProgressMode::Lines,
-                ProgressArg::Off => ProgressMode::Off,
-            },
+            progress: a.progress.into(),
         };
         let summary = pipeline::run(&opts, &engine)?;
         println!("{summary}");
@@ -129,18 +135,23 @@ pub fn run(a: RunArgs) -> Result<i32> {
             std::fs::write(p, serde_json::to_string_pretty(&summary)?)
                 .with_context(|| format!("writing {}", p.display()))?;
         }
-        if summary.parts_failed > 0 {
-            eprintln!(
-                "sedflow run: {} part(s) failed; rerun to retry them (finished parts are kept):",
-                summary.parts_failed
-            );
-            for e in &summary.errors {
-                eprintln!("  {e}");
-            }
-            Ok(1)
-        } else {
-            Ok(0)
-        }
+        Ok(exit_code("sedflow run", &summary))
     })();
     result.map_err(|e| anyhow::anyhow!("{}", redactor.redact(&format!("{e:#}"))))
+}
+
+/// 0 when every part was written or already done; else 1, with each failed part named on
+/// stderr.
+pub fn exit_code(command: &str, summary: &pipeline::RunSummary) -> i32 {
+    if summary.parts_failed == 0 {
+        return 0;
+    }
+    eprintln!(
+        "{command}: {} part(s) failed; rerun to retry them (finished parts are kept):",
+        summary.parts_failed
+    );
+    for e in &summary.errors {
+        eprintln!("  {e}");
+    }
+    1
 }
