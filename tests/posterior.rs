@@ -4,10 +4,12 @@
 //! the flow misses.
 
 use super::pipeline_util::*;
+use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
 use sedflow::cli::simulate::{catalogue_columns, simulate_catalogue, GaiaRelease};
 use sedflow::io::table::{write_columns, Column};
 use sedflow::physics::ForwardModel;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Gaia ids exceed 2^53, where f64 would round them.
 const BIG_ID: i64 = (1 << 60) + 3;
@@ -222,4 +224,51 @@ fn temperature_profile_finds_the_cool_dwarfs_the_flow_misses() {
             "star {id}: teff p50 {teff}, truth {true_teff}"
         );
     }
+}
+
+/// A long-format catalogue (one row per observation) read for one star: its several rows
+/// are one star, not a duplicated source_id (the pipeline's duplicate rule: an id counts
+/// once per row group), and a star split across row groups is still flagged.
+#[test]
+fn mcmc_one_star_long_format_is_not_a_duplicate() {
+    let d = tmp();
+    let cat = d.path().join("long.parquet");
+    let b = batch(vec![
+        (
+            "source_id",
+            Arc::new(Int64Array::from(vec![1, 1, 1, 2, 2, 2])) as ArrayRef,
+        ),
+        (
+            "band",
+            Arc::new(StringArray::from(
+                ["gaia_g", "gaia_bp", "gaia_rp"].repeat(2),
+            )) as ArrayRef,
+        ),
+        (
+            "mag",
+            Arc::new(Float64Array::from(vec![15.0, 15.5, 14.3, 16.0, 16.6, 15.2])) as ArrayRef,
+        ),
+        (
+            "mag_error",
+            Arc::new(Float64Array::from(vec![0.01; 6])) as ArrayRef,
+        ),
+    ]);
+    // star 1 in the first row group, star 2 split over the second and third
+    write_parquet(&cat, &b, 4);
+    let flags_of = |id: &str| {
+        let o = sedflow()
+            .args(["mcmc", "--input", cat.to_str().unwrap(), "--source-id", id])
+            .args(["--walkers", "16", "--burn", "100", "--steps", "200"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        j["ingest_flags"].as_u64().unwrap()
+    };
+    assert_eq!(flags_of("1"), 0, "three observation rows of one star");
+    assert_eq!(
+        flags_of("2") & 32,
+        32,
+        "a star split across row groups is flagged DUPLICATE_SOURCE_ID"
+    );
 }

@@ -5,7 +5,7 @@
 //! itself streams.
 
 use super::config::PipelineConfig;
-use super::ingest::{self, find_duplicates, Ingested, LongGrouper, Mapper};
+use super::ingest::{self, Ingested, LongGrouper, Mapper};
 use super::{location, source};
 use anyhow::{anyhow, Context, Result};
 use futures::StreamExt;
@@ -29,18 +29,8 @@ pub fn read_catalogue(
         let meta = rt.block_on(source::read_metadata(obj))?;
         let n_groups = source::row_group_rows(&meta).len();
         let mapper = Mapper::resolve(meta.schema(), &cfg.input, &mappings, band_names, &obj.uri)?;
-        let mut ids = Vec::new();
-        for g in 0..n_groups {
-            for b in rt.block_on(source::read_column_of_row_group(
-                obj,
-                &meta,
-                &mapper.source_id,
-                g,
-            ))? {
-                ids.extend(ingest::id_col(&b, &mapper.source_id)?.iter().flatten());
-            }
-        }
-        let dups = find_duplicates(ids);
+        let groups: Vec<usize> = (0..n_groups).collect();
+        let dups = super::read_duplicates(rt.handle(), obj, &meta, &mapper, &groups)?;
         let columns = mapper.columns();
         let decode = |e| anyhow!("{}: cannot decode (corrupt or truncated?): {e}", obj.uri);
         if mapper.is_long() {
@@ -55,7 +45,6 @@ pub fn read_catalogue(
                 out.extend(grouper.finish(first));
             }
         } else {
-            let groups: Vec<usize> = (0..n_groups).collect();
             let mut s =
                 source::open_stream(obj, &meta, &columns, groups, cfg.input.read_batch_rows)?;
             let mut next = 0u32;

@@ -618,6 +618,40 @@ fn read_stage(
     t0.elapsed().saturating_sub(tx.wait.get())
 }
 
+/// The duplicate pre-pass over the source_id column of row groups `groups` (8 bytes per
+/// row, freed before the rows are read). In long format a star is a duplicate when its rows
+/// span several row groups, so each id counts once per row group.
+pub(crate) fn read_duplicates(
+    rt: &tokio::runtime::Handle,
+    obj: &InputObject,
+    meta: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
+    mapper: &Mapper,
+    groups: &[usize],
+) -> Result<Duplicates> {
+    let mut ids: Vec<i64> = Vec::new();
+    for &g in groups {
+        let batches = rt.block_on(source::read_column_of_row_group(
+            obj,
+            meta,
+            &mapper.source_id,
+            g,
+        ))?;
+        let start = ids.len();
+        for b in batches {
+            let a = ingest::id_col(&b, &mapper.source_id)
+                .with_context(|| format!("{}: row group {g}", obj.uri))?;
+            ids.extend(a.iter().flatten());
+        }
+        if mapper.is_long() {
+            let mut rg: Vec<i64> = ids.split_off(start);
+            rg.sort_unstable();
+            rg.dedup();
+            ids.extend(rg);
+        }
+    }
+    Ok(find_duplicates(ids))
+}
+
 /// Read one part; `Ok(None)` when the downstream stages have stopped.
 #[allow(clippy::too_many_arguments)]
 fn read_part(
@@ -655,32 +689,7 @@ fn read_part(
             obj.uri
         ));
     }
-    // duplicate pre-pass over the source_id column of the part (8 bytes per row, freed
-    // before the part is read)
-    let mut ids: Vec<i64> = Vec::with_capacity(plan.n_rows as usize);
-    for &g in &plan.row_groups {
-        let batches = rt.block_on(source::read_column_of_row_group(
-            obj,
-            &meta,
-            &mapper.source_id,
-            g,
-        ))?;
-        let start = ids.len();
-        for b in batches {
-            let a = ingest::id_col(&b, &mapper.source_id)
-                .with_context(|| format!("{}: row group {g}", obj.uri))?;
-            ids.extend(a.iter().flatten());
-        }
-        if mapper.is_long() {
-            // long format: a star is "duplicated" when its rows span several row groups,
-            // so count each id once per row group
-            let mut rg: Vec<i64> = ids.split_off(start);
-            rg.sort_unstable();
-            rg.dedup();
-            ids.extend(rg);
-        }
-    }
-    let dups: Duplicates = find_duplicates(ids);
+    let dups = read_duplicates(rt, obj, &meta, &mapper, &plan.row_groups)?;
     let mut extra = vec![
         ("sedflow.input".to_string(), obj.uri.clone()),
         (
