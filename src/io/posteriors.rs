@@ -23,15 +23,11 @@ pub struct PosteriorRow {
     pub n_eff: f64,
     /// Sampling efficiency.
     pub sample_efficiency: f64,
-    /// Pareto k-hat (NaN for MCMC tables).
-    pub pareto_k: f64,
-    /// The largest split-R-hat (MCMC tables; NaN otherwise).
-    pub max_rhat: f64,
 }
 
 /// The posterior tables of a run: the file itself, or the `.parquet` files directly in the
 /// directory (not `samples/`), sorted.
-pub fn posterior_files(p: &Path) -> Result<Vec<PathBuf>> {
+fn posterior_files(p: &Path) -> Result<Vec<PathBuf>> {
     if p.is_file() {
         return Ok(vec![p.to_path_buf()]);
     }
@@ -61,8 +57,6 @@ pub fn read_posteriors(p: &Path) -> Result<Vec<PosteriorRow>> {
                 )
             })
         };
-        let nan = vec![f64::NAN; ids.len()];
-        let opt = |n: &str| cols.get(n).unwrap_or(&nan);
         let q: Vec<Vec<&Vec<f64>>> = PARAM_NAMES
             .iter()
             .map(|p| {
@@ -74,17 +68,12 @@ pub fn read_posteriors(p: &Path) -> Result<Vec<PosteriorRow>> {
                 Ok(v)
             })
             .collect::<Result<_>>()?;
-        let rhat: Vec<&Vec<f64>> = PARAM_NAMES
-            .iter()
-            .map(|p| opt(&format!("{p}_rhat")))
-            .collect();
         let (fl, ns, ne, eff) = (
             col("flags")?,
             col("n_samples")?,
             col("n_eff")?,
             col("sample_efficiency")?,
         );
-        let k_hat = opt("pareto_k");
         for (k, id) in ids.iter().enumerate() {
             let Some(id) = *id else { continue };
             let params = std::array::from_fn(|p| ParamSummary {
@@ -99,8 +88,6 @@ pub fn read_posteriors(p: &Path) -> Result<Vec<PosteriorRow>> {
                 n_samples: ns[k],
                 n_eff: ne[k],
                 sample_efficiency: eff[k],
-                pareto_k: k_hat[k],
-                max_rhat: rhat.iter().map(|r| r[k]).fold(f64::NAN, f64::max),
             });
         }
     }
