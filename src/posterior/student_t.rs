@@ -175,18 +175,9 @@ impl StudentT {
         if !(s[FOLD] >= 0.0) {
             return f64::NEG_INFINITY;
         }
-        let mut y = [0f64; D];
-        let mut m = 0.0;
-        let mut yf = 0.0;
-        for i in 0..D {
-            let mut acc = 0.0;
-            for j in 0..=i {
-                acc += self.chol_inv[i][j] * (s[j] - self.mean[j]);
-            }
-            y[i] = acc;
-            m += acc * acc;
-            yf += acc * self.fold_dir[i];
-        }
+        let y = self.whiten(s);
+        let m: f64 = y.iter().map(|x| x * x).sum();
+        let yf: f64 = y.iter().zip(&self.fold_dir).map(|(a, b)| a * b).sum();
         if !m.is_finite() {
             return f64::NEG_INFINITY;
         }
