@@ -329,10 +329,7 @@ impl McmcEngine {
             }),
         };
         let mut reasons = Vec::new();
-        if star.phot.len() == 1 {
-            res.flags |= flags::SINGLE_BAND;
-            reasons.push("only one photometric band".to_string());
-        }
+        super::summary::flag_single_band(star.phot.len(), &mut res.flags, &mut reasons);
         let r = m.max_rhat();
         if !(r <= RHAT_LIMIT) {
             res.flags |= flags::NOT_CONVERGED;

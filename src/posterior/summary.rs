@@ -36,6 +36,21 @@ pub struct StarSampling<'a> {
     pub seed: u64,
 }
 
+impl StarSampling<'_> {
+    /// Effective samples per sample drawn.
+    fn efficiency(&self) -> f64 {
+        self.weights.n_eff / self.n_drawn.max(1) as f64
+    }
+}
+
+/// SINGLE_BAND for a star with one photometric band (both samplers flag it).
+pub(super) fn flag_single_band(n_bands: usize, fl: &mut u32, reasons: &mut Vec<String>) {
+    if n_bands == 1 {
+        *fl |= flags::SINGLE_BAND;
+        reasons.push("only one photometric band".into());
+    }
+}
+
 /// Build the output row.
 pub fn summarise(s: &StarSampling, settings: &InferSettings) -> StarResult {
     let w = s.weights;
@@ -46,7 +61,7 @@ pub fn summarise(s: &StarSampling, settings: &InferSettings) -> StarResult {
         has_parallax: s.has_parallax,
         n_samples: s.n_drawn as u32,
         n_eff: w.n_eff as f32,
-        sample_efficiency: (w.n_eff / s.n_drawn.max(1) as f64) as f32,
+        sample_efficiency: s.efficiency() as f32,
         log_evidence: w.log_evidence as f32,
         log_evidence_se: w.log_evidence_se as f32,
         pareto_k: w.pareto_k as f32,
@@ -72,10 +87,7 @@ pub fn summarise(s: &StarSampling, settings: &InferSettings) -> StarResult {
 /// Flags and their reasons.
 fn flag_star(s: &StarSampling, settings: &InferSettings, fl: &mut u32, reasons: &mut Vec<String>) {
     let w = s.weights;
-    if s.n_bands == 1 {
-        *fl |= flags::SINGLE_BAND;
-        reasons.push("only one photometric band".into());
-    }
+    flag_single_band(s.n_bands, fl, reasons);
     if w.n_eff == 0.0 {
         *fl |= flags::ALL_WEIGHTS_ZERO;
         reasons.push("every proposal sample has zero posterior weight".into());
@@ -88,7 +100,7 @@ fn flag_star(s: &StarSampling, settings: &InferSettings, fl: &mut u32, reasons: 
             w.n_eff, settings.target_n_eff, s.n_drawn
         ));
     }
-    let eff = w.n_eff / s.n_drawn.max(1) as f64;
+    let eff = s.efficiency();
     if (eff as f32) < settings.min_efficiency {
         *fl |= flags::LOW_EFFICIENCY;
         reasons.push(format!(
