@@ -21,13 +21,16 @@ pub fn deviation(reference: &ParamSummary, test: &ParamSummary) -> f64 {
     }
     (1..=3)
         .map(|i| ((test.q[i] - reference.q[i]) as f64).abs() / width)
-        .fold(f64::NEG_INFINITY, |a, b| {
-            if b.is_nan() || a.is_nan() {
-                f64::NAN
-            } else {
-                a.max(b)
-            }
-        })
+        .fold(f64::NEG_INFINITY, nan_max)
+}
+
+/// max that propagates NaN (a missing quantile makes the whole comparison missing).
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 /// Per-parameter deviations and their worst, for the parameters `params`.
@@ -40,13 +43,7 @@ pub fn star_deviations(
         .iter()
         .map(|&p| deviation(&reference[p], &test[p]))
         .collect();
-    let worst = devs.iter().cloned().fold(f64::NEG_INFINITY, |a, b| {
-        if b.is_nan() || a.is_nan() {
-            f64::NAN
-        } else {
-            a.max(b)
-        }
-    });
+    let worst = devs.iter().cloned().fold(f64::NEG_INFINITY, nan_max);
     (devs, worst)
 }
 
