@@ -39,11 +39,21 @@ pub enum Pattern {
     Full,
 }
 
-/// The bands of [`Pattern::Full`] (Gaia in the simulated release's passbands).
-const FULL_BANDS: [&str; 10] = [
-    "ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y", "tmass_j", "tmass_h", "tmass_ks", "wise_w1",
-    "wise_w2",
+/// The bands of [`Pattern::Full`] (Gaia's named as in DR3; [`release_band`] maps them).
+const FULL_BANDS: [&str; 13] = [
+    "gaia_g", "gaia_bp", "gaia_rp", "ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y", "tmass_j",
+    "tmass_h", "tmass_ks", "wise_w1", "wise_w2",
 ];
+
+/// A band's registry name in the simulated Gaia release (DR2 has its own passbands).
+fn release_band(release: GaiaRelease, band: &str) -> &str {
+    match (release, band) {
+        (GaiaRelease::Dr2, "gaia_g") => "gaia_dr2_g",
+        (GaiaRelease::Dr2, "gaia_bp") => "gaia_dr2_bp",
+        (GaiaRelease::Dr2, "gaia_rp") => "gaia_dr2_rp",
+        (_, b) => b,
+    }
+}
 
 /// Arguments of `sedflow simulate`.
 #[derive(Args, Debug)]
@@ -108,12 +118,12 @@ pub fn simulate_catalogue_with(
     let sim = Simulator::new(fm, &prior, &noise, cfg)?;
     let full: Vec<u16> = FULL_BANDS
         .iter()
-        .map(|b| fm.bands().id(b).map(|i| i as u16))
+        .map(|b| fm.bands().id(release_band(release, b)).map(|i| i as u16))
         .collect::<Result<_, _>>()?;
     let keep = |s: &SimStar| {
         pattern == Pattern::Any
             || (s.obs.parallax.is_some()
-                && s.obs.phot.len() == 13
+                && s.obs.phot.len() == full.len()
                 && full.iter().all(|b| s.obs.phot.iter().any(|m| m.band == *b)))
     };
     let stars = sim.simulate_many_where(n, seed, keep);
@@ -144,13 +154,7 @@ pub fn catalogue_columns(
     cols.push(Column::F32("parallax_error".into(), plx(|p| p.1)));
     let map = catalogue_columns_map();
     for (band, mag_col, err_col) in &map {
-        let name = match (release, band.as_str()) {
-            (GaiaRelease::Dr2, "gaia_g") => "gaia_dr2_g",
-            (GaiaRelease::Dr2, "gaia_bp") => "gaia_dr2_bp",
-            (GaiaRelease::Dr2, "gaia_rp") => "gaia_dr2_rp",
-            (_, b) => b,
-        };
-        let id = fm.bands().id(name)? as u16;
+        let id = fm.bands().id(release_band(release, band))? as u16;
         let mut mag = vec![f32::NAN; n];
         let mut err = vec![f32::NAN; n];
         for (k, s) in stars.iter().enumerate() {
