@@ -29,6 +29,9 @@ pub struct StarObs {
     pub phot: Vec<Measurement>,
     /// Parallax and its error [mas], if measured.
     pub parallax: Option<(f32, f32)>,
+    /// Dust-map reddening value, if the catalogue gives a valid one.
+    #[serde(default)]
+    pub reddening: Option<crate::prior::reddening::MapReddening>,
 }
 
 /// Per-band model-systematics floors added in quadrature to reported errors.
@@ -166,6 +169,7 @@ mod tests {
                 })
                 .collect(),
             parallax: Some((5.0, 0.05)),
+            reddening: None,
         };
         let p = PreparedStar::new(&star, &noise);
         let mut s = Vec::new();

@@ -7,6 +7,7 @@
 
 use crate::likelihood::{Measurement, NoiseModel, StarObs};
 use crate::physics::{ForwardModel, Theta};
+use crate::prior::reddening::{MapReddening, ReddeningModel};
 use crate::prior::Prior;
 use crate::util::rng::Rng;
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,17 @@ pub struct SimulatorConfig {
     pub parallax_err_slope: f64,
     /// Multiplier of parallax errors for DR2 stars.
     pub parallax_dr2_factor: f64,
+    /// Share of stars given a dust-map value (drawn as [`Simulator::map_value`] says maps
+    /// err; 0: none).
+    #[serde(default)]
+    pub reddening_fraction: f64,
+    /// Quoted E(B-V) error law: hypot(floor, relative * E(B-V)) [mag], scattered by
+    /// `err_scatter_dex`.
+    #[serde(default = "default_ebv_error_floor")]
+    pub reddening_error_floor: f64,
+    /// Relative part of the quoted E(B-V) error law.
+    #[serde(default = "default_ebv_error_relative")]
+    pub reddening_error_relative: f64,
     /// Log-normal scatter (dex) of reported errors around the survey's law.
     pub err_scatter_dex: f64,
     /// Minimum number of bands for a star to enter the catalogue.
@@ -177,10 +189,21 @@ impl Default for SimulatorConfig {
             parallax_err_ref: 0.5,
             parallax_err_slope: 0.28,
             parallax_dr2_factor: 1.6,
+            reddening_fraction: 0.0,
+            reddening_error_floor: default_ebv_error_floor(),
+            reddening_error_relative: default_ebv_error_relative(),
             err_scatter_dex: 0.08,
             min_bands: 2,
         }
     }
+}
+
+fn default_ebv_error_floor() -> f64 {
+    0.02
+}
+
+fn default_ebv_error_relative() -> f64 {
+    0.1
 }
 
 /// A simulated star: its truth and what a catalogue would hold.
@@ -204,6 +227,8 @@ pub struct Simulator<'a> {
     pub noise: &'a NoiseModel,
     /// Settings.
     pub config: SimulatorConfig,
+    /// How map values relate to A_V (unnamed maps: the default settings, as in `run`).
+    pub reddening: ReddeningModel,
     band_ids: Vec<Vec<usize>>,
     all_bands: Vec<usize>,
 }
@@ -238,6 +263,7 @@ impl<'a> Simulator<'a> {
             prior,
             noise,
             config,
+            reddening: ReddeningModel::default(),
             band_ids,
             all_bands,
         })
@@ -323,15 +349,45 @@ impl<'a> Simulator<'a> {
         } else {
             None
         };
+        let reddening = rng
+            .chance(c.reddening_fraction)
+            .then(|| self.map_value(rng, theta.av, None));
         Some(SimStar {
             theta,
             obs: StarObs {
                 source_id,
                 phot,
                 parallax,
+                reddening,
             },
             gaia_dr2,
         })
+    }
+
+    /// A dust-map value for a star of extinction `av`, drawn from the measurement model the
+    /// prior uses (an `at_distance` map: E = A_V / k plus Gaussian noise of width
+    /// hypot(k sigma_E, floor) / k). `quoted` keeps a template's (error, map); otherwise the
+    /// error comes from the configured error law and the map is unnamed.
+    pub fn map_value(&self, rng: &mut Rng, av: f64, quoted: Option<(f32, u16)>) -> MapReddening {
+        let c = &self.config;
+        let (error, map) = quoted.unwrap_or_else(|| {
+            let m = &self.reddening.default;
+            let e = av / m.av_per_ebv;
+            let law = c
+                .reddening_error_floor
+                .hypot(c.reddening_error_relative * e);
+            let scatter = 10f64.powf(c.err_scatter_dex * rng.normal());
+            ((law * scatter) as f32, MapReddening::DEFAULT_MAP)
+        });
+        let m = self.reddening.map(map);
+        let sigma_av =
+            (m.error_scale * m.av_per_ebv * error as f64).hypot(self.reddening.av_sigma_floor);
+        let ebv = (av + sigma_av * rng.normal()) / m.av_per_ebv;
+        MapReddening {
+            ebv: ebv as f32,
+            error,
+            map,
+        }
     }
 
     /// A magnitude drawn from the likelihood's noise model: the true one plus the band's
@@ -377,12 +433,16 @@ impl<'a> Simulator<'a> {
                 e,
             )
         });
+        let reddening = template
+            .reddening
+            .map(|r| self.map_value(rng, theta.av, Some((r.error, r.map))));
         Some(SimStar {
             theta,
             obs: StarObs {
                 source_id,
                 phot,
                 parallax,
+                reddening,
             },
             gaia_dr2: false,
         })

@@ -207,6 +207,7 @@ fn compare_with_mcmc(b: &PipelineBench) -> Result<()> {
         GaiaRelease::Dr3,
         b.pattern,
         false,
+        0.0,
     )?;
     let settings = crate::pipeline::config::PipelineConfig::embedded_default()
         .inference
@@ -222,7 +223,13 @@ fn compare_with_mcmc(b: &PipelineBench) -> Result<()> {
         let r = &engine.infer_chunk(std::slice::from_ref(&s.obs), &settings)[0];
         t_is += t0.elapsed().as_secs_f64();
         neff_is += (r.n_eff as f64).max(0.0);
-        let m = mcmc::run(&s.obs, &engine.fm, &engine.prior, &engine.noise, &cfg);
+        let m = mcmc::run(
+            &s.obs,
+            &engine.fm,
+            (&engine.prior, &engine.reddening),
+            &engine.noise,
+            &cfg,
+        );
         t_mc += m.seconds;
         neff_mc += m.n_eff;
         worst.push(star_deviations(&m.summaries(), &r.params, &DEFAULT_PARAMS).1);

@@ -6,6 +6,7 @@ use crate::likelihood::NoiseModel;
 use crate::nn::proposal::{parse_device, FlowProposal};
 use crate::physics::ForwardModel;
 use crate::posterior::engine::PosteriorEngine;
+use crate::prior::reddening::{ReddeningConfig, ReddeningModel};
 use crate::prior::{Prior, PriorConfig};
 use anyhow::Result;
 
@@ -36,8 +37,10 @@ pub fn flow_engine_on(
             "the model's bands differ from the forward model's registry: retrain the model"
         );
     }
+    let prior = PriorConfig::default();
     Ok(PosteriorEngine {
-        prior: Prior::new(&fm, PriorConfig::default()),
+        reddening: ReddeningModel::for_model(&ReddeningConfig::default(), &fm, prior.av_max),
+        prior: Prior::new(&fm, prior),
         noise: NoiseModel::default_for(&fm),
         fm,
         proposal,

@@ -45,6 +45,9 @@ pub struct EvaluateArgs {
     /// coverage.
     #[arg(long)]
     likelihood_consistent: bool,
+    /// Share of stars given a dust-map reddening prior (see `sedflow simulate`).
+    #[arg(long, default_value_t = 0.0)]
+    reddening_fraction: f64,
     /// Also compare with the reference MCMC on this many of the stars.
     #[arg(long, default_value_t = 0)]
     mcmc: usize,
@@ -98,6 +101,7 @@ pub fn run(a: EvaluateArgs) -> Result<i32> {
         GaiaRelease::Dr3,
         a.pattern,
         a.likelihood_consistent,
+        a.reddening_fraction,
     )?;
     let obs: Vec<_> = stars.iter().map(|s| s.obs.clone()).collect();
     let truths: Vec<_> = stars.iter().map(|s| s.theta).collect();
@@ -115,7 +119,7 @@ pub fn run(a: EvaluateArgs) -> Result<i32> {
         engine.model_id()
     );
     println!("{}", format_table(&groups));
-    let mut report = serde_json::json!({"stars": a.stars, "settings": describe(&settings), "pattern": format!("{:?}", a.pattern), "likelihood_consistent": a.likelihood_consistent, "seed": a.seed, "seconds": secs, "model": engine.model_id(), "groups": groups});
+    let mut report = serde_json::json!({"stars": a.stars, "settings": describe(&settings), "pattern": format!("{:?}", a.pattern), "likelihood_consistent": a.likelihood_consistent, "reddening_fraction": a.reddening_fraction, "seed": a.seed, "seconds": secs, "model": engine.model_id(), "groups": groups});
     if a.mcmc > 0 {
         let k = a.mcmc.min(stars.len());
         let cmp = compare_mcmc(&engine, &stars[..k], &results[..k], a.seed)?;
@@ -162,7 +166,13 @@ fn compare_mcmc(
     );
     println!("{:>4} {:>8} {:>7} {:>7} | |dq|/width teff  logg    mh    av | IS eff | MCMC n_eff  R-hat   s", "star", "teff", "logg", "mh");
     for (k, (s, r)) in stars.iter().zip(results).enumerate() {
-        let m = mcmc::run(&s.obs, &engine.fm, &engine.prior, &engine.noise, &cfg);
+        let m = mcmc::run(
+            &s.obs,
+            &engine.fm,
+            (&engine.prior, &engine.reddening),
+            &engine.noise,
+            &cfg,
+        );
         t_mcmc += m.seconds;
         neff_mcmc += m.n_eff;
         let reference = m.summaries();

@@ -12,6 +12,7 @@ use crate::pipeline::config::Redactor;
 use crate::pipeline::{self, shard, RunOptions};
 use crate::posterior::mcmc::{self, McmcConfig, McmcEngine, Selection};
 use crate::posterior::{band_names, QUANTILE_SUFFIXES};
+use crate::prior::reddening::ReddeningModel;
 use crate::prior::{Prior, PriorConfig};
 use crate::util::rng::derive_seed;
 use anyhow::{bail, Context, Result};
@@ -64,15 +65,17 @@ pub struct McmcArgs {
     progress: ProgressArg,
 }
 
-fn engine(a: &McmcArgs, selection: Selection) -> McmcEngine {
+fn engine(a: &McmcArgs, cfg: &PipelineConfig, selection: Selection) -> McmcEngine {
     let fm = if a.raw {
         ForwardModel::embedded_raw()
     } else {
         ForwardModel::embedded()
     }
     .clone();
+    let prior = PriorConfig::default();
     McmcEngine {
-        prior: Prior::new(&fm, PriorConfig::default()),
+        reddening: ReddeningModel::for_model(&cfg.prior, &fm, prior.av_max),
+        prior: Prior::new(&fm, prior),
         noise: NoiseModel::default_for(&fm),
         fm,
         cfg: McmcConfig {
@@ -106,11 +109,16 @@ pub fn run(a: McmcArgs) -> Result<i32> {
 }
 
 /// The selected source ids: the first `limit` or `random` stars of the catalogue.
-fn selection(a: &McmcArgs, cfg: &PipelineConfig, band_names: &[String]) -> Result<Selection> {
+fn selection(
+    a: &McmcArgs,
+    cfg: &PipelineConfig,
+    band_names: &[String],
+    reddening: &ReddeningModel,
+) -> Result<Selection> {
     if a.limit.is_none() && a.random.is_none() {
         return Ok(Selection::All);
     }
-    let stars = read_catalogue(&a.input, cfg, band_names)?;
+    let stars = read_catalogue(&a.input, cfg, band_names, reddening)?;
     let mut ids: Vec<i64> = stars
         .iter()
         .filter(|s| !s.null_id)
@@ -126,8 +134,12 @@ fn selection(a: &McmcArgs, cfg: &PipelineConfig, band_names: &[String]) -> Resul
 }
 
 fn catalogue(a: &McmcArgs, cfg: PipelineConfig) -> Result<i32> {
-    let sel = selection(a, &cfg, &band_names(ForwardModel::embedded()))?;
-    let eng = engine(a, sel);
+    let probe = engine(a, &cfg, Selection::All);
+    let sel = selection(a, &cfg, &band_names(&probe.fm), &probe.reddening)?;
+    let eng = McmcEngine {
+        selection: sel,
+        ..probe
+    };
     let shard = shard::resolve(None, None, cfg.shard.count, |k| std::env::var(k).ok())?;
     let opts = RunOptions {
         input: a.input.clone(),
@@ -142,8 +154,8 @@ fn catalogue(a: &McmcArgs, cfg: PipelineConfig) -> Result<i32> {
 }
 
 fn one_star(a: &McmcArgs, cfg: &PipelineConfig, id: i64) -> Result<i32> {
-    let eng = engine(a, Selection::All);
-    let stars = read_catalogue(&a.input, cfg, &band_names(&eng.fm))?;
+    let eng = engine(a, cfg, Selection::All);
+    let stars = read_catalogue(&a.input, cfg, &band_names(&eng.fm), &eng.reddening)?;
     let star = stars
         .iter()
         .find(|s| !s.null_id && s.obs.source_id == id)
@@ -151,7 +163,13 @@ fn one_star(a: &McmcArgs, cfg: &PipelineConfig, id: i64) -> Result<i32> {
     if star.obs.phot.is_empty() {
         bail!("star {id} has no usable photometry ({})", star.reason);
     }
-    let r = mcmc::run(&star.obs, &eng.fm, &eng.prior, &eng.noise, &eng.cfg);
+    let r = mcmc::run(
+        &star.obs,
+        &eng.fm,
+        (&eng.prior, &eng.reddening),
+        &eng.noise,
+        &eng.cfg,
+    );
     let mut out = serde_json::Map::new();
     out.insert("source_id".into(), id.into());
     let summaries = r.summaries();

@@ -4,6 +4,7 @@
 use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::progress::ProgressMode;
 use crate::pipeline::{self, shard, RunOptions};
+use crate::prior::reddening::ReddeningModel;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -121,7 +122,10 @@ pub fn run(a: RunArgs) -> Result<i32> {
         })?;
         tune_allocator();
         // the embedded model unless --model names another
-        let engine = crate::cli::engine::flow_engine_on(a.model.as_deref(), &cfg.inference.device)?;
+        let mut engine =
+            crate::cli::engine::flow_engine_on(a.model.as_deref(), &cfg.inference.device)?;
+        engine.reddening =
+            ReddeningModel::for_model(&cfg.prior, &engine.fm, engine.prior.config.av_max);
         let opts = RunOptions {
             input: a.input.clone(),
             output: a.output.clone(),

@@ -4,6 +4,7 @@
 use crate::io::table::{write_columns, Column};
 use crate::likelihood::NoiseModel;
 use crate::physics::ForwardModel;
+use crate::prior::reddening::MapReddening;
 use crate::prior::{Prior, PriorConfig};
 use crate::simulate::{SimStar, Simulator, SimulatorConfig};
 use anyhow::{bail, Result};
@@ -84,6 +85,10 @@ pub struct SimulateArgs {
     /// This is the catalogue on which exact posteriors have nominal coverage.
     #[arg(long)]
     likelihood_consistent: bool,
+    /// Share of stars given a dust-map reddening prior (`ebv_prior`, `ebv_prior_error`),
+    /// drawn the way the prior's measurement model says maps err.
+    #[arg(long, default_value_t = 0.0)]
+    reddening_fraction: f64,
 }
 
 /// Simulate `n` stars with the physical prior and default survey model.
@@ -93,7 +98,7 @@ pub fn simulate_catalogue(
     seed: u64,
     release: GaiaRelease,
 ) -> Result<Vec<SimStar>> {
-    simulate_catalogue_with(fm, n, seed, release, Pattern::Any, false)
+    simulate_catalogue_with(fm, n, seed, release, Pattern::Any, false, 0.0)
 }
 
 /// [`simulate_catalogue`] keeping only stars of a band pattern.
@@ -104,7 +109,11 @@ pub fn simulate_catalogue_with(
     release: GaiaRelease,
     pattern: Pattern,
     likelihood_consistent: bool,
+    reddening_fraction: f64,
 ) -> Result<Vec<SimStar>> {
+    if !(0.0..=1.0).contains(&reddening_fraction) {
+        anyhow::bail!("--reddening-fraction must be in [0, 1]");
+    }
     let prior = Prior::new(fm, PriorConfig::default());
     let noise = NoiseModel::default_for(fm);
     let cfg = SimulatorConfig {
@@ -113,6 +122,7 @@ pub fn simulate_catalogue_with(
         } else {
             0.0
         },
+        reddening_fraction,
         ..SimulatorConfig::default()
     };
     let sim = Simulator::new(fm, &prior, &noise, cfg)?;
@@ -152,6 +162,16 @@ pub fn catalogue_columns(
     };
     cols.push(Column::F32("parallax".into(), plx(|p| p.0)));
     cols.push(Column::F32("parallax_error".into(), plx(|p| p.1)));
+    if stars.iter().any(|s| s.obs.reddening.is_some()) {
+        let red = |f: fn(&MapReddening) -> f32| {
+            stars
+                .iter()
+                .map(|s| s.obs.reddening.as_ref().map(f).unwrap_or(f32::NAN))
+                .collect::<Vec<f32>>()
+        };
+        cols.push(Column::F32("ebv_prior".into(), red(|r| r.ebv)));
+        cols.push(Column::F32("ebv_prior_error".into(), red(|r| r.error)));
+    }
     let map = catalogue_columns_map();
     for (band, mag_col, err_col) in &map {
         let id = fm.bands().id(release_band(release, band))? as u16;
@@ -202,6 +222,7 @@ pub fn run(a: SimulateArgs) -> Result<i32> {
         a.gaia_release,
         a.pattern,
         a.likelihood_consistent,
+        a.reddening_fraction,
     )?;
     let cols = catalogue_columns(fm, &stars, a.gaia_release)?;
     let meta = vec![

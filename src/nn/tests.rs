@@ -49,11 +49,13 @@ fn stars() -> Vec<StarObs> {
             source_id: 1,
             phot: vec![m(0, 12.0), m(1, 12.4), m(2, 11.5)],
             parallax: Some((1.2, 0.05)),
+            reddening: None,
         },
         StarObs {
             source_id: 2,
             phot: vec![m(6, 10.0), m(7, 9.6), m(8, 9.5), m(9, 9.4), m(0, 12.5)],
             parallax: None,
+            reddening: None,
         },
     ]
 }

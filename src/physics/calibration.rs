@@ -174,6 +174,22 @@ impl Calibration {
         &self.ext_factor
     }
 
+    /// The reddening maps' fitted (relative scale errors, error factors) from the card's
+    /// `fit.map_scales` / `fit.map_error_scales` (map name, value); empty where absent.
+    pub fn map_factors(&self) -> (Vec<(String, f64)>, Vec<(String, f64)>) {
+        let read = |key: &str| -> Vec<(String, f64)> {
+            self.card["fit"][key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|e| Some((e[0].as_str()?.to_string(), e[1].as_f64()?)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        (read("map_scales"), read("map_error_scales"))
+    }
+
     /// Model-systematics floor of a band id, if the calibration estimated one.
     pub fn floor(&self, band_id: usize) -> Option<f64> {
         let Some(Some(i)) = self.resolved.get(band_id) else {

@@ -117,6 +117,7 @@ mod tests {
                     })
                     .collect(),
                 parallax: None,
+                reddening: None,
             },
             flags: 0,
             reason: String::new(),

@@ -7,6 +7,7 @@
 use super::config::PipelineConfig;
 use super::ingest::{self, Ingested, LongGrouper, Mapper};
 use super::{location, source};
+use crate::prior::reddening::ReddeningModel;
 use anyhow::{anyhow, Context, Result};
 use futures::StreamExt;
 
@@ -16,6 +17,7 @@ pub fn read_catalogue(
     input: &str,
     cfg: &PipelineConfig,
     band_names: &[String],
+    reddening: &ReddeningModel,
 ) -> Result<Vec<Ingested>> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -28,7 +30,13 @@ pub fn read_catalogue(
     for (f, obj) in inputs.iter().enumerate() {
         let meta = rt.block_on(source::read_metadata(obj))?;
         let n_groups = source::row_group_rows(&meta).len();
-        let mapper = Mapper::resolve(meta.schema(), &cfg.input, &mappings, band_names, &obj.uri)?;
+        let mapper = Mapper::resolve(
+            meta.schema(),
+            &cfg.input,
+            &mappings,
+            (band_names, reddening),
+            &obj.uri,
+        )?;
         let groups: Vec<usize> = (0..n_groups).collect();
         let dups = super::read_duplicates(rt.handle(), obj, &meta, &mapper, &groups)?;
         let columns = mapper.columns();

@@ -181,6 +181,68 @@ impl Default for LongConfig {
     }
 }
 
+/// The parallax zero point: `"auto"` or a constant Z [mas].
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ZeroPoint {
+    /// A constant Z [mas].
+    Constant(f64),
+    /// `"auto"`: Gaia DR3, Lindegren et al. (2021) per star where the catalogue has its
+    /// columns, else the global DR3 offset; Gaia DR2, the global DR2 offset.
+    Auto(AutoZeroPoint),
+}
+
+/// The string `"auto"`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoZeroPoint {
+    /// `"auto"`.
+    Auto,
+}
+
+/// `[input.parallax]`. Sign convention (Lindegren et al.): the parallax used is
+/// `(parallax - Z)`, with error `hypot(error_scale * parallax_error, error_floor)`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParallaxConfig {
+    /// Zero point Z [mas] or `"auto"`.
+    pub zero_point: ZeroPoint,
+    /// Factor on the quoted parallax errors (>= 1 inflates them).
+    pub error_scale: f64,
+    /// Added in quadrature to the scaled errors [mas].
+    pub error_floor: f64,
+}
+
+impl Default for ParallaxConfig {
+    fn default() -> Self {
+        ParallaxConfig {
+            zero_point: ZeroPoint::Auto(AutoZeroPoint::Auto),
+            error_scale: 1.0,
+            error_floor: 0.0,
+        }
+    }
+}
+
+impl ParallaxConfig {
+    /// Reject values that cannot be a zero point or an error model.
+    pub fn validate(&self) -> Result<()> {
+        if let ZeroPoint::Constant(z) = self.zero_point {
+            if !(z.is_finite() && z.abs() < 1.0) {
+                bail!(
+                    "input.parallax.zero_point must be \"auto\" or a number of mas below 1 in size"
+                );
+            }
+        }
+        if !(self.error_scale.is_finite() && self.error_scale > 0.0) {
+            bail!("input.parallax.error_scale must be positive");
+        }
+        if !(self.error_floor.is_finite() && self.error_floor >= 0.0) {
+            bail!("input.parallax.error_floor must be >= 0");
+        }
+        Ok(())
+    }
+}
+
 /// `[input]`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -197,8 +259,15 @@ pub struct InputConfig {
     pub parallax_column: String,
     /// Parallax error column [mas].
     pub parallax_error_column: String,
-    /// Added to every observed parallax [mas].
-    pub parallax_zero_point: f32,
+    /// Parallax zero point and error inflation.
+    pub parallax: ParallaxConfig,
+    /// Dust-map E(B-V) column (SFD scale) [mag]: the star's reddening prior (absent or null:
+    /// the population prior).
+    pub ebv_prior_column: String,
+    /// Its 1-sigma error column [mag].
+    pub ebv_prior_error_column: String,
+    /// Column naming the map each value comes from (optional; names the `[prior.maps]` entry).
+    pub ebv_prior_map_column: String,
     /// Rows per output part (whole row groups).
     pub rows_per_part: u64,
     /// Rows decoded at a time.
@@ -218,7 +287,10 @@ impl Default for InputConfig {
             default_columns: true,
             parallax_column: "parallax".into(),
             parallax_error_column: "parallax_error".into(),
-            parallax_zero_point: 0.0,
+            parallax: ParallaxConfig::default(),
+            ebv_prior_column: "ebv_prior".into(),
+            ebv_prior_error_column: "ebv_prior_error".into(),
+            ebv_prior_map_column: "ebv_prior_source".into(),
             rows_per_part: 1_000_000,
             read_batch_rows: 8192,
             bands: Vec::new(),
@@ -316,6 +388,8 @@ pub struct PipelineConfig {
     pub batching: BatchingConfig,
     /// `[input]`.
     pub input: InputConfig,
+    /// `[prior]`: per-star reddening priors from dust-map values.
+    pub prior: crate::prior::reddening::ReddeningConfig,
     /// `[output]`.
     pub output: OutputConfig,
     /// `[shard]` (not written to outputs: sharding does not change results).
@@ -400,9 +474,8 @@ impl PipelineConfig {
         if self.output.row_group_rows == 0 {
             bail!("output.row_group_rows must be positive");
         }
-        if !self.input.parallax_zero_point.is_finite() {
-            bail!("input.parallax_zero_point must be finite");
-        }
+        self.input.parallax.validate()?;
+        self.prior.validate().map_err(|e| anyhow::anyhow!(e))?;
         for b in &self.input.bands {
             if !(b.error_floor.is_finite() && b.error_floor >= 0.0) {
                 bail!(

@@ -3,9 +3,15 @@
 //! reasons. Bad values never stop a run: a NaN magnitude, a non-positive error, an unknown
 //! band or a duplicate source_id becomes a flag on that star's output row.
 
-use super::config::{default_band_columns, BandColumn, InputConfig, InputFormat};
+use super::config::{
+    default_band_columns, BandColumn, GaiaRelease, InputConfig, InputFormat, ZeroPoint,
+};
+use super::parallax_zero_point::{
+    lindegren2021_zero_point, ZeroPointInput, DR2_GLOBAL_ZERO_POINT_MAS, DR3_GLOBAL_ZERO_POINT_MAS,
+};
 use crate::likelihood::{Measurement, StarObs};
 use crate::posterior::flags;
+use crate::prior::reddening::{check_map_value, MapReddening, ReddeningModel};
 use anyhow::{bail, Result};
 use arrow::array::{Array, Float64Array, Int64Array, StringArray};
 use arrow::compute::cast;
@@ -15,6 +21,10 @@ use std::collections::{HashMap, HashSet};
 
 /// 2.5 / ln 10: magnitude error per unit relative flux error.
 pub const MAG_PER_REL_FLUX: f64 = 1.085_736_204_758_129_6;
+
+/// Long format: the band label whose rows carry the reddening prior (E(B-V) and its error
+/// in the magnitude and error columns).
+pub const EBV_PRIOR_BAND: &str = "ebv_prior";
 
 /// One star on its way through the pipeline.
 #[derive(Clone, Debug)]
@@ -59,12 +69,80 @@ pub enum Layout {
         bands: Vec<WideBand>,
         /// (parallax, error) columns if present.
         parallax: Option<(String, Option<String>)>,
+        /// Columns of the per-star reddening prior, if present.
+        reddening: Option<ReddeningColumns>,
+        /// Columns of the Lindegren et al. (2021) zero point, when it applies.
+        zero_point: Option<[String; 5]>,
     },
     /// One row per observation.
     Long {
         /// Band label -> band id (registry names and aliases).
         bands: HashMap<String, u16>,
     },
+}
+
+/// The reddening prior's columns in one file.
+#[derive(Clone, Debug)]
+pub struct ReddeningColumns {
+    /// E(B-V) column.
+    pub ebv: String,
+    /// Its error column, if present.
+    pub error: Option<String>,
+    /// Map-name column, if present.
+    pub map: Option<String>,
+}
+
+/// The catalogue columns the Lindegren et al. (2021) recipe needs, in
+/// [`ZeroPointInput`]'s order.
+pub const LINDEGREN_COLUMNS: [&str; 5] = [
+    "phot_g_mean_mag",
+    "nu_eff_used_in_astrometry",
+    "pseudocolour",
+    "ecl_lat",
+    "astrometric_params_solved",
+];
+
+/// How observed parallaxes become the likelihood's: zero point and error model.
+#[derive(Clone, Debug)]
+pub struct ParallaxRule {
+    /// Z [mas] where no per-star zero point applies (parallax used: parallax - Z).
+    pub zero_point: f64,
+    /// Factor on the quoted errors.
+    pub error_scale: f64,
+    /// Added in quadrature [mas].
+    pub error_floor: f64,
+}
+
+impl ParallaxRule {
+    fn new(cfg: &InputConfig) -> ParallaxRule {
+        let zero_point = match (cfg.parallax.zero_point, cfg.gaia_release) {
+            (ZeroPoint::Constant(z), _) => z,
+            (ZeroPoint::Auto(_), GaiaRelease::Dr3) => DR3_GLOBAL_ZERO_POINT_MAS,
+            (ZeroPoint::Auto(_), GaiaRelease::Dr2) => DR2_GLOBAL_ZERO_POINT_MAS,
+        };
+        ParallaxRule {
+            zero_point,
+            error_scale: cfg.parallax.error_scale,
+            error_floor: cfg.parallax.error_floor,
+        }
+    }
+
+    /// Validate a parallax and its error; the corrected (parallax, error) or a reason.
+    fn apply(&self, plx: f64, err: Option<f64>, z: f64) -> Result<(f32, f32), String> {
+        if !plx.is_finite() {
+            return Err(format!("parallax {plx}"));
+        }
+        match err {
+            None => Err("parallax without error".into()),
+            Some(e) if !(e.is_finite() && e > 0.0) => {
+                Err(format!("parallax error {e} is not positive and finite"))
+            }
+            Some(e) => Ok((
+                (plx - z) as f32,
+                (self.error_scale * e).hypot(self.error_floor) as f32,
+            )),
+        }
+    }
 }
 
 /// How to read one file's rows.
@@ -75,7 +153,8 @@ pub struct Mapper {
     /// Wide or long.
     pub layout: Layout,
     long_cols: (String, String, String),
-    zero_point: f32,
+    parallax_rule: ParallaxRule,
+    reddening: ReddeningModel,
     /// Columns of the file that are not used (reported once per run).
     pub unused: Vec<String>,
 }
@@ -133,7 +212,7 @@ impl Mapper {
         schema: &Schema,
         cfg: &InputConfig,
         mappings: &[(BandColumn, u16)],
-        band_names: &[String],
+        (band_names, reddening): (&[String], &ReddeningModel),
         file: &str,
     ) -> Result<Mapper> {
         let has = |c: &str| {
@@ -256,7 +335,14 @@ impl Mapper {
                 }
                 None => None,
             };
-            Layout::Wide { bands, parallax }
+            let reddening = reddening_columns(cfg, &has, file, &mut used)?;
+            let zero_point = lindegren_columns(cfg, &has, file, &mut used)?;
+            Layout::Wide {
+                bands,
+                parallax,
+                reddening,
+                zero_point,
+            }
         };
         let unused = schema
             .fields()
@@ -272,7 +358,8 @@ impl Mapper {
                 lc.mag_column.clone(),
                 lc.error_column.clone(),
             ),
-            zero_point: cfg.parallax_zero_point,
+            parallax_rule: ParallaxRule::new(cfg),
+            reddening: reddening.clone(),
             unused,
         })
     }
@@ -294,7 +381,12 @@ impl Mapper {
     pub fn columns(&self) -> Vec<String> {
         let mut v = vec![self.source_id.clone()];
         match &self.layout {
-            Layout::Wide { bands, parallax } => {
+            Layout::Wide {
+                bands,
+                parallax,
+                reddening,
+                zero_point,
+            } => {
                 for b in bands {
                     v.push(b.column.clone());
                     v.extend(b.error.iter().cloned());
@@ -304,6 +396,11 @@ impl Mapper {
                     v.push(p.clone());
                     v.extend(e.iter().cloned());
                 }
+                if let Some(r) = reddening {
+                    v.push(r.ebv.clone());
+                    v.extend(r.error.iter().chain(&r.map).cloned());
+                }
+                v.extend(zero_point.iter().flatten().cloned());
             }
             Layout::Long { .. } => {
                 let (b, m, e) = &self.long_cols;
@@ -376,17 +473,65 @@ fn check_measurement(
     })
 }
 
-fn check_parallax(plx: f64, err: Option<f64>, zp: f32) -> Result<(f32, f32), String> {
-    if !plx.is_finite() {
-        return Err(format!("parallax {plx}"));
-    }
-    match err {
-        None => Err("parallax without error".into()),
-        Some(e) if !(e.is_finite() && e > 0.0) => {
-            Err(format!("parallax error {e} is not positive and finite"))
+/// The reddening prior's columns, where the file has the E(B-V) column.
+fn reddening_columns(
+    cfg: &InputConfig,
+    has: &dyn Fn(&str) -> Option<DataType>,
+    file: &str,
+    used: &mut Vec<String>,
+) -> Result<Option<ReddeningColumns>> {
+    let Some(dt) = has(&cfg.ebv_prior_column) else {
+        return Ok(None);
+    };
+    let mut numeric_col = |c: &String, dt: DataType| -> Result<String> {
+        if !numeric(&dt) {
+            bail!("{file}: column {c} has type {dt}; expected numbers");
         }
-        Some(e) => Ok(((plx + zp as f64) as f32, e as f32)),
+        used.push(c.clone());
+        Ok(c.clone())
+    };
+    let ebv = numeric_col(&cfg.ebv_prior_column, dt)?;
+    let error = match has(&cfg.ebv_prior_error_column) {
+        Some(dt) => Some(numeric_col(&cfg.ebv_prior_error_column, dt)?),
+        None => None,
+    };
+    let map = match has(&cfg.ebv_prior_map_column) {
+        Some(dt) if !stringy(&dt) => bail!(
+            "{file}: column {} has type {dt}; expected strings (map names)",
+            cfg.ebv_prior_map_column
+        ),
+        Some(_) => {
+            used.push(cfg.ebv_prior_map_column.clone());
+            Some(cfg.ebv_prior_map_column.clone())
+        }
+        None => None,
+    };
+    Ok(Some(ReddeningColumns { ebv, error, map }))
+}
+
+/// The Lindegren et al. (2021) columns, where the zero point is "auto" for Gaia DR3 and the
+/// file has all five.
+fn lindegren_columns(
+    cfg: &InputConfig,
+    has: &dyn Fn(&str) -> Option<DataType>,
+    file: &str,
+    used: &mut Vec<String>,
+) -> Result<Option<[String; 5]>> {
+    let auto = matches!(cfg.parallax.zero_point, ZeroPoint::Auto(_));
+    if !(auto && cfg.gaia_release == GaiaRelease::Dr3) {
+        return Ok(None);
     }
+    if LINDEGREN_COLUMNS.iter().any(|c| has(c).is_none()) {
+        return Ok(None);
+    }
+    for c in LINDEGREN_COLUMNS {
+        let dt = has(c).unwrap();
+        if !numeric(&dt) {
+            bail!("{file}: column {c} has type {dt}; expected numbers");
+        }
+        used.push(c.to_string());
+    }
+    Ok(Some(LINDEGREN_COLUMNS.map(String::from)))
 }
 
 /// Occurrence counts of source_ids that occur more than once in a part (the duplicate
@@ -428,7 +573,13 @@ impl Mapper {
         first_idx: u32,
         dups: &Duplicates,
     ) -> Result<Vec<Ingested>> {
-        let Layout::Wide { bands, parallax } = &self.layout else {
+        let Layout::Wide {
+            bands,
+            parallax,
+            reddening,
+            zero_point,
+        } = &self.layout
+        else {
             unreachable!("ingest_wide on a long layout")
         };
         let ids = id_col(batch, &self.source_id)?;
@@ -464,6 +615,18 @@ impl Mapper {
             )),
             None => None,
         };
+        let red = reddening
+            .as_ref()
+            .map(|r| RedCols::read(batch, r))
+            .transpose()?;
+        let zp_cols = zero_point
+            .as_ref()
+            .map(|c| {
+                c.iter()
+                    .map(|n| f64_col(batch, n))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?;
         let mut out = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let mut st = Ingested {
@@ -509,7 +672,11 @@ impl Mapper {
             }
             if let Some((p, e)) = &plx {
                 if let Some(v) = get(p, i) {
-                    match check_parallax(v, e.as_ref().and_then(|e| get(e, i)), self.zero_point) {
+                    let z = self.zero_point_of(zp_cols.as_deref(), i);
+                    match self
+                        .parallax_rule
+                        .apply(v, e.as_ref().and_then(|e| get(e, i)), z)
+                    {
                         Ok(pe) => st.obs.parallax = Some(pe),
                         Err(r) => {
                             st.flags |= flags::BAD_PARALLAX;
@@ -518,10 +685,98 @@ impl Mapper {
                     }
                 }
             }
+            if let Some(r) = &red {
+                match r.value(i, &self.reddening) {
+                    Ok(v) => st.obs.reddening = v,
+                    Err(why) => {
+                        st.flags |= flags::BAD_REDDENING_PRIOR;
+                        reasons.push(why);
+                    }
+                }
+            }
             st.reason = reasons.join("; ");
             out.push(st);
         }
         Ok(out)
+    }
+}
+
+/// The reddening prior's columns of one batch.
+struct RedCols {
+    ebv: Float64Array,
+    error: Option<Float64Array>,
+    map: Option<StringArray>,
+}
+
+impl RedCols {
+    fn read(batch: &RecordBatch, c: &ReddeningColumns) -> Result<RedCols> {
+        let map = match &c.map {
+            Some(m) => {
+                let col = batch
+                    .column_by_name(m)
+                    .ok_or_else(|| anyhow::anyhow!("column {m} missing from batch"))?;
+                let col = cast(col, &DataType::Utf8)?;
+                Some(
+                    col.as_any()
+                        .downcast_ref::<StringArray>()
+                        .expect("cast to Utf8 gives StringArray")
+                        .clone(),
+                )
+            }
+            None => None,
+        };
+        Ok(RedCols {
+            ebv: f64_col(batch, &c.ebv)?,
+            error: c.error.as_deref().map(|e| f64_col(batch, e)).transpose()?,
+            map,
+        })
+    }
+
+    /// Row `i`'s map value: None where the value is null, an error where it is bad.
+    fn value(&self, i: usize, model: &ReddeningModel) -> Result<Option<MapReddening>, String> {
+        let Some(ebv) = get(&self.ebv, i) else {
+            return Ok(None);
+        };
+        let map = match &self.map {
+            Some(m) if !m.is_null(i) => model.map_index(m.value(i)),
+            _ => MapReddening::DEFAULT_MAP,
+        };
+        map_reddening(ebv, self.error.as_ref().and_then(|e| get(e, i)), map, model).map(Some)
+    }
+}
+
+/// A validated map value.
+fn map_reddening(
+    ebv: f64,
+    error: Option<f64>,
+    map: u16,
+    model: &ReddeningModel,
+) -> Result<MapReddening, String> {
+    let error = error.ok_or("reddening prior without error")?;
+    check_map_value(ebv, error, model.av_max)?;
+    Ok(MapReddening {
+        ebv: ebv as f32,
+        error: error as f32,
+        map,
+    })
+}
+
+impl Mapper {
+    /// The zero point Z of row `i`: Lindegren et al. (2021) where its columns are present and
+    /// define it, the rule's constant otherwise.
+    fn zero_point_of(&self, cols: Option<&[Float64Array]>, i: usize) -> f64 {
+        let Some(c) = cols else {
+            return self.parallax_rule.zero_point;
+        };
+        let v = |k: usize| get(&c[k], i).unwrap_or(f64::NAN);
+        let input = ZeroPointInput {
+            g_mag: v(0),
+            nu_eff_used_in_astrometry: v(1),
+            pseudocolour: v(2),
+            ecl_lat_deg: v(3),
+            astrometric_params_solved: get(&c[4], i).map_or(0, |p| p as i64),
+        };
+        lindegren2021_zero_point(&input).unwrap_or(self.parallax_rule.zero_point)
     }
 }
 
@@ -622,10 +877,27 @@ impl<'a> LongGrouper<'a> {
                         .push("parallax given twice; the later value was ignored".into());
                     continue;
                 }
-                match check_parallax(mag, err, self.mapper.zero_point) {
+                let rule = &self.mapper.parallax_rule;
+                match rule.apply(mag, err, rule.zero_point) {
                     Ok(pe) => s.st.obs.parallax = Some(pe),
                     Err(r) => {
                         s.st.flags |= flags::BAD_PARALLAX;
+                        s.reasons.push(r);
+                    }
+                }
+                continue;
+            }
+            if label == EBV_PRIOR_BAND {
+                let model = &self.mapper.reddening;
+                match map_reddening(mag, err, MapReddening::DEFAULT_MAP, model) {
+                    Ok(r) if s.st.obs.reddening.is_none() => s.st.obs.reddening = Some(r),
+                    Ok(_) => {
+                        s.st.flags |= flags::DUPLICATE_BAND;
+                        s.reasons
+                            .push("ebv_prior given twice; the later value was ignored".into());
+                    }
+                    Err(r) => {
+                        s.st.flags |= flags::BAD_REDDENING_PRIOR;
                         s.reasons.push(r);
                     }
                 }
@@ -775,7 +1047,14 @@ mod tests {
             ),
             ("mystery", Arc::new(Float64Array::from(vec![Some(0.0); 5]))),
         ]);
-        let m = Mapper::resolve(&b.schema(), &cfg, &maps, &names, "f").unwrap();
+        let m = Mapper::resolve(
+            &b.schema(),
+            &cfg,
+            &maps,
+            (&names, &ReddeningModel::default()),
+            "f",
+        )
+        .unwrap();
         assert!(!m.is_long());
         assert_eq!(m.unused, vec!["mystery".to_string()]);
         let dups = find_duplicates(vec![1, 2, 1, 5]);
@@ -785,7 +1064,8 @@ mod tests {
         assert_eq!(s[0].obs.phot.len(), 2);
         let g = s[0].obs.phot[0];
         assert!((g.err as f64 - MAG_PER_REL_FLUX / 1000.0).abs() < 1e-7);
-        assert_eq!(s[0].obs.parallax, Some((1.0, 0.1)));
+        // the default zero point: DR3's global -0.017 mas (no Lindegren columns here)
+        assert_eq!(s[0].obs.parallax, Some((1.017, 0.1)));
         assert_eq!(s[0].flags, flags::DUPLICATE_SOURCE_ID);
         assert_eq!(s[1].flags, flags::BAD_MAGNITUDE | flags::BAD_ERROR);
         assert!(s[1].obs.phot.is_empty());
@@ -822,7 +1102,14 @@ mod tests {
             ("u", Arc::new(Float64Array::from(vec![18.0]))),
             ("u_err", Arc::new(Float64Array::from(vec![0.04]))),
         ]);
-        let m = Mapper::resolve(&b.schema(), &cfg, &maps, &names, "f").unwrap();
+        let m = Mapper::resolve(
+            &b.schema(),
+            &cfg,
+            &maps,
+            (&names, &ReddeningModel::default()),
+            "f",
+        )
+        .unwrap();
         let s = m.ingest_wide(&b, 0, 0, &Duplicates::new()).unwrap();
         assert!((s[0].obs.phot[0].err - 0.05).abs() < 1e-6);
         cfg.bands[0].band = "sdss_q".into();
@@ -867,14 +1154,21 @@ mod tests {
                 ])),
             ),
         ]);
-        let m = Mapper::resolve(&b.schema(), &cfg, &maps, &names, "f").unwrap();
+        let m = Mapper::resolve(
+            &b.schema(),
+            &cfg,
+            &maps,
+            (&names, &ReddeningModel::default()),
+            "f",
+        )
+        .unwrap();
         assert!(m.is_long());
         let mut g = LongGrouper::new(&m, 2);
         g.add(&b, &Duplicates::new()).unwrap();
         let s = g.finish(5);
         assert_eq!(s.len(), 3);
         assert_eq!((s[0].obs.source_id, s[0].idx, s[0].n_rows), (3, 5, 3));
-        assert_eq!(s[0].obs.parallax, Some((1.5, 0.2)));
+        assert_eq!(s[0].obs.parallax, Some((1.517, 0.2)));
         assert_eq!(s[0].flags, flags::UNKNOWN_BAND);
         assert_eq!(s[1].obs.source_id, 4);
         assert_eq!(s[1].obs.phot.len(), 1);
@@ -892,12 +1186,121 @@ mod tests {
             "id",
             Arc::new(Int64Array::from(vec![1])) as ArrayRef,
         )]);
-        let e = Mapper::resolve(&b.schema(), &cfg, &maps, &names, "cat.parquet").unwrap_err();
+        let e = Mapper::resolve(
+            &b.schema(),
+            &cfg,
+            &maps,
+            (&names, &ReddeningModel::default()),
+            "cat.parquet",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("cat.parquet"));
         let b = batch(vec![
             ("source_id", Arc::new(Int64Array::from(vec![1])) as ArrayRef),
             ("phot_g_mean_mag", Arc::new(StringArray::from(vec!["x"]))),
         ]);
-        assert!(Mapper::resolve(&b.schema(), &cfg, &maps, &names, "c").is_err());
+        assert!(Mapper::resolve(
+            &b.schema(),
+            &cfg,
+            &maps,
+            (&names, &ReddeningModel::default()),
+            "c"
+        )
+        .is_err());
+    }
+
+    fn f64s(v: Vec<Option<f64>>) -> ArrayRef {
+        Arc::new(Float64Array::from(v))
+    }
+
+    /// Map values: valid ones are kept with their map's index, nulls keep the population
+    /// prior silently, bad ones are flagged; DR3 parallaxes take Lindegren et al.'s zero
+    /// point where its columns are given and the global offset where they are null.
+    #[test]
+    fn reddening_priors_and_lindegren_zero_points_are_read() {
+        let cfg = PipelineConfig::default().input;
+        let names = names();
+        let maps = band_mappings(&cfg, &names).unwrap();
+        let n = 5;
+        let b = batch(vec![
+            (
+                "source_id",
+                Arc::new(Int64Array::from((1..=n).collect::<Vec<i64>>())) as ArrayRef,
+            ),
+            ("phot_g_mean_mag", f64s(vec![Some(15.0); 5])),
+            ("phot_g_mean_flux_over_error", f64s(vec![Some(500.0); 5])),
+            ("parallax", f64s(vec![Some(1.0); 5])),
+            ("parallax_error", f64s(vec![Some(0.05); 5])),
+            (
+                "nu_eff_used_in_astrometry",
+                f64s(vec![Some(1.5), None, Some(1.5), Some(1.5), Some(1.5)]),
+            ),
+            ("pseudocolour", f64s(vec![None; 5])),
+            ("ecl_lat", f64s(vec![Some(30.0); 5])),
+            ("astrometric_params_solved", f64s(vec![Some(31.0); 5])),
+            (
+                "ebv_prior",
+                f64s(vec![Some(0.1), None, Some(f64::NAN), Some(-1.0), Some(0.2)]),
+            ),
+            (
+                "ebv_prior_error",
+                f64s(vec![Some(0.02), Some(0.5), Some(0.02), Some(0.02), None]),
+            ),
+            (
+                "ebv_prior_source",
+                Arc::new(StringArray::from(vec![
+                    Some("sfd"),
+                    None,
+                    Some("b19"),
+                    None,
+                    None,
+                ])),
+            ),
+        ]);
+        let mut rcfg = crate::prior::reddening::ReddeningConfig::default();
+        rcfg.maps.insert("sfd".into(), Default::default());
+        let red = ReddeningModel::new(&rcfg, &[], &[], 10.0);
+        let m = Mapper::resolve(&b.schema(), &cfg, &maps, (&names, &red), "f").unwrap();
+        assert!(m.unused.is_empty(), "{:?}", m.unused);
+        let s = m.ingest_wide(&b, 0, 0, &Duplicates::new()).unwrap();
+        let r0 = s[0].obs.reddening.unwrap();
+        assert_eq!((r0.ebv, r0.error, r0.map), (0.1, 0.02, 0));
+        assert!(s[1].obs.reddening.is_none() && s[1].flags == 0);
+        for k in [2, 3, 4] {
+            assert!(s[k].obs.reddening.is_none());
+            assert_eq!(s[k].flags, flags::BAD_REDDENING_PRIOR, "{}", s[k].reason);
+        }
+        let z = lindegren2021_zero_point(&ZeroPointInput {
+            g_mag: 15.0,
+            nu_eff_used_in_astrometry: 1.5,
+            pseudocolour: f64::NAN,
+            ecl_lat_deg: 30.0,
+            astrometric_params_solved: 31,
+        })
+        .unwrap();
+        assert!(z < 0.0 && (z - DR3_GLOBAL_ZERO_POINT_MAS).abs() > 1e-3);
+        assert_eq!(s[0].obs.parallax.unwrap().0, (1.0 - z) as f32);
+        assert_eq!(
+            s[1].obs.parallax.unwrap().0,
+            (1.0 - DR3_GLOBAL_ZERO_POINT_MAS) as f32
+        );
+    }
+
+    #[test]
+    fn constant_zero_points_and_error_inflation_follow_the_config() {
+        let mut cfg = PipelineConfig::default().input;
+        cfg.parallax.zero_point = ZeroPoint::Constant(-0.03);
+        cfg.parallax.error_scale = 1.2;
+        cfg.parallax.error_floor = 0.01;
+        let rule = ParallaxRule::new(&cfg);
+        let (p, e) = rule.apply(1.0, Some(0.05), rule.zero_point).unwrap();
+        assert_eq!(p, 1.03f64 as f32);
+        assert!((e as f64 - (0.06f64).hypot(0.01)).abs() < 1e-7);
+        cfg.parallax.zero_point = ZeroPoint::Auto(crate::pipeline::config::AutoZeroPoint::Auto);
+        cfg.gaia_release = GaiaRelease::Dr2;
+        assert_eq!(
+            ParallaxRule::new(&cfg).zero_point,
+            DR2_GLOBAL_ZERO_POINT_MAS
+        );
     }
 }

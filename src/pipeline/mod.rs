@@ -20,12 +20,14 @@ pub mod catalogue;
 pub mod config;
 pub mod ingest;
 pub mod location;
+pub mod parallax_zero_point;
 pub mod progress;
 pub mod shard;
 pub mod sink;
 pub mod source;
 
 use crate::posterior::{flags, Engine, InferSettings, StarResult};
+use crate::prior::reddening::ReddeningModel;
 use anyhow::{anyhow, Context, Result};
 use config::PipelineConfig;
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -154,7 +156,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// Names of the flag bits, written into the output metadata (`sedflow.flags`).
-pub const FLAG_NAMES: [(u32, &str); 16] = [
+pub const FLAG_NAMES: [(u32, &str); 17] = [
     (flags::NO_USABLE_BANDS, "NO_USABLE_BANDS"),
     (flags::BAD_MAGNITUDE, "BAD_MAGNITUDE"),
     (flags::BAD_ERROR, "BAD_ERROR"),
@@ -171,6 +173,7 @@ pub const FLAG_NAMES: [(u32, &str); 16] = [
     (flags::DUPLICATE_BAND, "DUPLICATE_BAND"),
     (flags::HIGH_PARETO_K, "HIGH_PARETO_K"),
     (flags::NOT_CONVERGED, "NOT_CONVERGED"),
+    (flags::BAD_REDDENING_PRIOR, "BAD_REDDENING_PRIOR"),
 ];
 
 /// Messages between the stages (control messages keep their order through every stage).
@@ -461,7 +464,7 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
                     &todo,
                     cfg,
                     &mappings,
-                    &band_names,
+                    (&band_names, engine.reddening()),
                     &shared,
                     tx_read,
                 )
@@ -578,7 +581,7 @@ fn read_stage(
     todo: &[PartPlan],
     cfg: &PipelineConfig,
     mappings: &[(config::BandColumn, u16)],
-    band_names: &[String],
+    names: (&[String], &ReddeningModel),
     shared: &Shared,
     tx: Sender<Msg>,
 ) -> Duration {
@@ -598,7 +601,7 @@ fn read_stage(
             part,
             cfg,
             mappings,
-            band_names,
+            names,
             shared,
             &tx,
             &mut reported_unused,
@@ -661,7 +664,7 @@ fn read_part(
     part: u32,
     cfg: &PipelineConfig,
     mappings: &[(config::BandColumn, u16)],
-    band_names: &[String],
+    (band_names, reddening): (&[String], &ReddeningModel),
     shared: &Shared,
     tx: &TimedSender,
     reported_unused: &mut bool,
@@ -674,7 +677,13 @@ fn read_part(
             obj.uri
         );
     }
-    let mapper = Mapper::resolve(meta.schema(), &cfg.input, mappings, band_names, &obj.uri)?;
+    let mapper = Mapper::resolve(
+        meta.schema(),
+        &cfg.input,
+        mappings,
+        (band_names, reddening),
+        &obj.uri,
+    )?;
     if !*reported_unused && !mapper.unused.is_empty() {
         shared.reporter.log(&format!(
             "{}: columns not used: {}",

@@ -30,6 +30,7 @@ use super::target::StarTarget;
 use super::{Engine, InferSettings, StarResult};
 use crate::likelihood::{NoiseModel, PreparedStar, StarObs};
 use crate::physics::{ForwardModel, Theta};
+use crate::prior::reddening::ReddeningModel;
 use crate::prior::Prior;
 use crate::util::rng::derive_seed;
 use rayon::prelude::*;
@@ -52,6 +53,8 @@ pub struct PosteriorEngine<P: Proposal> {
     pub fm: ForwardModel,
     /// Prior.
     pub prior: Prior,
+    /// Turns a star's dust-map value into its A_V prior.
+    pub reddening: ReddeningModel,
     /// Model-systematics floors.
     pub noise: NoiseModel,
     /// Proposal.
@@ -127,7 +130,9 @@ impl<P: Proposal> PosteriorEngine<P> {
         let prep = PreparedStar::new(star, &self.noise);
         let target = StarTarget {
             fm: &self.fm,
-            prior: &self.prior,
+            prior: self
+                .prior
+                .for_star(&self.reddening, star.reddening.as_ref()),
             prep: &prep,
         };
         let t0 = Instant::now();
@@ -269,6 +274,10 @@ impl<P: Proposal> Engine for PosteriorEngine<P> {
         super::band_names(&self.fm)
     }
 
+    fn reddening(&self) -> &ReddeningModel {
+        &self.reddening
+    }
+
     fn infer(&self, stars: &[StarObs], settings: &InferSettings) -> Vec<StarResult> {
         let chunk = self.chunk.max(1);
         stars
@@ -293,6 +302,7 @@ mod tests {
         let fm = ForwardModel::embedded().clone();
         PosteriorEngine {
             prior: Prior::new(&fm, crate::prior::PriorConfig::default()),
+            reddening: ReddeningModel::default(),
             noise: NoiseModel::default_for(&fm),
             fm,
             proposal: PriorProposal {
@@ -329,6 +339,7 @@ mod tests {
             source_id: 8,
             phot: vec![],
             parallax: None,
+            reddening: None,
         };
         let settings = InferSettings {
             refine: false,
@@ -377,7 +388,13 @@ mod tests {
             "every sample counted"
         );
         assert!(is.n_modes >= 1);
-        let m = mcmc::run(&obs, &e.fm, &e.prior, &e.noise, &McmcConfig::default());
+        let m = mcmc::run(
+            &obs,
+            &e.fm,
+            (&e.prior, &e.reddening),
+            &e.noise,
+            &McmcConfig::default(),
+        );
         assert!(m.max_rhat() < 1.02, "reference R-hat {:?}", m.rhat);
         let (devs, worst) = star_deviations(&m.summaries(), &is.params, &[0, 1, 2, 3, 5]);
         assert!(worst < 0.3, "|dq| / MCMC width per parameter: {devs:?}");

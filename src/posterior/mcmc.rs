@@ -21,6 +21,7 @@ use super::target::StarTarget;
 use super::{flags, ChainDiagnostics, Engine, InferSettings, ParamSummary, StarResult};
 use crate::likelihood::{NoiseModel, PreparedStar, StarObs};
 use crate::physics::{ForwardModel, Theta};
+use crate::prior::reddening::ReddeningModel;
 use crate::prior::Prior;
 use crate::util::rng::Rng;
 use rayon::prelude::*;
@@ -184,7 +185,7 @@ fn propose(
 pub fn run(
     star: &StarObs,
     fm: &ForwardModel,
-    prior: &Prior,
+    (prior, reddening): (&Prior, &ReddeningModel),
     noise: &NoiseModel,
     cfg: &McmcConfig,
 ) -> McmcResult {
@@ -192,7 +193,7 @@ pub fn run(
     let prep = PreparedStar::new(star, noise);
     let target = StarTarget {
         fm,
-        prior,
+        prior: prior.for_star(reddening, star.reddening.as_ref()),
         prep: &prep,
     };
     let mut rng = Rng::for_keys(cfg.seed, &[star.source_id as u64, 0x3C3C]);
@@ -284,6 +285,8 @@ pub struct McmcEngine {
     pub fm: ForwardModel,
     /// Prior.
     pub prior: Prior,
+    /// Turns a star's dust-map value into its A_V prior.
+    pub reddening: ReddeningModel,
     /// Noise model.
     pub noise: NoiseModel,
     /// Chain settings.
@@ -305,7 +308,13 @@ impl McmcEngine {
                 "not selected for the reference MCMC".into(),
             );
         }
-        let m = run(star, &self.fm, &self.prior, &self.noise, &self.cfg);
+        let m = run(
+            star,
+            &self.fm,
+            (&self.prior, &self.reddening),
+            &self.noise,
+            &self.cfg,
+        );
         let n = m.samples.len();
         let mut res = StarResult {
             source_id: star.source_id,
@@ -354,6 +363,10 @@ impl Engine for McmcEngine {
 
     fn band_names(&self) -> Vec<String> {
         super::band_names(&self.fm)
+    }
+
+    fn reddening(&self) -> &ReddeningModel {
+        &self.reddening
     }
 
     fn infer(&self, stars: &[StarObs], _settings: &InferSettings) -> Vec<StarResult> {

@@ -29,7 +29,7 @@ use super::target::StarTarget;
 use super::InferSettings;
 use crate::likelihood::StarObs;
 use crate::physics::Theta;
-use crate::prior::Prior;
+use crate::prior::StarPrior;
 use crate::util::rng::{derive_seed, Rng};
 
 const D: usize = DIM;
@@ -175,7 +175,7 @@ struct RoundPlan<'a> {
 }
 
 impl<P: Proposal> MixtureSampler<'_, P> {
-    fn prior(&self) -> &Prior {
+    fn prior(&self) -> StarPrior<'_> {
         self.target.prior
     }
 

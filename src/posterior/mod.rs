@@ -84,6 +84,10 @@ pub mod flags {
     /// Reference MCMC only: the chains have not converged (split-R-hat above 1.01 in some
     /// parameter).
     pub const NOT_CONVERGED: u32 = 1 << 15;
+    /// The reddening prior is unusable (not finite, negative beyond its error, beyond the
+    /// prior's range, or with a missing, non-positive or uninformative error): the star keeps
+    /// the population A_V prior.
+    pub const BAD_REDDENING_PRIOR: u32 = 1 << 16;
 }
 
 /// k-hat above which [`flags::HIGH_PARETO_K`] is set (Vehtari et al. 2024).
@@ -253,6 +257,9 @@ pub trait Engine: Send + Sync {
     fn model_id(&self) -> String;
     /// Band names known to the engine, by band id.
     fn band_names(&self) -> Vec<String>;
+    /// How the engine turns a star's dust-map value into its A_V prior (the ingest resolves
+    /// map names and checks values against it).
+    fn reddening(&self) -> &crate::prior::reddening::ReddeningModel;
     /// One result per star, in order. Stars must have validated measurements (finite
     /// magnitudes, positive errors); stars without any measurement get an unprocessed row.
     fn infer(&self, stars: &[StarObs], settings: &InferSettings) -> Vec<StarResult>;
@@ -294,5 +301,6 @@ pub(crate) fn noise_free_star(
         source_id: 7,
         phot,
         parallax: plx_err.map(|e| ((1000.0 / truth.distance) as f32, e)),
+        reddening: None,
     }
 }

@@ -505,10 +505,10 @@ pub fn temperature_profile_starts(
     const STEP: f64 = 0.06;
     const PROFILE_ITER: usize = 3;
     const MH_STEP: f64 = 0.3;
-    let (lo, hi) = target.prior.log_teff_range();
+    let (lo, hi) = target.prior.base.log_teff_range();
     // the nuisance parameters start from the prior's typical values, not from v's (a
     // search that went wrong often ends at an extreme [M/H] or R_V)
-    let cfg = &target.prior.config;
+    let cfg = &target.prior.base.config;
     let mh0 = cfg
         .mh_mixture
         .iter()
@@ -685,7 +685,7 @@ mod tests {
         let prep = PreparedStar::new(&obs, &noise);
         let target = StarTarget {
             fm,
-            prior,
+            prior: crate::prior::StarPrior::population(prior),
             prep: &prep,
         };
         let start = s_of(&Theta {

@@ -5,15 +5,15 @@
 use super::coords::{log_ds_dtheta, theta_of_s};
 use crate::likelihood::PreparedStar;
 use crate::physics::{ForwardModel, Theta};
-use crate::prior::Prior;
+use crate::prior::StarPrior;
 
 /// One star's target density.
 #[derive(Clone, Copy)]
 pub struct StarTarget<'a> {
     /// Forward model of the likelihood.
     pub fm: &'a ForwardModel,
-    /// Prior.
-    pub prior: &'a Prior,
+    /// The star's prior.
+    pub prior: StarPrior<'a>,
     /// The star's observations.
     pub prep: &'a PreparedStar,
 }

@@ -6,7 +6,9 @@
 //!   support cells. Integrals and sampling are exact: a cell's mass is the mean of its 8
 //!   corner values times its volume, and inside a cell the trilinear density is a mixture of
 //!   8 product densities (one per corner) that are sampled with sqrt(U).
-//! * A_V: two truncated exponentials on [0, A_V,max] (most stars at low extinction).
+//! * A_V: two truncated exponentials on [0, A_V,max] (most stars at low extinction); a star
+//!   with a dust-map value gets that times the map's likelihood ([`reddening`], through
+//!   [`StarPrior`]).
 //! * R_V: normal around 3.1 truncated to G23's range [2.3, 5.6].
 //! * distance: exponentially decreasing space density, p(d) ~ d^2 exp(-d / L) on
 //!   [d_min, d_max] (Bailer-Jones 2015).
@@ -14,9 +16,12 @@
 //! The same prior is used in training, importance sampling and the MCMC reference, and
 //! its settings are written into every model card.
 
+pub mod reddening;
+
 use crate::physics::{ForwardModel, Theta};
 use crate::util::rng::Rng;
 use crate::util::special::norm_cdf;
+use reddening::{AvPopulation, AvPrior, ReddeningKind};
 use serde::{Deserialize, Serialize};
 use std::f64::consts::LN_10;
 
@@ -102,6 +107,8 @@ pub struct Prior {
     support: Vec<u8>,
     log_norm_x: f64,
     av_norm: Vec<f64>,
+    /// A_V components as (weight / (scale * truncation mass), scale).
+    av_comps: Vec<(f64, f64)>,
     rv_log_norm: f64,
     dist_log_norm: f64,
 }
@@ -161,6 +168,13 @@ impl Prior {
             .iter()
             .map(|&(_, s)| 1.0 - (-config.av_max / s).exp())
             .collect();
+        let av_total: f64 = config.av_mixture.iter().map(|m| m.0).sum();
+        let av_comps = config
+            .av_mixture
+            .iter()
+            .zip(&av_norm)
+            .map(|(&(w, s), &z)| (w / av_total / (s * z), s))
+            .collect();
         let sig = config.rv_sigma;
         let rv_mass = norm_cdf((RV_RANGE.1 - config.rv_mean) / sig)
             - norm_cdf((RV_RANGE.0 - config.rv_mean) / sig);
@@ -178,6 +192,7 @@ impl Prior {
             support,
             log_norm_x: -total.ln(),
             av_norm,
+            av_comps,
             rv_log_norm,
             dist_log_norm,
         }
@@ -208,12 +223,26 @@ impl Prior {
 
     /// Draw one theta.
     pub fn sample(&self, rng: &mut Rng) -> Theta {
+        self.sample_with(rng, &AvPrior::Population)
+    }
+
+    /// Draw one theta with a star's A_V prior.
+    pub fn sample_with(&self, rng: &mut Rng, av: &AvPrior) -> Theta {
         let [lt, logg, mh] = self.sample_x(rng);
+        let av = match *av {
+            AvPrior::Population => self.sample_av(rng),
+            AvPrior::Map {
+                kind,
+                centre,
+                sigma,
+                ..
+            } => self.av_population().sample(rng, kind, centre, sigma),
+        };
         Theta {
             teff: 10f64.powf(lt),
             logg,
             mh,
-            av: self.sample_av(rng),
+            av,
             rv: self.sample_rv(rng),
             distance: self.sample_distance(rng),
         }
@@ -337,18 +366,69 @@ impl Prior {
         }
     }
 
+    fn av_population(&self) -> AvPopulation<'_> {
+        AvPopulation {
+            comps: &self.av_comps,
+            av_max: self.config.av_max,
+        }
+    }
+
+    /// A star's A_V prior from a map measurement (centre k E and width in A_V); the
+    /// population prior where the map factor leaves no mass on [0, A_V,max].
+    pub fn av_prior(&self, kind: ReddeningKind, centre: f64, sigma: f64) -> AvPrior {
+        let log_norm = self.av_population().log_norm(kind, centre, sigma);
+        if log_norm.is_finite() && sigma > 0.0 && centre.is_finite() {
+            AvPrior::Map {
+                kind,
+                centre,
+                sigma,
+                log_norm,
+            }
+        } else {
+            AvPrior::Population
+        }
+    }
+
+    /// A star's prior: its map value (if any) turned into an A_V factor by `model`.
+    pub fn for_star(
+        &self,
+        model: &reddening::ReddeningModel,
+        map: Option<&reddening::MapReddening>,
+    ) -> StarPrior<'_> {
+        let av = match map {
+            Some(r) => {
+                let (kind, centre, sigma) = model.av_measurement(r);
+                self.av_prior(kind, centre, sigma)
+            }
+            None => AvPrior::Population,
+        };
+        StarPrior { base: self, av }
+    }
+
+    /// log p(A_V) under a star's A_V prior [1/mag].
+    pub fn log_prob_av_with(&self, av: f64, prior: &AvPrior) -> f64 {
+        match *prior {
+            AvPrior::Population => self.log_prob_av(av),
+            AvPrior::Map {
+                kind,
+                centre,
+                sigma,
+                log_norm,
+            } => self
+                .av_population()
+                .log_prob(av, kind, centre, sigma, log_norm),
+        }
+    }
+
     /// log p(A_V) [1/mag].
     pub fn log_prob_av(&self, av: f64) -> f64 {
         if !(0.0..=self.config.av_max).contains(&av) {
             return f64::NEG_INFINITY;
         }
-        let total: f64 = self.config.av_mixture.iter().map(|m| m.0).sum();
         let p: f64 = self
-            .config
-            .av_mixture
+            .av_comps
             .iter()
-            .zip(&self.av_norm)
-            .map(|(&(w, s), &z)| w / total * (-av / s).exp() / (s * z))
+            .map(|&(c, s)| c * (-av / s).exp())
             .sum();
         p.ln()
     }
@@ -380,6 +460,11 @@ impl Prior {
 
     /// log p(theta), the density in the physical parameters (Teff in K, distance in pc).
     pub fn log_prob(&self, t: &Theta) -> f64 {
+        self.log_prob_with(t, &AvPrior::Population)
+    }
+
+    /// log p(theta) with a star's A_V prior.
+    pub fn log_prob_with(&self, t: &Theta, av: &AvPrior) -> f64 {
         if !(t.teff > 0.0) {
             return f64::NEG_INFINITY;
         }
@@ -389,9 +474,43 @@ impl Prior {
         }
         // x uses log10 Teff: p(Teff) = p(x) / (Teff ln 10)
         lx - (t.teff * LN_10).ln()
-            + self.log_prob_av(t.av)
+            + self.log_prob_av_with(t.av, av)
             + self.log_prob_rv(t.rv)
             + self.log_prob_distance(t.distance)
+    }
+}
+
+/// One star's prior: the population prior with the star's own A_V factor.
+#[derive(Clone, Copy, Debug)]
+pub struct StarPrior<'a> {
+    /// The population prior.
+    pub base: &'a Prior,
+    /// The star's A_V prior.
+    pub av: AvPrior,
+}
+
+impl<'a> StarPrior<'a> {
+    /// The population prior itself (no map value).
+    pub fn population(base: &'a Prior) -> Self {
+        StarPrior {
+            base,
+            av: AvPrior::Population,
+        }
+    }
+
+    /// log p(theta).
+    pub fn log_prob(&self, t: &Theta) -> f64 {
+        self.base.log_prob_with(t, &self.av)
+    }
+
+    /// Draw one theta.
+    pub fn sample(&self, rng: &mut Rng) -> Theta {
+        self.base.sample_with(rng, &self.av)
+    }
+
+    /// log density of (log10 Teff, log g, [M/H]) (the population part).
+    pub fn log_prob_x(&self, lt: f64, logg: f64, mh: f64) -> f64 {
+        self.base.log_prob_x(lt, logg, mh)
     }
 }
 
