@@ -1,14 +1,15 @@
 //! `sedflow compare-labels`: posteriors of real stars (the output of `sedflow run`) against
 //! independent spectroscopic labels in the input catalogue: robust scatter and bias of the
-//! posterior medians, by label source and for dwarfs/giants, and importance-sampling
-//! efficiency.
+//! posterior medians, for dwarfs/giants, by label source and by reddening-prior bin (the
+//! catalogue's `ebv_prior`), and importance-sampling efficiency; optionally with a reference
+//! (the MCMC) on the same stars alongside.
 
 use crate::io::posteriors::read_posteriors;
 use crate::io::table::{read_i64, read_numeric, read_strings};
 use crate::util::stats::{median, robust_scatter};
 use anyhow::{Context, Result};
 use clap::Args;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 /// Arguments of `sedflow compare-labels`.
@@ -27,34 +28,27 @@ pub struct CompareArgs {
     /// MCMC's), so that two methods are compared on the same stars.
     #[arg(long)]
     same_stars_as: Option<PathBuf>,
+    /// Reference posteriors of the same catalogue (e.g. `sedflow mcmc`'s): each group is
+    /// reported for both, on the stars both have, so that sampler error (the two differ) is
+    /// told from model error (both miss the labels alike).
+    #[arg(long)]
+    reference: Option<PathBuf>,
     /// Write the figures as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
 }
 
-/// Run `sedflow compare-labels`.
-pub fn run(a: CompareArgs) -> Result<i32> {
-    let (_, cat) = read_numeric(&a.catalogue)?;
-    let col = |name: &str| {
-        cat.get(name)
-            .with_context(|| format!("{}: no column '{name}'", a.catalogue.display()))
-    };
-    let ids = read_i64(&a.catalogue, "source_id")?;
-    let sources =
-        read_strings(&a.catalogue, "label_source").unwrap_or_else(|_| vec![None; ids.len()]);
-    let keep: Option<std::collections::HashSet<i64>> = match &a.same_stars_as {
-        Some(p) => Some(
-            read_posteriors(p)?
-                .into_iter()
-                .filter(|r| r.params[0].q[2].is_finite())
-                .map(|r| r.source_id)
-                .collect(),
-        ),
-        None => None,
-    };
-    let mut post: HashMap<i64, (f64, f64, f64, f64, u32)> = HashMap::new();
-    for r in read_posteriors(&a.posteriors)? {
-        if keep.as_ref().is_some_and(|k| !k.contains(&r.source_id)) {
+/// Posterior medians (Teff, log g, [M/H]), efficiency and flags of one star.
+type Medians = (f64, f64, f64, f64, u32);
+
+/// E(B-V) bin edges of the reddening-prior breakdown [mag].
+const EBV_EDGES: [f64; 4] = [0.0, 0.03, 0.1, 0.3];
+
+/// Posterior medians by source_id, restricted to `keep` where given.
+fn medians(path: &std::path::Path, keep: Option<&HashSet<i64>>) -> Result<HashMap<i64, Medians>> {
+    let mut post = HashMap::new();
+    for r in read_posteriors(path)? {
+        if keep.is_some_and(|k| !k.contains(&r.source_id)) {
             continue;
         }
         let p50 = |p: usize| r.params[p].q[2] as f64;
@@ -63,41 +57,117 @@ pub fn run(a: CompareArgs) -> Result<i32> {
             (p50(0), p50(1), p50(2), r.sample_efficiency, r.flags),
         );
     }
-    let (lt, lg, lm) = (col("teff")?, col("logg")?, col("mh")?);
-    // groups: all, dwarfs (log g >= 3.8), giants, per label source
-    let mut groups: Vec<(String, Vec<usize>)> = vec![
-        ("all".into(), vec![]),
-        ("dwarfs (logg >= 3.8)".into(), vec![]),
-        ("giants (logg < 3.8)".into(), vec![]),
-    ];
-    let mut by_source: HashMap<String, Vec<usize>> = HashMap::new();
-    let mut matched = Vec::new();
-    for k in 0..ids.len() {
-        let Some(p) = ids[k].and_then(|id| post.get(&id)) else {
-            continue;
-        };
-        if !(p.0.is_finite() && lt[k].is_finite()) {
-            continue;
-        }
-        let m = matched.len();
-        matched.push((k, *p));
-        groups[0].1.push(m);
-        groups[if lg[k] >= 3.8 { 1 } else { 2 }].1.push(m);
-        if let Some(s) = &sources[k] {
-            by_source.entry(s.clone()).or_default().push(m);
-        }
+    Ok(post)
+}
+
+/// Source ids with a finite Teff posterior median in a table.
+fn ids_with_posterior(path: &std::path::Path) -> Result<HashSet<i64>> {
+    Ok(read_posteriors(path)?
+        .into_iter()
+        .filter(|r| r.params[0].q[2].is_finite())
+        .map(|r| r.source_id)
+        .collect())
+}
+
+/// The reddening-prior bin of a catalogue value.
+fn ebv_bin(ebv: f64) -> String {
+    if !ebv.is_finite() {
+        return "E(B-V) prior: none".into();
     }
-    let mut src: Vec<_> = by_source.into_iter().collect();
-    src.sort();
-    groups.extend(src);
+    match EBV_EDGES.iter().rposition(|&e| ebv >= e) {
+        Some(i) if i + 1 < EBV_EDGES.len() => {
+            format!("E(B-V) {:.2}-{:.2}", EBV_EDGES[i], EBV_EDGES[i + 1])
+        }
+        Some(i) => format!("E(B-V) >= {:.2}", EBV_EDGES[i]),
+        None => format!("E(B-V) < {:.2}", EBV_EDGES[0]),
+    }
+}
+
+/// The catalogue's labels and the group names of each row.
+struct Labels {
+    ids: Vec<Option<i64>>,
+    teff: Vec<f64>,
+    logg: Vec<f64>,
+    mh: Vec<f64>,
+    /// Group names of each row, besides "all" (dwarf/giant, label source, reddening bin).
+    groups: Vec<Vec<String>>,
+}
+
+impl Labels {
+    fn read(path: &std::path::Path) -> Result<Labels> {
+        let (_, cat) = read_numeric(path)?;
+        let col = |name: &str| {
+            cat.get(name)
+                .cloned()
+                .with_context(|| format!("{}: no column '{name}'", path.display()))
+        };
+        let ids = read_i64(path, "source_id")?;
+        let sources = read_strings(path, "label_source").unwrap_or_else(|_| vec![None; ids.len()]);
+        let (teff, logg, mh) = (col("teff")?, col("logg")?, col("mh")?);
+        let ebv = cat.get("ebv_prior");
+        let groups = (0..ids.len())
+            .map(|k| {
+                let mut g = vec![if logg[k] >= 3.8 {
+                    "dwarfs (logg >= 3.8)".to_string()
+                } else {
+                    "giants (logg < 3.8)".to_string()
+                }];
+                g.extend(sources[k].clone());
+                g.extend(ebv.map(|e| ebv_bin(e[k])));
+                g
+            })
+            .collect();
+        Ok(Labels {
+            ids,
+            teff,
+            logg,
+            mh,
+            groups,
+        })
+    }
+}
+
+/// Group names in report order: all, dwarfs/giants, label sources, reddening bins.
+fn group_order(labels: &Labels, rows: &[usize]) -> Vec<String> {
+    let mut names: Vec<String> = rows
+        .iter()
+        .flat_map(|&k| labels.groups[k].clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    let rank = |n: &String| match n {
+        n if n.starts_with("dwarfs") || n.starts_with("giants") => 0,
+        n if n.starts_with("E(B-V)") => 2,
+        _ => 1,
+    };
+    names.sort_by_key(|n| (rank(n), n.contains("none"), n.clone()));
+    let mut out = vec!["all".to_string()];
+    out.extend(names);
+    out
+}
+
+/// Figures of one group under one table of medians.
+fn group_figures(
+    labels: &Labels,
+    rows: &[usize],
+    post: &HashMap<i64, Medians>,
+) -> serde_json::Value {
+    let p = |k: usize| post[&labels.ids[k].unwrap()];
+    let d = |f: &dyn Fn(usize) -> f64| rows.iter().map(|&k| f(k)).collect::<Vec<f64>>();
+    let dt = d(&|k| p(k).0 - labels.teff[k]);
+    let dg = d(&|k| p(k).1 - labels.logg[k]);
+    let dm = d(&|k| p(k).2 - labels.mh[k]);
+    let eff = d(&|k| p(k).3);
+    serde_json::json!({"n": rows.len(),
+        "teff_scatter": robust_scatter(&dt), "teff_bias": median(&dt),
+        "logg_scatter": robust_scatter(&dg), "logg_bias": median(&dg),
+        "mh_scatter": robust_scatter(&dm), "mh_bias": median(&dm),
+        "median_efficiency": median(&eff)})
+}
+
+fn print_header() {
     println!(
-        "{} labelled stars, {} with a posterior ({} posterior rows read)",
-        ids.len(),
-        matched.len(),
-        post.len()
-    );
-    println!(
-        "{:<22} {:>5} | {:>13} {:>8} | {:>13} {:>8} | {:>13} {:>8} | {:>8}",
+        "{:<24} {:>5} | {:>13} {:>8} | {:>13} {:>8} | {:>13} {:>8} | {:>8}",
         "group",
         "n",
         "Teff scatter",
@@ -108,40 +178,88 @@ pub fn run(a: CompareArgs) -> Result<i32> {
         "bias",
         "med eff"
     );
-    let mut rows = Vec::new();
-    for (name, idx) in &groups {
-        let d = |f: &dyn Fn(&(usize, (f64, f64, f64, f64, u32))) -> f64| {
-            idx.iter().map(|&m| f(&matched[m])).collect::<Vec<f64>>()
-        };
-        let dt = d(&|(k, p)| p.0 - lt[*k]);
-        let dg = d(&|(k, p)| p.1 - lg[*k]);
-        let dm = d(&|(k, p)| p.2 - lm[*k]);
-        let eff = d(&|(_, p)| p.3);
-        println!(
-            "{:<22} {:>5} | {:>11.1} K {:>+8.1} | {:>13.3} {:>+8.3} | {:>13.3} {:>+8.3} | {:>8.3}",
-            name,
-            idx.len(),
-            robust_scatter(&dt),
-            median(&dt),
-            robust_scatter(&dg),
-            median(&dg),
-            robust_scatter(&dm),
-            median(&dm),
-            median(&eff)
-        );
-        rows.push(serde_json::json!({"group": name, "n": idx.len(),
-            "teff_scatter": robust_scatter(&dt), "teff_bias": median(&dt),
-            "logg_scatter": robust_scatter(&dg), "logg_bias": median(&dg),
-            "mh_scatter": robust_scatter(&dm), "mh_bias": median(&dm),
-            "median_efficiency": median(&eff)}));
+}
+
+fn print_row(name: &str, f: &serde_json::Value) {
+    let v = |k: &str| f[k].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "{:<24} {:>5} | {:>11.1} K {:>+8.1} | {:>13.3} {:>+8.3} | {:>13.3} {:>+8.3} | {:>8.3}",
+        name,
+        f["n"],
+        v("teff_scatter"),
+        v("teff_bias"),
+        v("logg_scatter"),
+        v("logg_bias"),
+        v("mh_scatter"),
+        v("mh_bias"),
+        v("median_efficiency")
+    );
+}
+
+/// Run `sedflow compare-labels`.
+pub fn run(a: CompareArgs) -> Result<i32> {
+    let labels = Labels::read(&a.catalogue)?;
+    let mut keep: Option<HashSet<i64>> = a
+        .same_stars_as
+        .as_deref()
+        .map(ids_with_posterior)
+        .transpose()?;
+    if let Some(r) = &a.reference {
+        let ref_ids = ids_with_posterior(r)?;
+        keep = Some(match keep {
+            Some(k) => k.intersection(&ref_ids).copied().collect(),
+            None => ref_ids,
+        });
     }
-    let flagged = matched.iter().filter(|(_, p)| p.4 != 0).count();
-    println!("stars with any flag: {flagged} of {}", matched.len());
+    let post = medians(&a.posteriors, keep.as_ref())?;
+    let reference = a
+        .reference
+        .as_deref()
+        .map(|r| medians(r, keep.as_ref()))
+        .transpose()?;
+    let usable = |k: usize| {
+        let Some(id) = labels.ids[k] else {
+            return false;
+        };
+        let has = |m: &HashMap<i64, Medians>| m.get(&id).is_some_and(|p| p.0.is_finite());
+        labels.teff[k].is_finite() && has(&post) && reference.as_ref().is_none_or(has)
+    };
+    let rows: Vec<usize> = (0..labels.ids.len()).filter(|&k| usable(k)).collect();
+    println!(
+        "{} labelled stars, {} with a posterior ({} posterior rows read)",
+        labels.ids.len(),
+        rows.len(),
+        post.len()
+    );
+    if reference.is_some() {
+        println!("each group: the table under test, then the reference (same stars)");
+    }
+    print_header();
+    let mut report = Vec::new();
+    for name in group_order(&labels, &rows) {
+        let members: Vec<usize> = rows
+            .iter()
+            .copied()
+            .filter(|&k| name == "all" || labels.groups[k].contains(&name))
+            .collect();
+        let test = group_figures(&labels, &members, &post);
+        print_row(&name, &test);
+        let mut entry = serde_json::json!({"group": name, "test": test});
+        if let Some(r) = &reference {
+            let rf = group_figures(&labels, &members, r);
+            print_row("  reference", &rf);
+            entry["reference"] = rf;
+        }
+        report.push(entry);
+    }
+    let flagged = rows
+        .iter()
+        .filter(|&&k| post[&labels.ids[k].unwrap()].4 != 0)
+        .count();
+    println!("stars with any flag: {flagged} of {}", rows.len());
     if let Some(r) = &a.report {
-        std::fs::write(
-            r,
-            serde_json::to_string_pretty(&serde_json::json!({"groups": rows, "flagged": flagged}))?,
-        )?;
+        let json = serde_json::json!({"groups": report, "flagged": flagged});
+        std::fs::write(r, serde_json::to_string_pretty(&json)?)?;
     }
     Ok(0)
 }
