@@ -272,3 +272,101 @@ fn mcmc_one_star_long_format_is_not_a_duplicate() {
         "a star split across row groups is flagged DUPLICATE_SOURCE_ID"
     );
 }
+
+/// Per-star reddening priors through `simulate` and `run`: map values drawn from the prior's
+/// measurement model narrow the A_V posteriors against the same stars without them, the
+/// truth stays inside the intervals, and an unusable value is flagged, not dropped.
+#[test]
+fn reddening_priors_narrow_extinction_and_bad_values_are_flagged() {
+    let d = tmp();
+    let sim = d.path().join("sim.parquet");
+    let o = sedflow()
+        .args(["simulate", "--stars", "80", "--seed", "31"])
+        .args(["--likelihood-consistent", "--reddening-fraction", "1"])
+        .args(["--output", sim.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let no_prior = config(
+        d.path(),
+        "[input]\nebv_prior_column = \"not_in_the_file\"\n",
+    );
+    let width_and_cover = |out: &Path, cfg: Option<&Path>| {
+        let mut args = vec![
+            "--input",
+            sim.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        if let Some(c) = cfg {
+            args.extend(["--config", c.to_str().unwrap()]);
+        }
+        let o = run(&args, &[]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let (_, truth) = sedflow::io::table::read_numeric(&sim).unwrap();
+        let (_, post) = sedflow::io::table::read_numeric(&out.join("sim.parquet")).unwrap();
+        let n = post["source_id"].len();
+        let mut widths: Vec<f64> = (0..n)
+            .map(|k| post["av_p84"][k] - post["av_p16"][k])
+            .collect();
+        widths.sort_by(f64::total_cmp);
+        let covered = (0..n)
+            .filter(|&k| {
+                let t = truth["true_av"][k];
+                post["av_p05"][k] <= t && t <= post["av_p95"][k]
+            })
+            .count();
+        (widths[n / 2], covered as f64 / n as f64)
+    };
+    let (w_with, cover) = width_and_cover(&d.path().join("with"), None);
+    let (w_without, _) = width_and_cover(&d.path().join("without"), Some(&no_prior));
+    assert!(
+        w_with < 0.7 * w_without,
+        "A_V widths: {w_with} with, {w_without} without"
+    );
+    assert!(cover >= 0.8, "90% intervals cover the true A_V for {cover}");
+
+    let cat = d.path().join("bad.parquet");
+    let b = wide_catalogue(1, 3);
+    let schema = b.schema();
+    let mut cols: Vec<(&str, ArrayRef)> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .zip(b.columns().iter().cloned())
+        .collect();
+    cols.push((
+        "ebv_prior",
+        Arc::new(Float64Array::from(vec![Some(0.1), Some(-2.0), None])),
+    ));
+    cols.push((
+        "ebv_prior_error",
+        Arc::new(Float64Array::from(vec![0.02, 0.02, 0.02])),
+    ));
+    write_parquet(&cat, &batch(cols), 10);
+    let out = d.path().join("bad");
+    let o = run(
+        &[
+            "--input",
+            cat.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let rows = &read_dir(&out)["bad.parquet"];
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].flags & 65536, 0);
+    assert_ne!(rows[1].flags & 65536, 0, "{}", rows[1].reason);
+    assert!(
+        rows[1].reason.contains("reddening prior"),
+        "{}",
+        rows[1].reason
+    );
+    assert_eq!(
+        rows[2].flags & 65536,
+        0,
+        "a null map value keeps the population prior"
+    );
+}

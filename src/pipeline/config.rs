@@ -670,6 +670,31 @@ mod tests {
     }
 
     #[test]
+    fn parallax_zero_points_and_map_settings_parse() {
+        let c = PipelineConfig::from_toml("[input.parallax]\nzero_point = -0.021\n", "t").unwrap();
+        assert_eq!(c.input.parallax.zero_point, ZeroPoint::Constant(-0.021));
+        let c = PipelineConfig::from_toml(
+            "[prior.maps.sfd]\nkind = \"total_column\"\nerror_scale = 0.8\n",
+            "t",
+        )
+        .unwrap();
+        let sfd = &c.prior.maps["sfd"];
+        assert_eq!(
+            sfd.kind,
+            Some(crate::prior::reddening::ReddeningKind::TotalColumn)
+        );
+        assert_eq!(sfd.error_scale, Some(0.8));
+        // the old key (with the opposite sign) is refused, not reinterpreted
+        assert!(PipelineConfig::from_toml("[input]\nparallax_zero_point = 0.029\n", "t").is_err());
+        assert!(
+            PipelineConfig::from_toml("[input.parallax]\nzero_point = \"lindegren\"\n", "t")
+                .is_err()
+        );
+        let bad = PipelineConfig::from_toml("[prior.maps.x]\nerror_scale = -1.0\n", "t").unwrap();
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         assert!(PipelineConfig::from_toml("[inference]\nsample = 3\n", "t").is_err());
         let c = PipelineConfig::from_toml(
