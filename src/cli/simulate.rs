@@ -4,6 +4,7 @@
 use crate::io::table::{write_columns, Column};
 use crate::likelihood::NoiseModel;
 use crate::physics::ForwardModel;
+use crate::pipeline::parallax_zero_point::{DR2_GLOBAL_ZERO_POINT_MAS, DR3_GLOBAL_ZERO_POINT_MAS};
 use crate::prior::reddening::MapReddening;
 use crate::prior::{Prior, PriorConfig};
 use crate::simulate::{SimStar, Simulator, SimulatorConfig};
@@ -154,14 +155,23 @@ pub fn catalogue_columns(
         "source_id".into(),
         stars.iter().map(|s| s.obs.source_id).collect(),
     )];
-    let plx = |f: fn(&(f32, f32)) -> f32| {
+    let plx = |f: &dyn Fn(&(f32, f32)) -> f32| {
         stars
             .iter()
             .map(|s| s.obs.parallax.as_ref().map(f).unwrap_or(f32::NAN))
             .collect::<Vec<f32>>()
     };
-    cols.push(Column::F32("parallax".into(), plx(|p| p.0)));
-    cols.push(Column::F32("parallax_error".into(), plx(|p| p.1)));
+    // the file carries the release's global zero point, as Gaia's catalogues do; `run`
+    // (zero_point = "auto") removes it again
+    let z = match release {
+        GaiaRelease::Dr3 => DR3_GLOBAL_ZERO_POINT_MAS,
+        GaiaRelease::Dr2 => DR2_GLOBAL_ZERO_POINT_MAS,
+    };
+    cols.push(Column::F32(
+        "parallax".into(),
+        plx(&|p| (p.0 as f64 + z) as f32),
+    ));
+    cols.push(Column::F32("parallax_error".into(), plx(&|p| p.1)));
     if stars.iter().any(|s| s.obs.reddening.is_some()) {
         let red = |f: fn(&MapReddening) -> f32| {
             stars
