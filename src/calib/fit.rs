@@ -132,7 +132,7 @@ struct StarState {
 #[derive(Clone, Debug, Default)]
 struct OffsetDesign {
     teff: Vec<(usize, f64)>,
-    logg: Option<(usize, f64)>,
+    logg: Vec<(usize, f64)>,
     /// IRFM Teff of an anchor star: its Teff prior combines the label and the IRFM value.
     irfm: Option<IrfmTeff>,
 }
@@ -142,7 +142,7 @@ impl OffsetDesign {
     fn eval(&self, beta: &[f64]) -> [f64; 2] {
         [
             self.teff.iter().map(|&(p, x)| beta[p] * x).sum(),
-            self.logg.map_or(0.0, |(p, x)| beta[p] * x),
+            self.logg.iter().map(|&(p, x)| beta[p] * x).sum(),
         ]
     }
 }
@@ -1019,7 +1019,7 @@ fn offsets_template(
     Some(LabelOffsets {
         teff_coef: vec![vec![0.0; teff_terms.len()]; sources.len()],
         logg_coef: if with_logg {
-            vec![0.0; sources.len()]
+            vec![vec![0.0; 1 + s.label_offset_logg_degree as usize]; sources.len()]
         } else {
             Vec::new()
         },
@@ -1035,7 +1035,7 @@ fn offsets_template(
 
 /// Offset parameters per source (Teff terms, then the dwarf log g term if modelled).
 fn per_source(t: &LabelOffsets) -> usize {
-    t.teff_terms.len() + (!t.logg_coef.is_empty()) as usize
+    t.teff_terms.len() + t.logg_coef.first().map_or(0, |c| c.len())
 }
 
 fn n_offset_params(t: &LabelOffsets) -> usize {
@@ -1074,7 +1074,12 @@ fn offset_designs(
                     .enumerate()
                     .map(|(k, x)| (p0 + k, x))
                     .collect(),
-                logg: (!t.logg_coef.is_empty()).then(|| (p0 + nt, t.dwarf_weight(st.labels[1]))),
+                logg: t
+                    .logg_basis(st.labels)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, x)| (p0 + nt + k, x))
+                    .collect(),
                 irfm: (s.irfm_max_ebv > 0.0)
                     .then(|| irfm_teff(fm, st, &ir))
                     .flatten(),
@@ -1095,8 +1100,9 @@ fn add_offset_priors(t: &LabelOffsets, s: &CalibSettings, base: usize, dim: usiz
             };
             a[(p0 + k) * (dim + 1)] += 1.0 / (sig * sig);
         }
-        if !t.logg_coef.is_empty() {
-            let p = p0 + t.teff_terms.len();
+        let nl = t.logg_coef.first().map_or(0, |c| c.len());
+        for k in 0..nl {
+            let p = p0 + t.teff_terms.len() + k;
             a[p * (dim + 1)] += 1.0 / s.label_offset_sigma[2].powi(2);
         }
     }
@@ -1139,7 +1145,8 @@ fn fitted_offsets(mut t: LabelOffsets, beta: &[f64], base: usize) -> LabelOffset
         let p0 = base + src * ps;
         t.teff_coef[src] = beta[p0..p0 + nt].to_vec();
         if let Some(c) = t.logg_coef.get_mut(src) {
-            *c = beta[p0 + nt];
+            let nl = c.len();
+            *c = beta[p0 + nt..p0 + nt + nl].to_vec();
         }
     }
     t

@@ -98,6 +98,9 @@ pub struct CalibSettings {
     /// offset [dex] (0: no log g offset).
     #[serde(default)]
     pub label_offset_sigma: [f64; 3],
+    /// Degree in standardised log10 Teff of each survey's dwarf log g offset.
+    #[serde(default)]
+    pub label_offset_logg_degree: u8,
     /// log g over which the dwarf weight of the log g offset rises from 0 to 1.
     #[serde(default)]
     pub dwarf_ramp: (f64, f64),
@@ -148,6 +151,7 @@ impl Default for CalibSettings {
             label_offsets: true,
             label_offset_degree: 3,
             label_offset_sigma: [300.0, 300.0, 0.2],
+            label_offset_logg_degree: 2,
             dwarf_ramp: (3.5, 4.0),
             irfm_max_ebv: 0.05,
             irfm_sigma_relation: 50.0,

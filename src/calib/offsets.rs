@@ -28,8 +28,9 @@ pub struct LabelOffsets {
     pub hi: [f64; 2],
     /// Teff-offset coefficients per source [K].
     pub teff_coef: Vec<Vec<f64>>,
-    /// Dwarf log g offset per source [dex] (empty: not modelled).
-    pub logg_coef: Vec<f64>,
+    /// Dwarf log g offset per source [dex]: coefficients of 1, x, x^2 ... in standardised
+    /// log10 Teff x (empty: not modelled).
+    pub logg_coef: Vec<Vec<f64>>,
     /// log g over which the dwarf weight of the log g offset rises from 0 to 1 (a ramp, so
     /// the offset is continuous in log g).
     pub dwarf_ramp: (f64, f64),
@@ -58,6 +59,15 @@ impl LabelOffsets {
             .collect()
     }
 
+    /// Values of the dwarf log g offset's terms (dwarf weight x powers of standardised
+    /// log10 Teff, clamped) at a star's labels.
+    pub fn logg_basis(&self, labels: [f64; 3]) -> Vec<f64> {
+        let n = self.logg_coef.first().map_or(0, |c| c.len());
+        let x = (labels[0].log10().clamp(self.lo[0], self.hi[0]) - self.center[0]) / self.scale[0];
+        let w = self.dwarf_weight(labels[1]);
+        (0..n).map(|k| w * x.powi(k as i32)).collect()
+    }
+
     /// Weight of the dwarf log g offset at a label log g (0 for giants, 1 for dwarfs).
     pub fn dwarf_weight(&self, logg: f64) -> f64 {
         let (a, b) = self.dwarf_ramp;
@@ -71,10 +81,10 @@ impl LabelOffsets {
         };
         let phi = self.teff_basis(star.labels);
         let dt = phi.iter().zip(&self.teff_coef[s]).map(|(p, c)| p * c).sum();
-        let dg = self
-            .logg_coef
-            .get(s)
-            .map_or(0.0, |c| c * self.dwarf_weight(star.labels[1]));
+        let dg = self.logg_coef.get(s).map_or(0.0, |c| {
+            let w = self.logg_basis(star.labels);
+            c.iter().zip(&w).map(|(c, w)| c * w).sum()
+        });
         [dt, dg]
     }
 
@@ -119,7 +129,7 @@ mod tests {
             lo: [3.5, 0.0],
             hi: [3.9, 5.0],
             teff_coef: vec![vec![100.0, 50.0, 0.0], vec![-20.0, 0.0, 0.0]],
-            logg_coef: vec![0.1, 0.0],
+            logg_coef: vec![vec![0.1], vec![0.0]],
             dwarf_ramp: (3.5, 4.0),
         };
         // log10 5012 = 3.7: x_T = 0
