@@ -128,7 +128,7 @@ struct StarState {
 }
 
 /// Design entries of one star's label offsets: (parameter, basis value) of the Teff terms
-/// and of the dwarf log g term.
+/// and of the dwarf log g terms.
 #[derive(Clone, Debug, Default)]
 struct OffsetDesign {
     teff: Vec<(usize, f64)>,

@@ -258,6 +258,7 @@ fn worst_bin(t: &TeffSummary) -> (f64, String, f64) {
 }
 
 /// Build the report from the cross-validation.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     fm: &ForwardModel,
     stars: &[LabelledStar],
