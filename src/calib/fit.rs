@@ -19,6 +19,8 @@
 //! depend on the number of threads.
 
 use super::data::LabelledStar;
+use super::irfm::{irfm_teff, IrfmSettings, IrfmTeff};
+use super::offsets::LabelOffsets;
 use super::{distance_of_mu, CalibSettings, NuisancePrior};
 use crate::likelihood::NoiseModel;
 use crate::physics::calibration::{BandCorrection, Calibration};
@@ -78,6 +80,29 @@ pub struct FitStats {
     /// rescaled (A_b -> A_b (1 + kappa_b)).
     #[serde(default)]
     pub ext_scales: Vec<(String, f64)>,
+    /// Fitted per-survey label offsets (label = true + offset), if modelled.
+    #[serde(default)]
+    pub label_offsets: Option<LabelOffsets>,
+    /// The IRFM anchor per label source.
+    #[serde(default)]
+    pub anchor: Vec<AnchorStat>,
+}
+
+/// The IRFM anchor sample of one label source.
+#[derive(Clone, Debug, Serialize)]
+pub struct AnchorStat {
+    /// Label source.
+    pub source: String,
+    /// Anchor stars (low reddening, IRFM Teff available, used in the fit).
+    pub n: usize,
+    /// Median label Teff - IRFM Teff [K].
+    pub median_label_minus_irfm: f64,
+    /// Median anchored Teff (label - fitted offset) - IRFM Teff [K].
+    pub median_anchored_minus_irfm: f64,
+    /// Robust scatter of label - IRFM [K].
+    pub scatter: f64,
+    /// Median label Teff of the anchor stars [K].
+    pub median_teff: f64,
 }
 
 /// The fitted calibration and how the fit went.
@@ -87,14 +112,39 @@ pub struct FitOutcome {
     pub calibration: Calibration,
     /// Statistics.
     pub stats: FitStats,
+    /// Fitted label offsets (None: not modelled).
+    pub offsets: Option<LabelOffsets>,
 }
 
 #[derive(Clone, Debug)]
 struct StarState {
     av0: f64,
     mu0: f64,
+    /// Label offset (Teff, log g) of the previous solution: the star is linearised at
+    /// label - shift.
+    shift: [f64; 2],
     clipped: Vec<bool>,
     active: bool,
+}
+
+/// Design entries of one star's label offsets: (parameter, basis value) of the Teff terms
+/// and of the dwarf log g terms.
+#[derive(Clone, Debug, Default)]
+struct OffsetDesign {
+    teff: Vec<(usize, f64)>,
+    logg: Vec<(usize, f64)>,
+    /// IRFM Teff of an anchor star: its Teff prior combines the label and the IRFM value.
+    irfm: Option<IrfmTeff>,
+}
+
+impl OffsetDesign {
+    /// Offset (Teff, log g) at coefficients `beta`.
+    fn eval(&self, beta: &[f64]) -> [f64; 2] {
+        [
+            self.teff.iter().map(|&(p, x)| beta[p] * x).sum(),
+            self.logg.iter().map(|&(p, x)| beta[p] * x).sum(),
+        ]
+    }
 }
 
 /// One star linearised around its current state.
@@ -204,6 +254,7 @@ fn linearise(
     calib: &Calibration,
     kappa_index: Option<usize>,
     ext_index: &[Option<usize>],
+    off: &OffsetDesign,
     w: f64,
 ) -> Option<Linearised> {
     let used: Vec<usize> = (0..star.phot.len()).filter(|&i| !st.clipped[i]).collect();
@@ -212,7 +263,17 @@ fn linearise(
         return None;
     }
     let bands: Vec<usize> = used.iter().map(|&i| star.phot[i].band as usize).collect();
-    let t0 = theta(star.labels, st.av0, s.rv, st.mu0);
+    // linearisation point: the labels less the previous offsets (if inside the model)
+    let mut at = star.labels;
+    at[0] -= st.shift[0];
+    at[1] -= st.shift[1];
+    let shift = if raw.support(&theta(at, 0.0, s.rv, 0.0)) {
+        st.shift
+    } else {
+        at = star.labels;
+        [0.0, 0.0]
+    };
+    let t0 = theta(at, st.av0, s.rv, st.mu0);
     let mut m_raw = vec![0f32; n];
     raw.magnitudes(&t0, &bands, &mut m_raw).ok()?;
     let mut m_cal = vec![0f32; n];
@@ -244,13 +305,13 @@ fn linearise(
     // labels: central differences, one-sided at the edge of the support
     for a in 0..3 {
         let h = if a == 0 {
-            FD_STEPS[0] * star.labels[0]
+            FD_STEPS[0] * at[0]
         } else {
             FD_STEPS[a]
         };
-        let mut lp = star.labels;
+        let mut lp = at;
         lp[a] += h;
-        let mut lm = star.labels;
+        let mut lm = at;
         lm[a] -= h;
         let ok_p = cal_model
             .magnitudes(&theta(lp, st.av0, s.rv, st.mu0), &bands, &mut plus)
@@ -272,8 +333,20 @@ fn linearise(
         .unwrap_or((st.mu0, FREE_MU_SIGMA));
     let lerr = |a: usize| star.label_err[a].hypot(s.label_err_floor[a]);
     let sd = [sig_mu, prior.av.1, lerr(0), lerr(1), lerr(2)];
-    let var = sd.map(|x| x * x);
-    let du_prior = [mu_p - st.mu0, prior.av.0 - st.av0, 0.0, 0.0, 0.0];
+    let mut var = sd.map(|x| x * x);
+    // label prior mean label - offset, relative to `at` = label - shift: shift - offset;
+    // the offset part is in the design (-dm/dlabel x basis)
+    let mut du_prior = [mu_p - st.mu0, prior.av.0 - st.av0, shift[0], shift[1], 0.0];
+    // an anchor star's Teff prior is the product of the label's, N(label - offset, var_L),
+    // and the IRFM value's, N(T_irfm, var_I): mean k (label - offset) + (1 - k) T_irfm with
+    // k = var_I / (var_L + var_I), variance k var_L (the remaining factor of the likelihood,
+    // N(label - T_irfm; offset, var_L + var_I), is the anchor term of the normal equations)
+    let mut k_teff = 1.0;
+    if let Some(ir) = off.irfm {
+        k_teff = ir.sigma.powi(2) / (var[2] + ir.sigma.powi(2));
+        du_prior[2] -= (1.0 - k_teff) * (star.labels[0] - ir.teff);
+        var[2] *= k_teff;
+    }
     let mut r = vec![0.0; n];
     let mut c = vec![0.0; n * n];
     for k in 0..n {
@@ -296,12 +369,7 @@ fn linearise(
         .collect();
     let nt = calib.terms.len();
     let mut phi = Vec::with_capacity(nt);
-    calib.basis(
-        star.labels[0].log10(),
-        star.labels[1],
-        star.labels[2],
-        &mut phi,
-    );
+    calib.basis(at[0].log10(), at[1], at[2], &mut phi);
     let kappa = kappa_index.map(|m| (m, prior.av.0));
     let av_map_var = match (kappa_index, star.ebv.1) {
         (Some(m), Some(se)) => Some((m, (s.av_per_ebv * se).powi(2))),
@@ -322,6 +390,8 @@ fn linearise(
             if let Some(p) = ext_index[b] {
                 row.push((p, ab as f64));
             }
+            row.extend(off.teff.iter().map(|&(p, x)| (p, -gk[2] * k_teff * x)));
+            row.extend(off.logg.iter().map(|&(p, x)| (p, -gk[3] * x)));
             row
         })
         .collect();
@@ -649,7 +719,10 @@ pub fn fit(
             }
         }
     }
-    let dim = n_coef + maps.len() + n_ext;
+    let off_base = n_coef + maps.len() + n_ext;
+    let template = offsets_template(&inside, s, frame);
+    let designs = offset_designs(raw, &inside, s, template.as_ref(), off_base);
+    let dim = off_base + template.as_ref().map_or(0, n_offset_params);
     let weights = source_weights(&inside, s.max_source_share);
     let star_w: Vec<f64> = inside
         .iter()
@@ -694,6 +767,7 @@ pub fn fit(
             StarState {
                 av0,
                 mu0: if ok { d[d.len() / 2] } else { 0.0 },
+                shift: [0.0, 0.0],
                 clipped: vec![false; st.phot.len()],
                 active: ok,
             }
@@ -736,12 +810,14 @@ pub fn fit(
             .zip(&priors)
             .zip(&star_w)
             .zip(&kappa_index)
-            .map(|((((st, state), pr), &w), &ki)| {
+            .zip(&designs)
+            .map(|(((((st, state), pr), &w), &ki), od)| {
                 if !state.active {
                     return None;
                 }
                 linearise(
-                    raw, &cal_model, st, state, pr, s, noise, &cal_index, &calib, ki, &ext_index, w,
+                    raw, &cal_model, st, state, pr, s, noise, &cal_index, &calib, ki, &ext_index,
+                    od, w,
                 )
             })
             .collect();
@@ -782,12 +858,18 @@ pub fn fit(
                 a[i * dim + i] += 1.0 / (sig * sig);
             }
         }
+        add_sun_anchor(raw, &calib, &cal_index, s, dim, &mut a, &mut b);
         for m in 0..maps.len() {
             let i = n_coef + m;
             a[i * dim + i] += 1.0 / (s.map_scale_sigma * s.map_scale_sigma);
         }
         for p in ext_index.iter().flatten() {
             a[p * dim + p] += 1.0 / (s.ext_scale_sigma * s.ext_scale_sigma);
+        }
+        if let Some(t) = &template {
+            add_offset_priors(t, s, off_base, dim, &mut a);
+            let active: Vec<bool> = states.iter().map(|st| st.active).collect();
+            add_anchor_term(&inside, &designs, &star_w, &active, s, dim, &mut a, &mut b);
         }
         if !cholesky(&mut a, dim) {
             bail!("calibration normal equations are not positive definite (iteration {iter})");
@@ -853,6 +935,7 @@ pub fn fit(
                 n_used += 1;
             }
             states[i] = st;
+            states[i].shift = designs[i].eval(&beta);
         }
         chi2_per_band = chi2_sum / n_sum.max(1) as f64;
     }
@@ -871,9 +954,17 @@ pub fn fit(
         (s.variance_steps > 0).then_some(&floor2[..]),
         true,
     );
+    let offsets = template.map(|t| fitted_offsets(t, &beta, off_base));
+    let anchor = offsets
+        .as_ref()
+        .map(|o| anchor_stats(&inside, &designs, &states, o))
+        .unwrap_or_default();
     Ok(FitOutcome {
         calibration,
+        offsets: offsets.clone(),
         stats: FitStats {
+            label_offsets: offsets,
+            anchor,
             n_input: stars.len(),
             n_outside_model,
             n_rejected_stars,
@@ -907,4 +998,225 @@ pub fn fit(
                 .collect(),
         },
     })
+}
+
+/// The offsets' structure (coefficients zero) if modelled: sources of the training stars,
+/// the Teff-offset terms and the (log10 Teff, log g) frame of the corrections.
+fn offsets_template(
+    stars: &[&LabelledStar],
+    s: &CalibSettings,
+    frame: ([f64; 3], [f64; 3], [f64; 3], [f64; 3]),
+) -> Option<LabelOffsets> {
+    if !s.label_offsets {
+        return None;
+    }
+    let mut sources: Vec<String> = stars.iter().map(|st| st.label_source.clone()).collect();
+    sources.sort();
+    sources.dedup();
+    let teff_terms = LabelOffsets::terms(s.label_offset_degree);
+    let with_logg = s.label_offset_sigma[2] > 0.0;
+    let two = |v: [f64; 3]| [v[0], v[1]];
+    Some(LabelOffsets {
+        teff_coef: vec![vec![0.0; teff_terms.len()]; sources.len()],
+        logg_coef: if with_logg {
+            vec![vec![0.0; 1 + s.label_offset_logg_degree as usize]; sources.len()]
+        } else {
+            Vec::new()
+        },
+        sources,
+        teff_terms,
+        center: two(frame.0),
+        scale: two(frame.1),
+        lo: two(frame.2),
+        hi: two(frame.3),
+        dwarf_ramp: s.dwarf_ramp,
+    })
+}
+
+/// Offset parameters per source (Teff terms, then the dwarf log g term if modelled).
+fn per_source(t: &LabelOffsets) -> usize {
+    t.teff_terms.len() + t.logg_coef.first().map_or(0, |c| c.len())
+}
+
+fn n_offset_params(t: &LabelOffsets) -> usize {
+    t.sources.len() * per_source(t)
+}
+
+/// Each star's offset design (parameter indices from `base`) and IRFM anchor value.
+fn offset_designs(
+    fm: &ForwardModel,
+    stars: &[&LabelledStar],
+    s: &CalibSettings,
+    t: Option<&LabelOffsets>,
+    base: usize,
+) -> Vec<OffsetDesign> {
+    let Some(t) = t else {
+        return vec![OffsetDesign::default(); stars.len()];
+    };
+    let ir = IrfmSettings {
+        max_ebv: s.irfm_max_ebv,
+        sigma_relation: s.irfm_sigma_relation,
+    };
+    let nt = t.teff_terms.len();
+    stars
+        .iter()
+        .map(|st| {
+            let src = t
+                .sources
+                .iter()
+                .position(|x| *x == st.label_source)
+                .unwrap();
+            let p0 = base + src * per_source(t);
+            OffsetDesign {
+                teff: t
+                    .teff_basis(st.labels)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, x)| (p0 + k, x))
+                    .collect(),
+                logg: t
+                    .logg_basis(st.labels)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, x)| (p0 + nt + k, x))
+                    .collect(),
+                irfm: (s.irfm_max_ebv > 0.0)
+                    .then(|| irfm_teff(fm, st, &ir))
+                    .flatten(),
+            }
+        })
+        .collect()
+}
+
+/// Ridge priors of the offset coefficients.
+fn add_offset_priors(t: &LabelOffsets, s: &CalibSettings, base: usize, dim: usize, a: &mut [f64]) {
+    for src in 0..t.sources.len() {
+        let p0 = base + src * per_source(t);
+        for (k, e) in t.teff_terms.iter().enumerate() {
+            let sig = if *e == [0, 0] {
+                s.label_offset_sigma[0]
+            } else {
+                s.label_offset_sigma[1]
+            };
+            a[(p0 + k) * (dim + 1)] += 1.0 / (sig * sig);
+        }
+        let nl = t.logg_coef.first().map_or(0, |c| c.len());
+        for k in 0..nl {
+            let p = p0 + t.teff_terms.len() + k;
+            a[p * (dim + 1)] += 1.0 / s.label_offset_sigma[2].powi(2);
+        }
+    }
+}
+
+/// The IRFM anchor: label Teff - IRFM Teff ~ N(offset, var_label + var_irfm) for every
+/// active anchor star, weighted as its source.
+#[allow(clippy::too_many_arguments)]
+fn add_anchor_term(
+    stars: &[&LabelledStar],
+    designs: &[OffsetDesign],
+    w: &[f64],
+    active: &[bool],
+    s: &CalibSettings,
+    dim: usize,
+    a: &mut [f64],
+    b: &mut [f64],
+) {
+    for i in 0..stars.len() {
+        let Some(ir) = designs[i].irfm.filter(|_| active[i]) else {
+            continue;
+        };
+        let st = stars[i];
+        let var = st.label_err[0].hypot(s.label_err_floor[0]).powi(2) + ir.sigma.powi(2);
+        let y = st.labels[0] - ir.teff;
+        let d = &designs[i].teff;
+        for &(p, xp) in d {
+            b[p] += w[i] * xp * y / var;
+            for &(q, xq) in d {
+                a[p * dim + q] += w[i] * xp * xq / var;
+            }
+        }
+    }
+}
+
+/// The offsets with the fitted coefficients.
+fn fitted_offsets(mut t: LabelOffsets, beta: &[f64], base: usize) -> LabelOffsets {
+    let (ps, nt) = (per_source(&t), t.teff_terms.len());
+    for src in 0..t.sources.len() {
+        let p0 = base + src * ps;
+        t.teff_coef[src] = beta[p0..p0 + nt].to_vec();
+        if let Some(c) = t.logg_coef.get_mut(src) {
+            let nl = c.len();
+            *c = beta[p0 + nt..p0 + nt + nl].to_vec();
+        }
+    }
+    t
+}
+
+/// Per source: the anchor stars' label - IRFM and anchored - IRFM Teff.
+fn anchor_stats(
+    stars: &[&LabelledStar],
+    designs: &[OffsetDesign],
+    states: &[StarState],
+    o: &LabelOffsets,
+) -> Vec<AnchorStat> {
+    use crate::util::stats::{median, robust_scatter};
+    o.sources
+        .iter()
+        .map(|src| {
+            let (mut d, mut da, mut t) = (Vec::new(), Vec::new(), Vec::new());
+            for ((st, de), state) in stars.iter().zip(designs).zip(states) {
+                let Some(ir) = de.irfm.filter(|_| state.active && st.label_source == *src) else {
+                    continue;
+                };
+                d.push(st.labels[0] - ir.teff);
+                da.push(st.labels[0] - o.offset(st)[0] - ir.teff);
+                t.push(st.labels[0]);
+            }
+            let f = |v: &[f64], g: fn(&[f64]) -> f64| if v.is_empty() { f64::NAN } else { g(v) };
+            AnchorStat {
+                source: src.clone(),
+                n: d.len(),
+                median_label_minus_irfm: f(&d, median),
+                median_anchored_minus_irfm: f(&da, median),
+                scatter: f(&d, robust_scatter),
+                median_teff: f(&t, median),
+            }
+        })
+        .collect()
+}
+
+/// Solar anchor: (raw M_b + delta_b(Sun) - reference M_b)^2 / sigma^2 for G (DR2) and Ks,
+/// which is linear in the band's coefficients.
+fn add_sun_anchor(
+    raw: &ForwardModel,
+    calib: &Calibration,
+    cal_index: &[Option<usize>],
+    s: &CalibSettings,
+    dim: usize,
+    a: &mut [f64],
+    b: &mut [f64],
+) {
+    use super::standards::{model_values, SUN, SUN_REFERENCE};
+    if s.sun_anchor_sigma <= 0.0 {
+        return;
+    }
+    let Some(m) = model_values(raw, SUN.0, SUN.1, "dr2") else {
+        return;
+    };
+    let nt = calib.terms.len();
+    let mut phi = Vec::with_capacity(nt);
+    calib.basis(SUN.0.log10(), SUN.1, 0.0, &mut phi);
+    let iv = 1.0 / (s.sun_anchor_sigma * s.sun_anchor_sigma);
+    for (band, q) in [("gaia_dr2_g", 1), ("tmass_ks", 2)] {
+        let Some(k) = raw.bands().id(band).ok().and_then(|id| cal_index[id]) else {
+            continue;
+        };
+        let y = SUN_REFERENCE[q] - m[q];
+        for t in 0..nt {
+            b[k * nt + t] += iv * phi[t] * y;
+            for t2 in 0..nt {
+                a[(k * nt + t) * dim + k * nt + t2] += iv * phi[t] * phi[t2];
+            }
+        }
+    }
 }

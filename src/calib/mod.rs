@@ -5,16 +5,22 @@
 //! * [`data`]: read the benchmark stars (photometry, parallax, labels, reddening prior).
 //! * [`fit`]: fit smooth per-band corrections delta_b(Teff, log g, [M/H]) by maximising the
 //!   marginal likelihood of the photometry given the labels (with their errors), the
-//!   parallax and a per-star extinction under its prior (linear-Gaussian marginalisation).
+//!   parallax and a per-star extinction under its prior (linear-Gaussian marginalisation),
+//!   jointly with per-survey label offsets ([`offsets`]) anchored to IRFM Teff ([`irfm`]).
 //! * [`recover`]: Teff recovery with log g and [M/H] at the labels, A_V free under its prior,
 //!   distance constrained by the parallax; colour residuals at the labels.
 //! * [`validate`]: k-fold cross-validation of both, before and after calibration.
 //! * [`report`]: breakdowns (Teff bins, dwarfs/giants, label source) as text and JSON.
+//! * [`standards`]: the raw and calibrated model against the Sun and a standard dwarf
+//!   sequence (a check, not a fit input).
 
 pub mod data;
 pub mod fit;
+pub mod irfm;
+pub mod offsets;
 pub mod recover;
 pub mod report;
+pub mod standards;
 pub mod validate;
 
 use data::LabelledStar;
@@ -81,6 +87,35 @@ pub struct CalibSettings {
     pub max_source_share: f64,
     /// log g separating giants (below) from dwarfs (at or above), for reports.
     pub giant_logg: f64,
+    /// Fit per-survey label offsets jointly with the corrections (`offsets`).
+    #[serde(default)]
+    pub label_offsets: bool,
+    /// Total degree of each survey's Teff offset in standardised (log10 Teff, log g) (at
+    /// most 1 in log g).
+    #[serde(default)]
+    pub label_offset_degree: u8,
+    /// Prior widths of the offsets: Teff constant [K], other Teff terms [K], dwarf log g
+    /// offset [dex] (0: no log g offset).
+    #[serde(default)]
+    pub label_offset_sigma: [f64; 3],
+    /// Degree in standardised log10 Teff of each survey's dwarf log g offset.
+    #[serde(default)]
+    pub label_offset_logg_degree: u8,
+    /// log g over which the dwarf weight of the log g offset rises from 0 to 1.
+    #[serde(default)]
+    pub dwarf_ramp: (f64, f64),
+    /// Largest reddening prior E(B-V) of an IRFM anchor star [mag] (0: no anchor).
+    #[serde(default)]
+    pub irfm_max_ebv: f64,
+    /// Scatter of the IRFM colour-Teff relations per colour [K].
+    #[serde(default)]
+    pub irfm_sigma_relation: f64,
+    /// Width of the solar anchor [mag]: the calibrated model's M_G (DR2) and M_Ks at the
+    /// Sun are pulled to the reference values (`standards::SUN_REFERENCE`) with this width
+    /// (0: no anchor). It fixes the luminosity scale that dwarf log g offsets and the
+    /// corrections' common mode otherwise share.
+    #[serde(default)]
+    pub sun_anchor_sigma: f64,
 }
 
 fn default_anchor() -> String {
@@ -113,6 +148,14 @@ impl Default for CalibSettings {
             box_percentiles: (1.0, 99.0),
             max_source_share: 1.0,
             giant_logg: 3.8,
+            label_offsets: true,
+            label_offset_degree: 3,
+            label_offset_sigma: [300.0, 300.0, 0.2],
+            label_offset_logg_degree: 2,
+            dwarf_ramp: (3.5, 4.0),
+            irfm_max_ebv: 0.05,
+            irfm_sigma_relation: 50.0,
+            sun_anchor_sigma: 0.02,
         }
     }
 }

@@ -4,6 +4,8 @@
 
 use super::data::{LabelledStar, ReadSummary};
 use super::fit::FitStats;
+use super::irfm::{irfm_teff, IrfmSettings};
+use super::standards::{StandardsCheck, QUANTITIES, SEQUENCE_BP_RP_TOLERANCE};
 use super::validate::Validation;
 use super::{is_giant, CalibSettings};
 use crate::physics::ForwardModel;
@@ -102,14 +104,33 @@ pub struct ColourStat {
     pub scatter_after: f64,
 }
 
+/// Teff differences from the IRFM Teff of one label source's low-reddening stars [K]:
+/// median and robust scatter of label - IRFM, raw recovery - IRFM and calibrated
+/// recovery - IRFM (the independent scale).
+#[derive(Clone, Debug, Serialize)]
+pub struct IrfmRow {
+    /// Label source ("all" for every source).
+    pub group: String,
+    /// Stars.
+    pub n: usize,
+    /// Label - IRFM.
+    pub label: (f64, f64),
+    /// Raw model's recovered Teff - IRFM.
+    pub raw: (f64, f64),
+    /// Calibrated model's recovered Teff - IRFM.
+    pub calibrated: (f64, f64),
+}
+
 /// Acceptance figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct Acceptance {
     /// Robust Teff scatter before [K].
     pub teff_scatter_before: f64,
-    /// Robust Teff scatter after [K] (limit `MAX_TEFF_SCATTER`).
+    /// Robust Teff scatter after [K] (limit `MAX_TEFF_SCATTER`), against the anchored
+    /// labels.
     pub teff_scatter_after: f64,
-    /// Worst |bias| among Teff bins with more than `BIG_BIN` stars, after [K].
+    /// Worst |bias| among Teff bins with more than `BIG_BIN` stars, after [K], against the
+    /// anchored labels.
     pub worst_bin_bias_after: f64,
     /// Which bin.
     pub worst_bin: String,
@@ -141,8 +162,15 @@ pub struct Report {
     pub n_teff_failed: (usize, usize),
     /// Teff recovery, raw model.
     pub teff_before: TeffSummary,
-    /// Teff recovery, cross-validated calibration.
+    /// Teff recovery, cross-validated calibration, against the survey labels.
     pub teff_after: TeffSummary,
+    /// Teff recovery, cross-validated calibration, against the anchored labels (label - the
+    /// fold's fitted offsets): the scale the calibrated model is fitted to.
+    pub teff_after_anchored: TeffSummary,
+    /// Low-reddening stars with an IRFM Teff: label, raw and calibrated recovery - IRFM.
+    pub irfm_check: Vec<IrfmRow>,
+    /// The raw and calibrated model against the Sun and the F0-K5 dwarf sequence.
+    pub standards: Option<StandardsCheck>,
     /// Colour residuals at the labels (band minus G, then named colours).
     pub colours: Vec<ColourStat>,
     /// Acceptance.
@@ -230,6 +258,7 @@ fn worst_bin(t: &TeffSummary) -> (f64, String, f64) {
 }
 
 /// Build the report from the cross-validation.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     fm: &ForwardModel,
     stars: &[LabelledStar],
@@ -238,10 +267,11 @@ pub fn build(
     seed: u64,
     final_fit: FitStats,
     s: &CalibSettings,
+    standards: Option<StandardsCheck>,
 ) -> Report {
     // Teff: the stars recovered with both models
     let mut cmp_stars = Vec::new();
-    let (mut d_before, mut d_after) = (Vec::new(), Vec::new());
+    let (mut d_before, mut d_after, mut d_anch) = (Vec::new(), Vec::new(), Vec::new());
     let (mut fail_b, mut fail_a) = (0, 0);
     for (st, o) in stars.iter().zip(&val.outcomes) {
         fail_b += o.before.is_none() as usize;
@@ -250,10 +280,13 @@ pub fn build(
             cmp_stars.push(st);
             d_before.push(b.teff - st.labels[0]);
             d_after.push(a.teff - st.labels[0]);
+            d_anch.push(a.teff - o.anchored[0]);
         }
     }
     let teff_before = teff_summary(&cmp_stars, &d_before, s);
     let teff_after = teff_summary(&cmp_stars, &d_after, s);
+    let teff_after_anchored = teff_summary(&cmp_stars, &d_anch, s);
+    let irfm_check = irfm_rows(fm, stars, val, s);
     // colours
     let g = fm.bands().id("gaia_dr2_g").ok();
     let mut pairs: Vec<(String, usize, usize)> = Vec::new();
@@ -304,19 +337,19 @@ pub fn build(
         .collect();
     let bp_rp = colours.iter().find(|c| c.colour == "BP-RP");
     let (wb, _, _) = worst_bin(&teff_before);
-    let (wa, wa_bin, wa_se) = worst_bin(&teff_after);
+    let (wa, wa_bin, wa_se) = worst_bin(&teff_after_anchored);
     let bp_rp_before = bp_rp.map(|c| c.scatter_before).unwrap_or(f64::NAN);
     let bp_rp_after = bp_rp.map(|c| c.scatter_after).unwrap_or(f64::NAN);
     let acceptance = Acceptance {
         teff_scatter_before: teff_before.all.scatter,
-        teff_scatter_after: teff_after.all.scatter,
+        teff_scatter_after: teff_after_anchored.all.scatter,
         worst_bin_bias_after: wa,
         worst_bin: wa_bin,
         worst_bin_bias_se_after: wa_se,
         worst_bin_bias_before: wb,
         bp_rp_scatter_before: bp_rp_before,
         bp_rp_scatter_after: bp_rp_after,
-        passed: teff_after.all.scatter <= MAX_TEFF_SCATTER
+        passed: teff_after_anchored.all.scatter <= MAX_TEFF_SCATTER
             && wa <= MAX_BIN_BIAS
             && bp_rp_after <= MAX_BP_RP_SCATTER,
     };
@@ -328,11 +361,65 @@ pub fn build(
         n_teff_failed: (fail_b, fail_a),
         teff_before,
         teff_after,
+        teff_after_anchored,
+        irfm_check,
+        standards,
         colours,
         acceptance,
         fold_fits: val.fold_stats.clone(),
         final_fit,
     }
+}
+
+/// Median and robust scatter (NaN for no values).
+fn med_scat(v: &[f64]) -> (f64, f64) {
+    let st = Stat::of("", v);
+    (st.bias, st.scatter)
+}
+
+/// The IRFM check per label source: stars recovered by both models with an IRFM Teff.
+fn irfm_rows(
+    fm: &ForwardModel,
+    stars: &[LabelledStar],
+    val: &Validation,
+    s: &CalibSettings,
+) -> Vec<IrfmRow> {
+    let ir = IrfmSettings {
+        max_ebv: s.irfm_max_ebv,
+        sigma_relation: s.irfm_sigma_relation,
+    };
+    let mut rows: Vec<(String, [f64; 3])> = Vec::new();
+    for (st, o) in stars.iter().zip(&val.outcomes) {
+        let (Some(b), Some(a)) = (o.before, o.after) else {
+            continue;
+        };
+        if let Some(t) = irfm_teff(fm, st, &ir).filter(|_| s.irfm_max_ebv > 0.0) {
+            let d = [st.labels[0] - t.teff, b.teff - t.teff, a.teff - t.teff];
+            rows.push((st.label_source.clone(), d));
+        }
+    }
+    let mut groups: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    groups.sort();
+    groups.dedup();
+    groups.insert(0, "all".into());
+    groups
+        .into_iter()
+        .map(|g| {
+            let sel: Vec<&[f64; 3]> = rows
+                .iter()
+                .filter(|r| g == "all" || r.0 == g)
+                .map(|r| &r.1)
+                .collect();
+            let col = |q: usize| med_scat(&sel.iter().map(|d| d[q]).collect::<Vec<_>>());
+            IrfmRow {
+                n: sel.len(),
+                group: g,
+                label: col(0),
+                raw: col(1),
+                calibrated: col(2),
+            }
+        })
+        .collect()
 }
 
 fn stat_rows(out: &mut String, title: &str, before: &[Stat], after: &[Stat]) {
@@ -377,7 +464,7 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "  Teff robust scatter      raw {:7.1} K   calibrated {:7.1} K   (limit {MAX_TEFF_SCATTER} K)",
+            "  Teff robust scatter      raw {:7.1} K   calibrated {:7.1} K   (limit {MAX_TEFF_SCATTER} K; calibrated against the anchored labels)",
             a.teff_scatter_before, a.teff_scatter_after
         );
         let _ = writeln!(
@@ -421,6 +508,39 @@ impl Report {
         stat_rows(&mut o, "by class", &b.by_class, &c.by_class);
         stat_rows(&mut o, "by label source", &b.by_source, &c.by_source);
         let _ = writeln!(o);
+        let n = &self.teff_after_anchored;
+        let _ = writeln!(
+            o,
+            "Calibrated Teff against the anchored labels (label - survey offsets fitted on the other folds); raw as above, against the labels"
+        );
+        stat_rows(
+            &mut o,
+            "all (anchored)",
+            std::slice::from_ref(&b.all),
+            std::slice::from_ref(&n.all),
+        );
+        stat_rows(
+            &mut o,
+            "by Teff bin (anchored)",
+            &b.by_teff_bin,
+            &n.by_teff_bin,
+        );
+        stat_rows(
+            &mut o,
+            "dwarfs by Teff bin (anchored)",
+            &b.dwarfs_by_teff_bin,
+            &n.dwarfs_by_teff_bin,
+        );
+        stat_rows(&mut o, "by class (anchored)", &b.by_class, &n.by_class);
+        stat_rows(
+            &mut o,
+            "by label source (anchored)",
+            &b.by_source,
+            &n.by_source,
+        );
+        let _ = writeln!(o);
+        self.irfm_text(&mut o);
+        self.standards_text(&mut o);
         let _ = writeln!(
             o,
             "Colour residuals obs - model at the labels [mmag] (A_V, distance fitted)"
@@ -486,6 +606,156 @@ impl Report {
                 list(&f.ext_scales, &|x| format!("{x:+.3}"))
             );
         }
+        offsets_text(&mut o, f);
         o
+    }
+
+    fn irfm_text(&self, o: &mut String) {
+        if self.irfm_check.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "Against IRFM Teff (Casagrande et al. 2021 colour-Teff relations, low-reddening stars) [K]: median / robust scatter"
+        );
+        let _ = writeln!(
+            o,
+            "  {:<10} {:>6} {:>16} {:>16} {:>16}",
+            "source", "n", "label-IRFM", "raw-IRFM", "cal-IRFM"
+        );
+        for r in &self.irfm_check {
+            let f = |x: (f64, f64)| format!("{:+.0} / {:.0}", x.0, x.1);
+            let _ = writeln!(
+                o,
+                "  {:<10} {:>6} {:>16} {:>16} {:>16}",
+                r.group,
+                r.n,
+                f(r.label),
+                f(r.raw),
+                f(r.calibrated)
+            );
+        }
+        let _ = writeln!(o);
+    }
+
+    fn standards_text(&self, o: &mut String) {
+        let Some(c) = &self.standards else { return };
+        let _ = writeln!(
+            o,
+            "STANDARDS ({}): Sun (Teff 5772, log g 4.44, [M/H] 0, 10 pc) and Mamajek's F0V-K5V dwarf sequence (v2022.04.16; [M/H] 0, log g from his mass and radius)",
+            if c.passed() { "met" } else { "NOT met" }
+        );
+        let r = c.sun_reference;
+        let _ = writeln!(
+            o,
+            "  Sun reference  BP-RP {:.3}  M_G {:.3}  M_Ks {:.3}  (tolerances {:.2}/{:.2}/{:.2})",
+            r[0], r[1], r[2], c.sun_tolerance[0], c.sun_tolerance[1], c.sun_tolerance[2]
+        );
+        for sun in &c.sun {
+            for (name, v) in [("raw", sun.raw), ("calibrated", sun.calibrated)] {
+                let Some(v) = v else { continue };
+                let _ = writeln!(
+                    o,
+                    "  Sun {} {:<10} BP-RP {:.3}  M_G {:.3}  M_Ks {:.3}",
+                    sun.release, name, v[0], v[1], v[2]
+                );
+            }
+        }
+        let _ = writeln!(
+            o,
+            "  dwarf sequence, model - table [mmag] (BP-RP tolerance {:.0} mmag, calibrated)",
+            1e3 * SEQUENCE_BP_RP_TOLERANCE
+        );
+        let _ = writeln!(
+            o,
+            "  {:<6} {:>6} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "SpT", "Teff", "logg", "BpRp_raw", "BpRp_cal", "MG_raw", "MG_cal", "MKs_raw", "MKs_cal"
+        );
+        let m = |v: Option<[f64; 3]>, q: usize| v.map_or(f64::NAN, |x| 1e3 * x[q]);
+        for row in &c.sequence {
+            let _ = writeln!(
+                o,
+                "  {:<6} {:>6.0} {:>5.2} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0}",
+                row.spt,
+                row.teff,
+                row.logg,
+                m(row.raw, 0),
+                m(row.calibrated, 0),
+                m(row.raw, 1),
+                m(row.calibrated, 1),
+                m(row.raw, 2),
+                m(row.calibrated, 2)
+            );
+        }
+        for (label, v) in [
+            ("max |model - table|", (c.max_abs_raw, c.max_abs_calibrated)),
+            ("median model - table", (c.median_raw, c.median_calibrated)),
+        ] {
+            let q: Vec<String> = (0..3)
+                .map(|i| {
+                    format!(
+                        "{} raw {:+.0} cal {:+.0}",
+                        QUANTITIES[i],
+                        1e3 * v.0[i],
+                        1e3 * v.1[i]
+                    )
+                })
+                .collect();
+            let _ = writeln!(o, "  {label} [mmag]: {}", q.join(", "));
+        }
+        let _ = writeln!(o);
+    }
+}
+
+/// The fitted label offsets and the anchor sample (final fit).
+fn offsets_text(o: &mut String, f: &FitStats) {
+    let Some(off) = &f.label_offsets else { return };
+    let _ = writeln!(
+        o,
+        "Label offsets (label - anchored scale; final fit), Teff [K] at (Teff, log g):"
+    );
+    let pts: [(f64, f64); 6] = [
+        (4500.0, 4.6),
+        (5000.0, 4.5),
+        (5772.0, 4.44),
+        (6500.0, 4.2),
+        (4800.0, 2.5),
+        (4500.0, 2.0),
+    ];
+    let head: Vec<String> = pts
+        .iter()
+        .map(|p| format!("{:.0}/{:.2}", p.0, p.1))
+        .collect();
+    let _ = writeln!(o, "  {:<10} {}", "source", head.join("  "));
+    for src in &off.sources {
+        let vals: Vec<String> = pts
+            .iter()
+            .map(|&(t, g)| {
+                let st = LabelledStar {
+                    source_id: 0,
+                    labels: [t, g, 0.0],
+                    label_err: [0.0; 3],
+                    label_source: src.clone(),
+                    parallax: None,
+                    ebv: (None, None),
+                    ebv_source: String::new(),
+                    phot: Vec::new(),
+                };
+                let d = off.offset(&st);
+                if off.logg_coef.is_empty() {
+                    format!("{:>+10.0}", d[0])
+                } else {
+                    format!("{:>+4.0}/{:+.2}", d[0], d[1])
+                }
+            })
+            .collect();
+        let _ = writeln!(o, "  {:<10} {}", src, vals.join(" "));
+    }
+    for a in &f.anchor {
+        let _ = writeln!(
+            o,
+            "  IRFM anchor {:<8} {:>5} stars (median Teff {:.0} K): label - IRFM median {:+.0} K (scatter {:.0} K), anchored - IRFM {:+.0} K",
+            a.source, a.n, a.median_teff, a.median_label_minus_irfm, a.scatter, a.median_anchored_minus_irfm
+        );
     }
 }

@@ -36,6 +36,9 @@ pub struct StarOutcome {
     pub resid_before: Option<Vec<f64>>,
     /// The same with the fold's calibration.
     pub resid_after: Option<Vec<f64>>,
+    /// Labels the fold's calibration measured the star at: label - the fold's fitted
+    /// label offsets (the anchored scale); the labels themselves without offsets.
+    pub anchored: [f64; 3],
 }
 
 /// Cross-validation results.
@@ -102,8 +105,10 @@ pub fn cross_validate(
     let folds = assign_folds(stars, k, seed);
     let mut outcomes: Vec<StarOutcome> = folds
         .iter()
-        .map(|&f| StarOutcome {
+        .zip(stars)
+        .map(|(&f, st)| StarOutcome {
             fold: f,
+            anchored: st.labels,
             ..Default::default()
         })
         .collect();
@@ -134,7 +139,19 @@ pub fn cross_validate(
         // the calibrated model's likelihood: the floors fitted with it
         let fold_noise = NoiseModel::default_for(&model);
         let idx: Vec<usize> = (0..stars.len()).filter(|&i| folds[i] == f).collect();
-        let test: Vec<&LabelledStar> = idx.iter().map(|&i| &stars[i]).collect();
+        // the calibrated model is measured on the anchored scale: log g (and the labels of
+        // the residuals) less the offsets fitted on the other folds
+        let anchored: Vec<LabelledStar> = idx
+            .iter()
+            .map(|&i| match &out.offsets {
+                Some(o) => o.anchored(&stars[i]),
+                None => stars[i].clone(),
+            })
+            .collect();
+        for (&i, a) in idx.iter().zip(&anchored) {
+            outcomes[i].anchored = a.labels;
+        }
+        let test: Vec<&LabelledStar> = anchored.iter().collect();
         for (&i, (rec, res)) in
             idx.iter()
                 .zip(measure(&model, &test, s, &fold_noise, &scales, &err_scales))

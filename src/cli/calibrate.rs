@@ -88,12 +88,21 @@ fn write_per_star(
     fm: &ForwardModel,
     stars: &[crate::calib::data::LabelledStar],
     v: &crate::calib::validate::Validation,
+    s: &CalibSettings,
 ) -> Result<()> {
     use crate::io::table::{write_columns, Column};
     let col = |name: &str, f: &dyn Fn(usize) -> f64| {
         Column::F64(name.to_string(), (0..stars.len()).map(f).collect())
     };
     let o = &v.outcomes;
+    let ir = crate::calib::irfm::IrfmSettings {
+        max_ebv: s.irfm_max_ebv,
+        sigma_relation: s.irfm_sigma_relation,
+    };
+    let irfm: Vec<_> = stars
+        .iter()
+        .map(|st| crate::calib::irfm::irfm_teff(fm, st, &ir))
+        .collect();
     let fit_col = |name: &str, after: bool, g: fn(&crate::calib::recover::StarFit) -> f64| {
         col(name, &|i| {
             let f = if after { o[i].after } else { o[i].before };
@@ -123,6 +132,12 @@ fn write_per_star(
         col("logg", &|i| stars[i].labels[1]),
         col("mh", &|i| stars[i].labels[2]),
         col("fold", &|i| o[i].fold as f64),
+        col("teff_anchored", &|i| o[i].anchored[0]),
+        col("logg_anchored", &|i| o[i].anchored[1]),
+        col("teff_irfm", &|i| irfm[i].map_or(f64::NAN, |t| t.teff)),
+        col("teff_irfm_error", &|i| {
+            irfm[i].map_or(f64::NAN, |t| t.sigma)
+        }),
         fit_col("teff_raw", false, |f| f.teff),
         fit_col("av_raw", false, |f| f.av),
         fit_col("mu_raw", false, |f| f.mu),
@@ -192,13 +207,15 @@ pub fn run(a: CalibrateArgs) -> Result<i32> {
         None
     };
     if let (Some(path), Some(v)) = (&a.per_star, &validation) {
-        write_per_star(path, raw, &stars, v)?;
+        write_per_star(path, raw, &stars, v, &s)?;
     }
     eprintln!(
         "  [{:6.1} s] final fit on all stars",
         t0.elapsed().as_secs_f64()
     );
     let out = fit(raw, &stars, &s, &noise)?;
+    let cal_model = raw.with_calibration(Some(out.calibration.clone()))?;
+    let standards = crate::calib::standards::check(raw, &cal_model)?;
     report = validation.map(|v| {
         build(
             raw,
@@ -208,6 +225,7 @@ pub fn run(a: CalibrateArgs) -> Result<i32> {
             a.seed,
             out.stats.clone(),
             &s,
+            Some(standards.clone()),
         )
     });
     let mut cal: Calibration = out.calibration;
@@ -222,7 +240,7 @@ pub fn run(a: CalibrateArgs) -> Result<i32> {
         "what": "empirical per-band corrections delta_b(Teff, log g, [M/H]) added to the raw forward model's magnitudes",
         "forward_model": raw.version,
         "fitted_on": summary,
-        "method": "marginal likelihood of the photometry given the labels (with errors + floors), the zero-point corrected parallax and A_V under its reddening prior, linearised per star and marginalised analytically; ridge prior on the coefficients; clamped to the box of the training labels; per-band extinction scales A_b -> A_b (1 + ext_kappa) fitted jointly (applied by the forward model); per-band model-systematics floors and reddening-map error scales by maximum marginal likelihood (Fisher scoring). The floors are the likelihood's floors for the calibrated model (NoiseModel::default_for): the posterior engine's and simulator's noise model is data-driven",
+        "method": "marginal likelihood of the photometry given the labels (with errors + floors), the zero-point corrected parallax and A_V under its reddening prior, linearised per star and marginalised analytically; ridge prior on the coefficients; clamped to the box of the training labels; per-band extinction scales A_b -> A_b (1 + ext_kappa) fitted jointly (applied by the forward model); per-band model-systematics floors and reddening-map error scales by maximum marginal likelihood (Fisher scoring); per-survey label offsets (label = true + offset: a Teff polynomial in log10 Teff and log g per label_source, fit.label_offsets) fitted jointly, their common scale anchored to IRFM Teff from the Casagrande et al. 2021 Gaia DR2/2MASS colour-Teff relations of low-reddening stars (fit.anchor), their luminosity scale (dwarf log g offsets vs the corrections' common mode) anchored to the Sun: calibrated M_G (DR2) and M_Ks at Teff 5772, log g 4.44, [M/H] 0 pulled to 4.67 and 3.27 with width settings.sun_anchor_sigma (standards: the Sun's BP-RP and the F0V-K5V dwarf sequence are checks, not inputs). The corrections describe the model against stars on the anchored scale, not against any one survey. The floors are the likelihood's floors for the calibrated model (NoiseModel::default_for): the posterior engine's and simulator's noise model is data-driven",
         "settings": s,
         "seed": a.seed,
         "folds": a.folds,
@@ -231,6 +249,7 @@ pub fn run(a: CalibrateArgs) -> Result<i32> {
         "uncorrected": uncorrected,
         "uncorrected_reason": "no calibration data for them; not inherited from PS1 because their passbands differ (SDSS, LSST) or have no counterpart (u), and nothing here tests whether the model's errors carry over",
         "validation": report.as_ref().map(|r| &r.acceptance),
+        "standards": standards,
     });
     cal.check_bands(raw.bands())?;
     let json = serde_json::to_string_pretty(&cal)? + "\n";
