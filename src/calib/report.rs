@@ -464,7 +464,7 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "  Teff robust scatter      raw {:7.1} K   calibrated {:7.1} K   (limit {MAX_TEFF_SCATTER} K; calibrated against the anchored labels)",
+            "  Teff robust scatter      raw {:7.1} K   calibrated {:7.1} K   (limit {MAX_TEFF_SCATTER} K; calibrated against the anchored labels, which are the labels when label_offsets is off)",
             a.teff_scatter_before, a.teff_scatter_after
         );
         let _ = writeln!(
@@ -511,7 +511,7 @@ impl Report {
         let n = &self.teff_after_anchored;
         let _ = writeln!(
             o,
-            "Calibrated Teff against the anchored labels (label - survey offsets fitted on the other folds); raw as above, against the labels"
+            "Calibrated Teff against the anchored labels (label - survey offsets fitted on the other folds); raw as above, against the labels; the same labels when label_offsets is off"
         );
         stat_rows(
             &mut o,
