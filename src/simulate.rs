@@ -80,6 +80,23 @@ pub struct SimulatorConfig {
     /// Relative part of the quoted E(B-V) error law.
     #[serde(default = "default_ebv_error_relative")]
     pub reddening_error_relative: f64,
+    /// Largest per-survey error floor of a catalogue: each star's survey gets a floor drawn
+    /// uniformly in [0, this] [mag], already added in quadrature to the quoted errors (as
+    /// real catalogues quote them); 0: none.
+    #[serde(default)]
+    pub quoted_floor_max: f64,
+    /// Model-error augmentation: each observed magnitude is offset by a Gaussian of this
+    /// many times the band's model-systematics floor, beyond the likelihood's own floor
+    /// noise (training only: real stars sit slightly off the model); 0: none.
+    #[serde(default)]
+    pub model_error_scale: f64,
+    /// Share of stars moved to a bright, precise regime: distance redrawn log-uniform in
+    /// `bright_distance_pc` (training proposals that must cover parallax S/N up to ~1000).
+    #[serde(default)]
+    pub bright_fraction: f64,
+    /// Distance range of the bright regime [pc].
+    #[serde(default = "default_bright_distance")]
+    pub bright_distance_pc: (f64, f64),
     /// Log-normal scatter (dex) of reported errors around the survey's law.
     pub err_scatter_dex: f64,
     /// Minimum number of bands for a star to enter the catalogue.
@@ -192,6 +209,10 @@ impl Default for SimulatorConfig {
             reddening_fraction: 0.0,
             reddening_error_floor: default_ebv_error_floor(),
             reddening_error_relative: default_ebv_error_relative(),
+            quoted_floor_max: 0.0,
+            model_error_scale: 0.0,
+            bright_fraction: 0.0,
+            bright_distance_pc: default_bright_distance(),
             err_scatter_dex: 0.08,
             min_bands: 2,
         }
@@ -204,6 +225,10 @@ fn default_ebv_error_floor() -> f64 {
 
 fn default_ebv_error_relative() -> f64 {
     0.1
+}
+
+fn default_bright_distance() -> (f64, f64) {
+    (10.0, 500.0)
 }
 
 /// A simulated star: its truth and what a catalogue would hold.
@@ -272,7 +297,12 @@ impl<'a> Simulator<'a> {
     /// Simulate one star with the given id; None if it would not enter a catalogue
     /// (fewer than `min_bands` bands observed).
     pub fn simulate_one(&self, rng: &mut Rng, source_id: i64) -> Option<SimStar> {
-        let theta = self.prior.sample(rng);
+        let mut theta = self.prior.sample(rng);
+        let c = &self.config;
+        if c.bright_fraction > 0.0 && rng.chance(c.bright_fraction) {
+            let (lo, hi) = c.bright_distance_pc;
+            theta.distance = (lo.ln() + (hi / lo).ln() * rng.uniform()).exp();
+        }
         self.observe(rng, theta, source_id)
     }
 
@@ -298,6 +328,12 @@ impl<'a> Simulator<'a> {
             if !rng.chance(survey.coverage) || rng.chance(survey.dropout) {
                 continue;
             }
+            // (no draw when off: the default catalogues' random streams stay as they were)
+            let quoted_floor = if c.quoted_floor_max > 0.0 {
+                c.quoted_floor_max * rng.uniform()
+            } else {
+                0.0
+            };
             for (b, model) in survey.bands.iter().enumerate() {
                 let id = self.band_ids[s][b];
                 let m = mag_of(id);
@@ -309,10 +345,17 @@ impl<'a> Simulator<'a> {
                 let law = (model.err_floor.powi(2)
                     + (model.err_ref * 10f64.powf(model.err_slope * (m - model.mag_ref))).powi(2))
                 .sqrt();
-                let err = (law * 10f64.powf(c.err_scatter_dex * rng.normal())).clamp(1e-4, 1.0);
+                let err = (law * 10f64.powf(c.err_scatter_dex * rng.normal()))
+                    .hypot(quoted_floor)
+                    .clamp(1e-4, 1.0);
+                let offset = if c.model_error_scale > 0.0 {
+                    c.model_error_scale * self.noise.floor[id] as f64 * rng.normal()
+                } else {
+                    0.0
+                };
                 phot.push(Measurement {
                     band: id as u16,
-                    mag: self.observed_mag(rng, id, m, err),
+                    mag: self.observed_mag(rng, id, m + offset, err),
                     err: err as f32,
                 });
             }
@@ -349,9 +392,9 @@ impl<'a> Simulator<'a> {
         } else {
             None
         };
-        let reddening = rng
-            .chance(c.reddening_fraction)
-            .then(|| self.map_value(rng, theta.av, None));
+        // (no draw when off: the default catalogues' random streams stay as they were)
+        let with_map = c.reddening_fraction > 0.0 && rng.chance(c.reddening_fraction);
+        let reddening = with_map.then(|| self.map_value(rng, theta.av, None));
         Some(SimStar {
             theta,
             obs: StarObs {
@@ -544,5 +587,73 @@ mod tests {
         for (a, b) in again.iter().zip(&stars) {
             assert_eq!(a.obs, b.obs);
         }
+    }
+
+    /// Training options: quoted floors raise the smallest quoted errors and keep residuals
+    /// normalised by them; model-error augmentation adds scatter beyond the quoted errors;
+    /// the bright regime moves stars to 10-500 pc; map values follow the measurement model.
+    #[test]
+    fn training_options_do_what_they_say() {
+        let fm = ForwardModel::embedded_raw();
+        let prior = Prior::default_embedded();
+        let noise = NoiseModel::default_for(fm);
+        let residual_var = |cfg: SimulatorConfig| {
+            let sim = Simulator::new(fm, prior, &noise, cfg).unwrap();
+            let stars = sim.simulate_many(600, 3);
+            let (mut z, mut min_err) = (Vec::new(), f32::INFINITY);
+            for s in &stars {
+                let bands: Vec<usize> = s.obs.phot.iter().map(|m| m.band as usize).collect();
+                let mut m = vec![0f32; bands.len()];
+                fm.magnitudes(&s.theta, &bands, &mut m).unwrap();
+                for (o, t) in s.obs.phot.iter().zip(&m) {
+                    let v = (o.err as f64).powi(2) + (noise.floor[o.band as usize] as f64).powi(2);
+                    z.push((o.mag as f64 - *t as f64) / v.sqrt());
+                    min_err = min_err.min(o.err);
+                }
+            }
+            (
+                z.iter().map(|x| x * x).sum::<f64>() / z.len() as f64,
+                min_err,
+                stars,
+            )
+        };
+        let (v0, e0, _) = residual_var(SimulatorConfig::default());
+        let floors = SimulatorConfig {
+            quoted_floor_max: 0.05,
+            ..Default::default()
+        };
+        let (v1, e1, _) = residual_var(floors);
+        assert!(
+            (v1 - 1.0).abs() < 0.1 && e1 > e0,
+            "quoted floors: var {v1}, min error {e1} vs {e0}"
+        );
+        let augmented = SimulatorConfig {
+            model_error_scale: 3.0,
+            ..Default::default()
+        };
+        let (v2, _, _) = residual_var(augmented);
+        assert!(v2 > v0 + 0.2, "augmentation: {v2} vs {v0}");
+        let bright = SimulatorConfig {
+            bright_fraction: 1.0,
+            reddening_fraction: 1.0,
+            ..Default::default()
+        };
+        let (_, _, stars) = residual_var(bright);
+        assert!(stars
+            .iter()
+            .all(|s| (10.0..=500.0).contains(&s.theta.distance)));
+        let z: Vec<f64> = stars
+            .iter()
+            .map(|s| {
+                let r = s.obs.reddening.expect("every star has a map value");
+                let sigma = (2.742 * r.error as f64).hypot(0.03) / 2.742;
+                (r.ebv as f64 - s.theta.av / 2.742) / sigma
+            })
+            .collect();
+        let var = z.iter().map(|x| x * x).sum::<f64>() / z.len() as f64;
+        assert!(
+            (var - 1.0).abs() < 0.15,
+            "map values: normalised variance {var}"
+        );
     }
 }

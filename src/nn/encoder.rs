@@ -26,6 +26,16 @@ pub struct EncoderConfig {
     pub ffn: usize,
     /// Context vector width.
     pub ctx: usize,
+    /// Whether the model takes a reddening-prior token (token id `n_bands + 2`).
+    #[serde(default)]
+    pub reddening_token: bool,
+}
+
+impl EncoderConfig {
+    /// Rows of the token embedding: bands, parallax, padding (and the reddening prior).
+    pub fn n_embeddings(&self) -> usize {
+        self.n_bands + 2 + self.reddening_token as usize
+    }
 }
 
 /// Layer norm from differentiable ops.
@@ -149,6 +159,7 @@ pub struct SetEncoder {
     pub(crate) mag: Mlp,
     pub(crate) err: Mlp,
     pub(crate) plx: Mlp,
+    pub(crate) red: Option<Mlp>,
     pub(crate) blocks: Vec<Block>,
     pub(crate) pool_seed: Tensor,
     pub(crate) pool_ln: LayerNorm,
@@ -164,6 +175,7 @@ pub struct TokenTensors {
     f_mag: Tensor,
     f_err: Tensor,
     is_plx: Tensor,
+    is_red: Tensor,
     mask: Tensor,
     b: usize,
     t: usize,
@@ -187,6 +199,7 @@ impl TokenTensors {
             ids: Tensor::from_vec(tb.ids.clone(), tb.b * tb.t, dev)?,
             feats: Tensor::from_vec(tb.feats.clone(), (tb.b * tb.t, N_FEAT), dev)?,
             is_plx: Tensor::from_vec(tb.is_plx.clone(), (tb.b * tb.t, 1), dev)?,
+            is_red: Tensor::from_vec(tb.is_red.clone(), (tb.b * tb.t, 1), dev)?,
             mask: Tensor::from_vec(tb.mask.clone(), (tb.b, tb.t), dev)?,
             b: tb.b,
             t: tb.t,
@@ -199,7 +212,7 @@ impl SetEncoder {
     pub fn new(cfg: &EncoderConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.d_model;
         let emb = vb.get_with_hints(
-            (cfg.n_bands + 2, d),
+            (cfg.n_embeddings(), d),
             "emb",
             candle_nn::Init::Randn {
                 mean: 0.0,
@@ -226,6 +239,10 @@ impl SetEncoder {
             mag: Mlp::new(1, d, d, vb.pp("mag"))?,
             err: Mlp::new(1, d, d, vb.pp("err"))?,
             plx: Mlp::new(N_FEAT, d, d, vb.pp("plx"))?,
+            red: cfg
+                .reddening_token
+                .then(|| Mlp::new(N_FEAT, d, d, vb.pp("red")))
+                .transpose()?,
             blocks,
             pool_seed: vb.get_with_hints(
                 (1, d),
@@ -252,8 +269,18 @@ impl SetEncoder {
         let e = self.emb.index_select(&tt.ids, 0)?;
         let phot = (self.mag.forward(&tt.f_mag)? + self.err.forward(&tt.f_err)?)?;
         let plx = self.plx.forward(&tt.feats)?;
-        let one_minus = tt.is_plx.affine(-1.0, 1.0)?;
-        let mut x = ((e + phot.broadcast_mul(&one_minus)?)? + plx.broadcast_mul(&tt.is_plx)?)?;
+        let mut x = match &self.red {
+            None => {
+                let one_minus = tt.is_plx.affine(-1.0, 1.0)?;
+                ((e + phot.broadcast_mul(&one_minus)?)? + plx.broadcast_mul(&tt.is_plx)?)?
+            }
+            Some(red) => {
+                let red = red.forward(&tt.feats)?;
+                let phot_w = (tt.is_plx.affine(-1.0, 1.0)? - &tt.is_red)?;
+                (((e + phot.broadcast_mul(&phot_w)?)? + plx.broadcast_mul(&tt.is_plx)?)?
+                    + red.broadcast_mul(&tt.is_red)?)?
+            }
+        };
         let key_mask = tt.mask.reshape((b, 1, 1, t))?;
         let scale = 1.0 / (dh as f64).sqrt();
         let split = |y: Tensor| -> Result<Tensor> {

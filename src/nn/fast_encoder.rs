@@ -4,7 +4,7 @@
 //! same function as `encoder::SetEncoder::forward` (checked by a test).
 
 use super::encoder::{Linear, SetEncoder};
-use super::tokens::{parallax_features, phot_features};
+use super::tokens::{parallax_features, phot_features, reddening_features, reddening_id};
 use crate::likelihood::StarObs;
 use crate::util::dot;
 use anyhow::Result;
@@ -97,6 +97,7 @@ pub struct FastEncoder {
     mag: Mlp2,
     err: Mlp2,
     plx: Mlp2,
+    red: Option<Mlp2>,
     blocks: Vec<FastBlock>,
     pool_seed: Vec<f32>,
     pool_ln: Norm,
@@ -156,6 +157,7 @@ impl FastEncoder {
             mag: mlp(&e.mag)?,
             err: mlp(&e.err)?,
             plx: mlp(&e.plx)?,
+            red: e.red.as_ref().map(mlp).transpose()?,
             blocks,
             pool_seed: e.pool_seed.flatten_all()?.to_vec1::<f32>()?,
             pool_ln: norm(&e.pool_ln)?,
@@ -168,7 +170,8 @@ impl FastEncoder {
     /// Context vector of one star (tokens: measurements in order, then parallax).
     pub fn context(&self, star: &StarObs) -> Vec<f32> {
         let d = self.d;
-        let t = star.phot.len() + star.parallax.is_some() as usize;
+        let reddening = star.reddening.filter(|_| self.red.is_some());
+        let t = star.phot.len() + star.parallax.is_some() as usize + reddening.is_some() as usize;
         let mut x = vec![0f32; t * d];
         let mut hid = Vec::new();
         let mut a = vec![0f32; d];
@@ -189,6 +192,16 @@ impl FastEncoder {
             let row = &mut x[k * d..(k + 1) * d];
             row.copy_from_slice(&self.emb[self.n_bands * d..(self.n_bands + 1) * d]);
             self.plx.apply(&f, &mut hid, &mut a);
+            for (r, &p) in row.iter_mut().zip(&a) {
+                *r += p;
+            }
+        }
+        if let (Some(r), Some(red)) = (reddening, &self.red) {
+            let f = reddening_features(r.ebv, r.error);
+            let row = &mut x[(t - 1) * d..t * d];
+            let id = reddening_id(self.n_bands) as usize;
+            row.copy_from_slice(&self.emb[id * d..(id + 1) * d]);
+            red.apply(&f, &mut hid, &mut a);
             for (r, &p) in row.iter_mut().zip(&a) {
                 *r += p;
             }

@@ -91,7 +91,8 @@ impl FlowProposal {
         log_q: &mut Vec<f64>,
     ) -> Result<()> {
         let dev = &self.model.device;
-        let tb = TokenBatch::build(stars, self.card.config.encoder.n_bands);
+        let enc = &self.card.config.encoder;
+        let tb = TokenBatch::build_with(stars, enc.n_bands, enc.reddening_token);
         let ctx = self.model.context(&tb)?;
         let (b, c) = ctx.dims2()?;
         let ctx = ctx
@@ -137,7 +138,9 @@ impl FlowProposal {
         z: &[f32],
         n: usize,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let tb = TokenBatch::build(std::slice::from_ref(star), self.card.config.encoder.n_bands);
+        let enc = &self.card.config.encoder;
+        let tb =
+            TokenBatch::build_with(std::slice::from_ref(star), enc.n_bands, enc.reddening_token);
         let ctx = self.model.context(&tb)?;
         let c = ctx.dim(1)?;
         let ctx = ctx.broadcast_as((n, c))?.contiguous()?;
@@ -417,9 +420,11 @@ mod tests {
                 .iter()
                 .flat_map(|t| tr.to_u(t).map(|x| x as f32))
                 .collect();
-            let tb = super::TokenBatch::build(
+            let enc = &p.card.config.encoder;
+            let tb = super::TokenBatch::build_with(
                 std::slice::from_ref(&stars[s]),
-                p.card.config.encoder.n_bands,
+                enc.n_bands,
+                enc.reddening_token,
             );
             let ctx = p.model.context(&tb).unwrap();
             let ctx = ctx

@@ -22,6 +22,7 @@ fn small_config() -> ModelConfig {
             layers: 1,
             ffn: 32,
             ctx: 8,
+            reddening_token: false,
         },
         flow: FlowConfig {
             dim: 6,
@@ -384,8 +385,17 @@ fn fast_sampler_matches_the_candle_reference() {
 
 #[test]
 fn plain_rust_encoder_matches_candle_and_ignores_batch_mates() {
+    for reddening_token in [false, true] {
+        encoders_agree(reddening_token);
+    }
+}
+
+/// The plain-Rust encoder equals candle's, with or without a reddening-prior token; with
+/// one, the token changes the context.
+fn encoders_agree(reddening_token: bool) {
     use super::fast_encoder::FastEncoder;
-    let cfg = small_config();
+    let mut cfg = small_config();
+    cfg.encoder.reddening_token = reddening_token;
     let varmap = VarMap::new();
     let model = NeuralPosterior::new(
         &cfg,
@@ -395,9 +405,14 @@ fn plain_rust_encoder_matches_candle_and_ignores_batch_mates() {
     init_deterministic(&varmap, 41).unwrap();
     randomise(&varmap, 42, 0.1);
     let fast = FastEncoder::from_encoder(&model.encoder).unwrap();
-    let s = stars();
+    let mut s = stars();
+    s[0].reddening = Some(crate::prior::reddening::MapReddening {
+        ebv: 0.12,
+        error: 0.03,
+        map: 0,
+    });
     let reference = model
-        .context(&TokenBatch::build(&s, 27))
+        .context(&TokenBatch::build_with(&s, 27, reddening_token))
         .unwrap()
         .to_vec2::<f32>()
         .unwrap();
@@ -410,4 +425,16 @@ fn plain_rust_encoder_matches_candle_and_ignores_batch_mates() {
             );
         }
     }
+    let without = fast.context(&StarObs {
+        reddening: None,
+        ..s[0].clone()
+    });
+    let changed = without
+        .iter()
+        .zip(&reference[0])
+        .any(|(a, b)| (a - b).abs() > 1e-3);
+    assert_eq!(
+        changed, reddening_token,
+        "the token is seen only by models that take it"
+    );
 }

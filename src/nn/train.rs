@@ -61,6 +61,9 @@ pub struct TrainConfig {
     pub flow_blocks: usize,
     /// MADE hidden units.
     pub flow_hidden: usize,
+    /// Give the encoder a reddening-prior token (the simulator's map values).
+    #[serde(default)]
+    pub reddening_token: bool,
 }
 
 impl Default for TrainConfig {
@@ -83,6 +86,7 @@ impl Default for TrainConfig {
             ctx: 64,
             flow_blocks: 6,
             flow_hidden: 128,
+            reddening_token: false,
         }
     }
 }
@@ -230,9 +234,14 @@ pub fn simulate_batch(
 }
 
 /// Turn simulated stars into network inputs and targets.
-pub fn make_examples(stars: &[SimStar], tr: &ParamTransform, n_bands: usize) -> Examples {
+/// `reddening`: the model takes reddening-prior tokens.
+pub fn make_examples(
+    stars: &[SimStar],
+    tr: &ParamTransform,
+    (n_bands, reddening): (usize, bool),
+) -> Examples {
     let obs: Vec<_> = stars.iter().map(|s| s.obs.clone()).collect();
-    let tokens = TokenBatch::build(&obs, n_bands);
+    let tokens = TokenBatch::build_with(&obs, n_bands, reddening);
     let mut u = Vec::with_capacity(stars.len() * 6);
     let mut log_jac = Vec::with_capacity(stars.len());
     for s in stars {
@@ -358,6 +367,7 @@ pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<ModelCard>>
                 layers: cfg.layers,
                 ffn: cfg.ffn,
                 ctx: cfg.ctx,
+                reddening_token: cfg.reddening_token,
             },
             flow: FlowConfig {
                 dim: 6,
@@ -396,7 +406,7 @@ pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<ModelCard>>
     let val = make_examples(
         &simulate_batch(&sim, cfg.val_size, cfg.seed, 0xA1, 0),
         &model_cfg.transform,
-        n_bands,
+        (n_bands, model_cfg.encoder.reddening_token),
     );
     if setup.export_only {
         if !resuming {
@@ -459,7 +469,11 @@ pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<ModelCard>>
     for step in start_step..cfg.steps {
         let ts = Instant::now();
         let stars = simulate_batch(&sim, cfg.batch, cfg.seed, 0x7A, step as u64);
-        let ex = make_examples(&stars, &model_cfg.transform, n_bands);
+        let ex = make_examples(
+            &stars,
+            &model_cfg.transform,
+            (n_bands, model_cfg.encoder.reddening_token),
+        );
         let t_sim = ts.elapsed().as_secs_f64();
         let ctx = model.context(&ex.tokens)?;
         let _ = ctx.to_vec2::<f32>()?;
