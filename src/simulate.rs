@@ -548,6 +548,22 @@ impl<'a> Simulator<'a> {
 mod tests {
     use super::*;
 
+    /// Mean squared residual of the observed magnitudes in units of the reported error
+    /// and the model floor (1 when the noise is what the likelihood assumes).
+    fn residual_variance(fm: &ForwardModel, noise: &NoiseModel, stars: &[SimStar]) -> f64 {
+        let mut z = Vec::new();
+        for s in stars {
+            let bands: Vec<usize> = s.obs.phot.iter().map(|m| m.band as usize).collect();
+            let mut m = vec![0f32; bands.len()];
+            fm.magnitudes(&s.theta, &bands, &mut m).unwrap();
+            for (o, t) in s.obs.phot.iter().zip(&m) {
+                let v = (o.err as f64).powi(2) + (noise.floor[o.band as usize] as f64).powi(2);
+                z.push((o.mag as f64 - *t as f64) / v.sqrt());
+            }
+        }
+        z.iter().map(|x| x * x).sum::<f64>() / z.len() as f64
+    }
+
     #[test]
     fn simulated_catalogue_is_realistic() {
         let fm = ForwardModel::embedded_raw();
@@ -565,23 +581,11 @@ mod tests {
         assert!(n_neg > 10, "negative parallaxes must occur: {n_neg}");
         assert!(n_sizes.iter().any(|&k| k == 2) && n_sizes.iter().any(|&k| k >= 15));
         // the noise added matches the error reported (plus the model floor)
-        let mut z = Vec::new();
-        let mut rng = Rng::new(9);
-        for s in stars.iter().take(500) {
-            let bands: Vec<usize> = s.obs.phot.iter().map(|m| m.band as usize).collect();
-            let mut m = vec![0f32; bands.len()];
-            fm.magnitudes(&s.theta, &bands, &mut m).unwrap();
-            for (o, t) in s.obs.phot.iter().zip(&m) {
-                let v = (o.err as f64).powi(2) + (noise.floor[o.band as usize] as f64).powi(2);
-                z.push((o.mag as f64 - *t as f64) / v.sqrt());
-            }
-        }
-        let var = z.iter().map(|x| x * x).sum::<f64>() / z.len() as f64;
+        let var = residual_variance(fm, &noise, &stars[..500]);
         assert!(
             (var - 1.0).abs() < 0.1,
             "normalised residual variance {var}"
         );
-        let _ = rng.uniform();
         // determinism
         let again = sim.simulate_many(50, 1);
         for (a, b) in again.iter().zip(&stars) {
@@ -600,22 +604,11 @@ mod tests {
         let residual_var = |cfg: SimulatorConfig| {
             let sim = Simulator::new(fm, prior, &noise, cfg).unwrap();
             let stars = sim.simulate_many(600, 3);
-            let (mut z, mut min_err) = (Vec::new(), f32::INFINITY);
-            for s in &stars {
-                let bands: Vec<usize> = s.obs.phot.iter().map(|m| m.band as usize).collect();
-                let mut m = vec![0f32; bands.len()];
-                fm.magnitudes(&s.theta, &bands, &mut m).unwrap();
-                for (o, t) in s.obs.phot.iter().zip(&m) {
-                    let v = (o.err as f64).powi(2) + (noise.floor[o.band as usize] as f64).powi(2);
-                    z.push((o.mag as f64 - *t as f64) / v.sqrt());
-                    min_err = min_err.min(o.err);
-                }
-            }
-            (
-                z.iter().map(|x| x * x).sum::<f64>() / z.len() as f64,
-                min_err,
-                stars,
-            )
+            let min_err = stars
+                .iter()
+                .flat_map(|s| s.obs.phot.iter().map(|m| m.err))
+                .fold(f32::INFINITY, f32::min);
+            (residual_variance(fm, &noise, &stars), min_err, stars)
         };
         let (v0, e0, _) = residual_var(SimulatorConfig::default());
         let floors = SimulatorConfig {

@@ -313,25 +313,14 @@ impl Mapper {
                     floor: b.error_floor,
                 });
             }
-            let parallax = match has(&cfg.parallax_column) {
-                Some(dt) if !numeric(&dt) => bail!(
-                    "{file}: column {} has type {dt}; expected numbers",
-                    cfg.parallax_column
-                ),
-                Some(_) => {
-                    used.push(cfg.parallax_column.clone());
-                    let e = match has(&cfg.parallax_error_column) {
-                        Some(dt) if !numeric(&dt) => bail!(
-                            "{file}: column {} has type {dt}; expected numbers",
-                            cfg.parallax_error_column
-                        ),
-                        Some(_) => {
-                            used.push(cfg.parallax_error_column.clone());
-                            Some(cfg.parallax_error_column.clone())
-                        }
-                        None => None,
-                    };
-                    Some((cfg.parallax_column.clone(), e))
+            let parallax = match typed_column(&has, &cfg.parallax_column, numeric, "numbers", file)?
+            {
+                Some(p) => {
+                    used.push(p.clone());
+                    let e =
+                        typed_column(&has, &cfg.parallax_error_column, numeric, "numbers", file)?;
+                    used.extend(e.clone());
+                    Some((p, e))
                 }
                 None => None,
             };
@@ -473,6 +462,21 @@ fn check_measurement(
     })
 }
 
+/// Column `c` if the file has it, checked to be of the `expected` kind.
+fn typed_column(
+    has: &dyn Fn(&str) -> Option<DataType>,
+    c: &str,
+    ok: fn(&DataType) -> bool,
+    expected: &str,
+    file: &str,
+) -> Result<Option<String>> {
+    match has(c) {
+        Some(dt) if !ok(&dt) => bail!("{file}: column {c} has type {dt}; expected {expected}"),
+        Some(_) => Ok(Some(c.to_string())),
+        None => Ok(None),
+    }
+}
+
 /// The reddening prior's columns, where the file has the E(B-V) column.
 fn reddening_columns(
     cfg: &InputConfig,
@@ -480,32 +484,22 @@ fn reddening_columns(
     file: &str,
     used: &mut Vec<String>,
 ) -> Result<Option<ReddeningColumns>> {
-    let Some(dt) = has(&cfg.ebv_prior_column) else {
+    let Some(ebv) = typed_column(has, &cfg.ebv_prior_column, numeric, "numbers", file)? else {
         return Ok(None);
     };
-    let mut numeric_col = |c: &String, dt: DataType| -> Result<String> {
-        if !numeric(&dt) {
-            bail!("{file}: column {c} has type {dt}; expected numbers");
-        }
-        used.push(c.clone());
-        Ok(c.clone())
-    };
-    let ebv = numeric_col(&cfg.ebv_prior_column, dt)?;
-    let error = match has(&cfg.ebv_prior_error_column) {
-        Some(dt) => Some(numeric_col(&cfg.ebv_prior_error_column, dt)?),
-        None => None,
-    };
-    let map = match has(&cfg.ebv_prior_map_column) {
-        Some(dt) if !stringy(&dt) => bail!(
-            "{file}: column {} has type {dt}; expected strings (map names)",
-            cfg.ebv_prior_map_column
-        ),
-        Some(_) => {
-            used.push(cfg.ebv_prior_map_column.clone());
-            Some(cfg.ebv_prior_map_column.clone())
-        }
-        None => None,
-    };
+    let error = typed_column(has, &cfg.ebv_prior_error_column, numeric, "numbers", file)?;
+    let map = typed_column(
+        has,
+        &cfg.ebv_prior_map_column,
+        stringy,
+        "strings (map names)",
+        file,
+    )?;
+    used.extend(
+        [Some(ebv.clone()), error.clone(), map.clone()]
+            .into_iter()
+            .flatten(),
+    );
     Ok(Some(ReddeningColumns { ebv, error, map }))
 }
 
