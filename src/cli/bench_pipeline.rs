@@ -207,7 +207,7 @@ fn compare_with_mcmc(b: &PipelineBench) -> Result<()> {
         GaiaRelease::Dr3,
         b.pattern,
         false,
-        0.0,
+        Default::default(),
     )?;
     let settings = crate::pipeline::config::PipelineConfig::embedded_default()
         .inference

@@ -45,9 +45,8 @@ pub struct EvaluateArgs {
     /// coverage.
     #[arg(long)]
     likelihood_consistent: bool,
-    /// Share of stars given a dust-map reddening prior (see `sedflow simulate`).
-    #[arg(long, default_value_t = 0.0)]
-    reddening_fraction: f64,
+    #[command(flatten)]
+    mix: super::simulate::CatalogueMix,
     /// Also compare with the reference MCMC on this many of the stars.
     #[arg(long, default_value_t = 0)]
     mcmc: usize,
@@ -101,7 +100,7 @@ pub fn run(a: EvaluateArgs) -> Result<i32> {
         GaiaRelease::Dr3,
         a.pattern,
         a.likelihood_consistent,
-        a.reddening_fraction,
+        a.mix,
     )?;
     let obs: Vec<_> = stars.iter().map(|s| s.obs.clone()).collect();
     let truths: Vec<_> = stars.iter().map(|s| s.theta).collect();
@@ -119,7 +118,7 @@ pub fn run(a: EvaluateArgs) -> Result<i32> {
         engine.model_id()
     );
     println!("{}", format_table(&groups));
-    let mut report = serde_json::json!({"stars": a.stars, "settings": describe(&settings), "pattern": format!("{:?}", a.pattern), "likelihood_consistent": a.likelihood_consistent, "reddening_fraction": a.reddening_fraction, "seed": a.seed, "seconds": secs, "model": engine.model_id(), "groups": groups});
+    let mut report = serde_json::json!({"stars": a.stars, "settings": describe(&settings), "pattern": format!("{:?}", a.pattern), "likelihood_consistent": a.likelihood_consistent, "reddening_fraction": a.mix.reddening_fraction, "bright_fraction": a.mix.bright_fraction, "seed": a.seed, "seconds": secs, "model": engine.model_id(), "groups": groups});
     if a.mcmc > 0 {
         let k = a.mcmc.min(stars.len());
         let cmp = compare_mcmc(&engine, &stars[..k], &results[..k], a.seed)?;

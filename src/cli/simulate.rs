@@ -86,10 +86,21 @@ pub struct SimulateArgs {
     /// This is the catalogue on which exact posteriors have nominal coverage.
     #[arg(long)]
     likelihood_consistent: bool,
+    #[command(flatten)]
+    mix: CatalogueMix,
+}
+
+/// What a simulated catalogue mixes in beyond the survey model.
+#[derive(Args, Clone, Copy, Debug, Default)]
+pub struct CatalogueMix {
     /// Share of stars given a dust-map reddening prior (`ebv_prior`, `ebv_prior_error`),
     /// drawn the way the prior's measurement model says maps err.
     #[arg(long, default_value_t = 0.0)]
-    reddening_fraction: f64,
+    pub reddening_fraction: f64,
+    /// Share of stars moved to 10-500 pc (log-uniform): the bright, precise regime of
+    /// targeted samples (parallax S/N up to ~1000).
+    #[arg(long, default_value_t = 0.0)]
+    pub bright_fraction: f64,
 }
 
 /// Simulate `n` stars with the physical prior and default survey model.
@@ -99,7 +110,15 @@ pub fn simulate_catalogue(
     seed: u64,
     release: GaiaRelease,
 ) -> Result<Vec<SimStar>> {
-    simulate_catalogue_with(fm, n, seed, release, Pattern::Any, false, 0.0)
+    simulate_catalogue_with(
+        fm,
+        n,
+        seed,
+        release,
+        Pattern::Any,
+        false,
+        CatalogueMix::default(),
+    )
 }
 
 /// [`simulate_catalogue`] keeping only stars of a band pattern.
@@ -110,10 +129,15 @@ pub fn simulate_catalogue_with(
     release: GaiaRelease,
     pattern: Pattern,
     likelihood_consistent: bool,
-    reddening_fraction: f64,
+    mix: CatalogueMix,
 ) -> Result<Vec<SimStar>> {
-    if !(0.0..=1.0).contains(&reddening_fraction) {
-        anyhow::bail!("--reddening-fraction must be in [0, 1]");
+    for (name, v) in [
+        ("--reddening-fraction", mix.reddening_fraction),
+        ("--bright-fraction", mix.bright_fraction),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            anyhow::bail!("{name} must be in [0, 1]");
+        }
     }
     let prior = Prior::new(fm, PriorConfig::default());
     let noise = NoiseModel::default_for(fm);
@@ -123,7 +147,8 @@ pub fn simulate_catalogue_with(
         } else {
             0.0
         },
-        reddening_fraction,
+        reddening_fraction: mix.reddening_fraction,
+        bright_fraction: mix.bright_fraction,
         ..SimulatorConfig::default()
     };
     let sim = Simulator::new(fm, &prior, &noise, cfg)?;
@@ -232,7 +257,7 @@ pub fn run(a: SimulateArgs) -> Result<i32> {
         a.gaia_release,
         a.pattern,
         a.likelihood_consistent,
-        a.reddening_fraction,
+        a.mix,
     )?;
     let cols = catalogue_columns(fm, &stars, a.gaia_release)?;
     let meta = vec![
@@ -249,6 +274,14 @@ pub fn run(a: SimulateArgs) -> Result<i32> {
         (
             "sedflow.simulate.likelihood_consistent".to_string(),
             a.likelihood_consistent.to_string(),
+        ),
+        (
+            "sedflow.simulate.reddening_fraction".to_string(),
+            a.mix.reddening_fraction.to_string(),
+        ),
+        (
+            "sedflow.simulate.bright_fraction".to_string(),
+            a.mix.bright_fraction.to_string(),
         ),
         (
             "sedflow.prior".to_string(),
