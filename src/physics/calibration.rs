@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 /// stars (see its card and models/calibration/report.txt).
 const EMBEDDED_JSON: Option<&str> = Some(include_str!("../../models/calibration/calibration.json"));
 
+/// Per-map values (map name, value) from a calibration card.
+pub type MapFactors = Vec<(String, f64)>;
+
 /// Most polynomial terms a calibration may have (the hot loop keeps them on the stack).
 pub const MAX_TERMS: usize = 128;
 /// Powers of each coordinate run from 0 to MAX_POW - 1.
@@ -176,8 +179,8 @@ impl Calibration {
 
     /// The reddening maps' fitted (relative scale errors, error factors) from the card's
     /// `fit.map_scales` / `fit.map_error_scales` (map name, value); empty where absent.
-    pub fn map_factors(&self) -> (Vec<(String, f64)>, Vec<(String, f64)>) {
-        let read = |key: &str| -> Vec<(String, f64)> {
+    pub fn map_factors(&self) -> (MapFactors, MapFactors) {
+        let read = |key: &str| -> MapFactors {
             self.card["fit"][key]
                 .as_array()
                 .map(|a| {

@@ -71,8 +71,9 @@ pub enum Layout {
         parallax: Option<(String, Option<String>)>,
         /// Columns of the per-star reddening prior, if present.
         reddening: Option<ReddeningColumns>,
-        /// Columns of the Lindegren et al. (2021) zero point, when it applies.
-        zero_point: Option<[String; 5]>,
+        /// Columns of the Lindegren et al. (2021) zero point (in [`LINDEGREN_COLUMNS`]
+        /// order), when it applies.
+        zero_point: Option<Vec<String>>,
     },
     /// One row per observation.
     Long {
@@ -510,7 +511,7 @@ fn lindegren_columns(
     has: &dyn Fn(&str) -> Option<DataType>,
     file: &str,
     used: &mut Vec<String>,
-) -> Result<Option<[String; 5]>> {
+) -> Result<Option<Vec<String>>> {
     let auto = matches!(cfg.parallax.zero_point, ZeroPoint::Auto(_));
     if !(auto && cfg.gaia_release == GaiaRelease::Dr3) {
         return Ok(None);
@@ -525,7 +526,7 @@ fn lindegren_columns(
         }
         used.push(c.to_string());
     }
-    Ok(Some(LINDEGREN_COLUMNS.map(String::from)))
+    Ok(Some(LINDEGREN_COLUMNS.map(String::from).to_vec()))
 }
 
 /// Occurrence counts of source_ids that occur more than once in a part (the duplicate
