@@ -5,7 +5,7 @@
 //! sampler is compared with the reference MCMC on the first stars of the same catalogue.
 
 use super::simulate::{simulate_catalogue_with, GaiaRelease, Pattern};
-use crate::posterior::mcmc::{self, McmcConfig};
+use crate::posterior::mcmc::McmcConfig;
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -223,13 +223,7 @@ fn compare_with_mcmc(b: &PipelineBench) -> Result<()> {
         let r = &engine.infer_chunk(std::slice::from_ref(&s.obs), &settings)[0];
         t_is += t0.elapsed().as_secs_f64();
         neff_is += (r.n_eff as f64).max(0.0);
-        let m = mcmc::run(
-            &s.obs,
-            &engine.fm,
-            (&engine.prior, &engine.reddening),
-            &engine.noise,
-            &cfg,
-        );
+        let m = engine.reference_mcmc(&s.obs, &cfg);
         t_mc += m.seconds;
         neff_mc += m.n_eff;
         worst.push(star_deviations(&m.summaries(), &r.params, &DEFAULT_PARAMS).1);

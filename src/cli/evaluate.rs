@@ -5,7 +5,7 @@ use super::simulate::GaiaRelease;
 use crate::eval::{evaluate, format_table};
 use crate::nn::proposal::FlowProposal;
 use crate::posterior::engine::PosteriorEngine;
-use crate::posterior::mcmc::{self, McmcConfig};
+use crate::posterior::mcmc::McmcConfig;
 use crate::posterior::{Engine, InferSettings};
 use anyhow::Result;
 use clap::Args;
@@ -165,13 +165,7 @@ fn compare_mcmc(
     );
     println!("{:>4} {:>8} {:>7} {:>7} | |dq|/width teff  logg    mh    av | IS eff | MCMC n_eff  R-hat   s", "star", "teff", "logg", "mh");
     for (k, (s, r)) in stars.iter().zip(results).enumerate() {
-        let m = mcmc::run(
-            &s.obs,
-            &engine.fm,
-            (&engine.prior, &engine.reddening),
-            &engine.noise,
-            &cfg,
-        );
+        let m = engine.reference_mcmc(&s.obs, &cfg);
         t_mcmc += m.seconds;
         neff_mcmc += m.n_eff;
         let reference = m.summaries();

@@ -10,7 +10,7 @@ use crate::pipeline::catalogue::read_catalogue;
 use crate::pipeline::config::PipelineConfig;
 use crate::pipeline::config::Redactor;
 use crate::pipeline::{self, shard, RunOptions};
-use crate::posterior::mcmc::{self, McmcConfig, McmcEngine, Selection};
+use crate::posterior::mcmc::{McmcConfig, McmcEngine, Selection};
 use crate::posterior::{band_names, QUANTILE_SUFFIXES};
 use crate::prior::reddening::ReddeningModel;
 use crate::prior::{Prior, PriorConfig};
@@ -163,13 +163,7 @@ fn one_star(a: &McmcArgs, cfg: &PipelineConfig, id: i64) -> Result<i32> {
     if star.obs.phot.is_empty() {
         bail!("star {id} has no usable photometry ({})", star.reason);
     }
-    let r = mcmc::run(
-        &star.obs,
-        &eng.fm,
-        (&eng.prior, &eng.reddening),
-        &eng.noise,
-        &eng.cfg,
-    );
+    let r = eng.chain(&star.obs);
     let mut out = serde_json::Map::new();
     out.insert("source_id".into(), id.into());
     let summaries = r.summaries();

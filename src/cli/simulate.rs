@@ -103,6 +103,21 @@ pub struct CatalogueMix {
     pub bright_fraction: f64,
 }
 
+impl CatalogueMix {
+    /// Both shares must be probabilities.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("--reddening-fraction", self.reddening_fraction),
+            ("--bright-fraction", self.bright_fraction),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                anyhow::bail!("{name} must be in [0, 1]");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Simulate `n` stars with the physical prior and default survey model.
 pub fn simulate_catalogue(
     fm: &ForwardModel,
@@ -131,14 +146,7 @@ pub fn simulate_catalogue_with(
     likelihood_consistent: bool,
     mix: CatalogueMix,
 ) -> Result<Vec<SimStar>> {
-    for (name, v) in [
-        ("--reddening-fraction", mix.reddening_fraction),
-        ("--bright-fraction", mix.bright_fraction),
-    ] {
-        if !(0.0..=1.0).contains(&v) {
-            anyhow::bail!("{name} must be in [0, 1]");
-        }
-    }
+    mix.validate()?;
     let prior = Prior::new(fm, PriorConfig::default());
     let noise = NoiseModel::default_for(fm);
     let cfg = SimulatorConfig {

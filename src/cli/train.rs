@@ -68,18 +68,15 @@ pub struct TrainArgs {
     /// Give the encoder a reddening-prior token (pair with --reddening-fraction).
     #[arg(long)]
     reddening_token: bool,
-    /// Share of training stars with a dust-map value (drawn as `simulate` draws them).
-    #[arg(long, default_value_t = 0.0)]
-    reddening_fraction: f64,
+    /// Map values and the bright regime in the training stars (as in `simulate`).
+    #[command(flatten)]
+    mix: super::simulate::CatalogueMix,
     /// Largest per-survey error floor already added to the quoted errors [mag].
     #[arg(long, default_value_t = 0.0)]
     quoted_floor_max: f64,
     /// Model-error augmentation: magnitude offsets of this many model-systematics floors.
     #[arg(long, default_value_t = 0.0)]
     model_error_scale: f64,
-    /// Share of training stars moved to 10-500 pc (bright, precise parallaxes).
-    #[arg(long, default_value_t = 0.0)]
-    bright_fraction: f64,
 }
 
 /// Run `sedflow train`.
@@ -99,14 +96,7 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         reddening_token: a.reddening_token,
         ..TrainConfig::default()
     };
-    for (name, v) in [
-        ("--reddening-fraction", a.reddening_fraction),
-        ("--bright-fraction", a.bright_fraction),
-    ] {
-        if !(0.0..=1.0).contains(&v) {
-            anyhow::bail!("{name} must be in [0, 1]");
-        }
-    }
+    a.mix.validate()?;
     if !(a.quoted_floor_max >= 0.0 && a.model_error_scale >= 0.0) {
         anyhow::bail!("--quoted-floor-max and --model-error-scale must be >= 0");
     }
@@ -119,10 +109,10 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         fm,
         prior: PriorConfig::training(),
         simulator: SimulatorConfig {
-            reddening_fraction: a.reddening_fraction,
+            reddening_fraction: a.mix.reddening_fraction,
             quoted_floor_max: a.quoted_floor_max,
             model_error_scale: a.model_error_scale,
-            bright_fraction: a.bright_fraction,
+            bright_fraction: a.mix.bright_fraction,
             ..SimulatorConfig::default()
         },
         out: a.out.clone(),

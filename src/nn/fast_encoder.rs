@@ -4,7 +4,7 @@
 //! same function as `encoder::SetEncoder::forward` (checked by a test).
 
 use super::encoder::{Linear, SetEncoder};
-use super::tokens::{parallax_features, phot_features, reddening_features, reddening_id};
+use super::tokens::{n_tokens, parallax_features, phot_features, reddening_features, reddening_id};
 use crate::likelihood::StarObs;
 use crate::util::dot;
 use anyhow::Result;
@@ -171,7 +171,7 @@ impl FastEncoder {
     pub fn context(&self, star: &StarObs) -> Vec<f32> {
         let d = self.d;
         let reddening = star.reddening.filter(|_| self.red.is_some());
-        let t = star.phot.len() + star.parallax.is_some() as usize + reddening.is_some() as usize;
+        let t = n_tokens(star, self.red.is_some());
         let mut x = vec![0f32; t * d];
         let mut hid = Vec::new();
         let mut a = vec![0f32; d];

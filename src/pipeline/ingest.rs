@@ -943,6 +943,22 @@ mod tests {
     use arrow::datatypes::Field;
     use std::sync::Arc;
 
+    /// The mapper of a test batch, with the default reddening settings.
+    fn resolve(
+        b: &RecordBatch,
+        cfg: &InputConfig,
+        maps: &[(BandColumn, u16)],
+        file: &str,
+    ) -> Result<Mapper> {
+        Mapper::resolve(
+            &b.schema(),
+            cfg,
+            maps,
+            (&names(), &ReddeningModel::default()),
+            file,
+        )
+    }
+
     fn names() -> Vec<String> {
         crate::physics::ForwardModel::embedded()
             .bands()
@@ -1042,14 +1058,7 @@ mod tests {
             ),
             ("mystery", Arc::new(Float64Array::from(vec![Some(0.0); 5]))),
         ]);
-        let m = Mapper::resolve(
-            &b.schema(),
-            &cfg,
-            &maps,
-            (&names, &ReddeningModel::default()),
-            "f",
-        )
-        .unwrap();
+        let m = resolve(&b, &cfg, &maps, "f").unwrap();
         assert!(!m.is_long());
         assert_eq!(m.unused, vec!["mystery".to_string()]);
         let dups = find_duplicates(vec![1, 2, 1, 5]);
@@ -1097,14 +1106,7 @@ mod tests {
             ("u", Arc::new(Float64Array::from(vec![18.0]))),
             ("u_err", Arc::new(Float64Array::from(vec![0.04]))),
         ]);
-        let m = Mapper::resolve(
-            &b.schema(),
-            &cfg,
-            &maps,
-            (&names, &ReddeningModel::default()),
-            "f",
-        )
-        .unwrap();
+        let m = resolve(&b, &cfg, &maps, "f").unwrap();
         let s = m.ingest_wide(&b, 0, 0, &Duplicates::new()).unwrap();
         assert!((s[0].obs.phot[0].err - 0.05).abs() < 1e-6);
         cfg.bands[0].band = "sdss_q".into();
@@ -1149,14 +1151,7 @@ mod tests {
                 ])),
             ),
         ]);
-        let m = Mapper::resolve(
-            &b.schema(),
-            &cfg,
-            &maps,
-            (&names, &ReddeningModel::default()),
-            "f",
-        )
-        .unwrap();
+        let m = resolve(&b, &cfg, &maps, "f").unwrap();
         assert!(m.is_long());
         let mut g = LongGrouper::new(&m, 2);
         g.add(&b, &Duplicates::new()).unwrap();
@@ -1181,27 +1176,13 @@ mod tests {
             "id",
             Arc::new(Int64Array::from(vec![1])) as ArrayRef,
         )]);
-        let e = Mapper::resolve(
-            &b.schema(),
-            &cfg,
-            &maps,
-            (&names, &ReddeningModel::default()),
-            "cat.parquet",
-        )
-        .unwrap_err();
+        let e = resolve(&b, &cfg, &maps, "cat.parquet").unwrap_err();
         assert!(e.to_string().contains("cat.parquet"));
         let b = batch(vec![
             ("source_id", Arc::new(Int64Array::from(vec![1])) as ArrayRef),
             ("phot_g_mean_mag", Arc::new(StringArray::from(vec!["x"]))),
         ]);
-        assert!(Mapper::resolve(
-            &b.schema(),
-            &cfg,
-            &maps,
-            (&names, &ReddeningModel::default()),
-            "c"
-        )
-        .is_err());
+        assert!(resolve(&b, &cfg, &maps, "c").is_err());
     }
 
     fn f64s(v: Vec<Option<f64>>) -> ArrayRef {

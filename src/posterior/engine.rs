@@ -20,6 +20,7 @@
 use super::clock::{Stage, StageClock};
 use super::coords::s_of;
 use super::estimator::normalise;
+use super::mcmc::{McmcConfig, McmcResult};
 use super::mixture::{MixtureSampler, MixtureWork, Pilot};
 use super::modes::{
     find_mode, gravity_profile_starts, select_starts, temperature_profile_starts, Mode, ModeScratch,
@@ -78,6 +79,18 @@ struct Work {
 }
 
 impl<P: Proposal> PosteriorEngine<P> {
+    /// The reference MCMC of one star on this engine's exact target (same forward model,
+    /// prior, reddening model and noise model).
+    pub fn reference_mcmc(&self, star: &StarObs, cfg: &McmcConfig) -> McmcResult {
+        super::mcmc::run(
+            star,
+            &self.fm,
+            (&self.prior, &self.reddening),
+            &self.noise,
+            cfg,
+        )
+    }
+
     /// Process one chunk of stars (single thread).
     pub fn infer_chunk(&self, stars: &[StarObs], settings: &InferSettings) -> Vec<StarResult> {
         let mut out: Vec<StarResult> = stars
@@ -294,7 +307,6 @@ impl<P: Proposal> Engine for PosteriorEngine<P> {
 mod tests {
     use super::*;
     use crate::posterior::compare::star_deviations;
-    use crate::posterior::mcmc::{self, McmcConfig};
     use crate::posterior::proposal::PriorProposal;
     use crate::posterior::{flags, noise_free_star};
 
@@ -388,13 +400,7 @@ mod tests {
             "every sample counted"
         );
         assert!(is.n_modes >= 1);
-        let m = mcmc::run(
-            &obs,
-            &e.fm,
-            (&e.prior, &e.reddening),
-            &e.noise,
-            &McmcConfig::default(),
-        );
+        let m = e.reference_mcmc(&obs, &McmcConfig::default());
         assert!(m.max_rhat() < 1.02, "reference R-hat {:?}", m.rhat);
         let (devs, worst) = star_deviations(&m.summaries(), &is.params, &[0, 1, 2, 3, 5]);
         assert!(worst < 0.3, "|dq| / MCMC width per parameter: {devs:?}");

@@ -296,6 +296,17 @@ pub struct McmcEngine {
 }
 
 impl McmcEngine {
+    /// The chains of one star on this engine's target and settings.
+    pub fn chain(&self, star: &StarObs) -> McmcResult {
+        run(
+            star,
+            &self.fm,
+            (&self.prior, &self.reddening),
+            &self.noise,
+            &self.cfg,
+        )
+    }
+
     fn star_result(&self, star: &StarObs) -> StarResult {
         let selected = match &self.selection {
             Selection::All => true,
@@ -308,13 +319,7 @@ impl McmcEngine {
                 "not selected for the reference MCMC".into(),
             );
         }
-        let m = run(
-            star,
-            &self.fm,
-            (&self.prior, &self.reddening),
-            &self.noise,
-            &self.cfg,
-        );
+        let m = self.chain(star);
         let n = m.samples.len();
         let mut res = StarResult {
             source_id: star.source_id,

@@ -366,7 +366,8 @@ impl Prior {
         }
     }
 
-    fn av_population(&self) -> AvPopulation<'_> {
+    /// The population A_V prior's components (for the map-value priors).
+    pub(crate) fn av_population(&self) -> AvPopulation<'_> {
         AvPopulation {
             comps: &self.av_comps,
             av_max: self.config.av_max,
@@ -425,12 +426,7 @@ impl Prior {
         if !(0.0..=self.config.av_max).contains(&av) {
             return f64::NEG_INFINITY;
         }
-        let p: f64 = self
-            .av_comps
-            .iter()
-            .map(|&(c, s)| c * (-av / s).exp())
-            .sum();
-        p.ln()
+        self.av_population().density(av).ln()
     }
 
     /// log p(R_V).

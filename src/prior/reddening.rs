@@ -300,6 +300,11 @@ impl AvPopulation<'_> {
         c * i.max(0.0)
     }
 
+    /// The population density at `av` (normalised on [0, av_max]; no range check).
+    pub fn density(&self, av: f64) -> f64 {
+        self.comps.iter().map(|&(c, s)| c * (-av / s).exp()).sum()
+    }
+
     /// log of the normalisation of the population times the map factor (-inf where it
     /// underflows: the caller then keeps the population prior).
     pub fn log_norm(&self, kind: ReddeningKind, m: f64, sigma: f64) -> f64 {
@@ -317,7 +322,6 @@ impl AvPopulation<'_> {
         if !(0.0..=self.av_max).contains(&av) {
             return f64::NEG_INFINITY;
         }
-        let pop: f64 = self.comps.iter().map(|&(c, s)| c * (-av / s).exp()).sum();
         let log_factor = match kind {
             ReddeningKind::AtDistance => {
                 let z = (av - m) / sigma;
@@ -325,7 +329,7 @@ impl AvPopulation<'_> {
             }
             ReddeningKind::TotalColumn => norm_cdf((m - av) / sigma).ln(),
         };
-        pop.ln() + log_factor - log_norm
+        self.density(av).ln() + log_factor - log_norm
     }
 
     /// Draw A_V from the population times the map factor.
@@ -388,14 +392,6 @@ fn truncated_normal(rng: &mut Rng, mu: f64, sigma: f64, hi: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn population() -> Vec<(f64, f64)> {
-        // the default prior's mixture (0.55, 0.35), (0.45, 2.0) on [0, 10]
-        [(0.55, 0.35), (0.45, 2.0)]
-            .iter()
-            .map(|&(w, s): &(f64, f64)| (w / (s * (1.0 - (-10.0 / s).exp())), s))
-            .collect()
-    }
-
     fn integral(f: impl Fn(f64) -> f64) -> f64 {
         let n = 400_000;
         let h = 10.0 / n as f64;
@@ -404,11 +400,7 @@ mod tests {
 
     #[test]
     fn map_priors_integrate_to_one() {
-        let comps = population();
-        let pop = AvPopulation {
-            comps: &comps,
-            av_max: 10.0,
-        };
+        let pop = crate::prior::Prior::default_embedded().av_population();
         for kind in [ReddeningKind::AtDistance, ReddeningKind::TotalColumn] {
             for (m, s) in [
                 (0.0, 0.03),
@@ -426,11 +418,7 @@ mod tests {
 
     #[test]
     fn samples_follow_the_density() {
-        let comps = population();
-        let pop = AvPopulation {
-            comps: &comps,
-            av_max: 10.0,
-        };
+        let pop = crate::prior::Prior::default_embedded().av_population();
         let mut rng = Rng::new(5);
         for kind in [ReddeningKind::AtDistance, ReddeningKind::TotalColumn] {
             for (m, s) in [(0.05, 0.03), (0.6, 0.08), (2.0, 0.3)] {
