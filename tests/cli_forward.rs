@@ -125,3 +125,48 @@ fn file_mode_csv_and_parquet_round_trip() {
         assert!(g[1].is_finite() && g[2].is_nan() && g[3].is_nan());
     }
 }
+
+/// The input's other columns (ids beyond 2^53, names) reach the output unchanged, in both
+/// formats; an input column named like an output band is refused, not overwritten.
+#[test]
+fn file_mode_passes_the_other_input_columns_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("thetas.csv");
+    std::fs::write(
+        &input,
+        "# thetas with ids\nsource_id,name,teff,logg,mh,av,rv,distance\n\
+         5853498713190525696,Sun,5772,4.44,0,0,3.1,10\n\
+         9007199254740993,giant,4700,2.5,-0.5,1.2,3.1,2000\n",
+    )
+    .unwrap();
+    let forward = |input: &std::path::Path, output: &std::path::Path, bands: &str| {
+        sedflow()
+            .args(["forward", "--input", input.to_str().unwrap()])
+            .args(["--output", output.to_str().unwrap(), "--bands", bands])
+            .output()
+            .unwrap()
+    };
+    let parquet = dir.path().join("mags.parquet");
+    for output in [parquet.clone(), dir.path().join("mags.csv")] {
+        let o = forward(&input, &output, "gaia_g");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let ids = sedflow::io::table::read_i64(&output, "source_id").unwrap();
+        assert_eq!(ids, [Some(5853498713190525696), Some(9007199254740993)]);
+        let (names, cols) = sedflow::io::table::read_numeric(&output).unwrap();
+        assert_eq!(
+            names[..3],
+            ["source_id", "name", "teff"].map(String::from)[..]
+        );
+        assert!((cols["gaia_g"][0] - 4.73).abs() < 0.05);
+    }
+    let names = sedflow::io::table::read_strings(&parquet, "name").unwrap();
+    assert_eq!(names, [Some("Sun".to_string()), Some("giant".to_string())]);
+    // a second pass over the output would overwrite its gaia_g column: refused
+    let o = forward(&parquet, &dir.path().join("again.parquet"), "gaia_g");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("input column 'gaia_g' would be overwritten"),
+        "{err}"
+    );
+}

@@ -1,12 +1,12 @@
 //! `sedflow forward` and `sedflow forward-check`.
 
-use crate::io::table::{read_numeric, write_columns, Column};
+use crate::io::table::{read_all_columns, read_numeric, write_columns, Column};
 use crate::physics::calibration::Calibration;
 use crate::physics::validate::{extinction_errors, leave_out_errors, BandErrors};
 use crate::physics::{ForwardModel, Theta, PARAM_NAMES};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Which forward model to use.
 #[derive(Args, Debug, Clone)]
@@ -155,11 +155,7 @@ fn run_file(
         })
         .collect();
     let n_bad = status.iter().filter(|s| s.is_some()).count();
-    let mut columns: Vec<Column> = PARAM_NAMES
-        .iter()
-        .zip(params)
-        .map(|(p, v)| Column::F64(p.to_string(), v))
-        .collect();
+    let mut columns = passthrough_columns(input, model, bands)?;
     for (k, &b) in bands.iter().enumerate() {
         columns.push(Column::F32(
             model.bands().name(b).to_string(),
@@ -174,6 +170,23 @@ fn run_file(
         output.display()
     );
     Ok(0)
+}
+
+/// Every input column (source_id, theta, anything else) with its own type; an input column
+/// named like an output column is an error, not silently overwritten.
+fn passthrough_columns(input: &Path, model: &ForwardModel, bands: &[usize]) -> Result<Vec<Column>> {
+    let cols = read_all_columns(input)?;
+    for (name, _) in &cols {
+        let clash = name == "status" || bands.iter().any(|&b| model.bands().name(b) == name);
+        if clash {
+            bail!(
+                "{}: input column '{name}' would be overwritten by an output column of the \
+                 same name; rename it (or leave that band out of --bands)",
+                input.display()
+            );
+        }
+    }
+    Ok(cols.into_iter().map(|(n, a)| Column::Arrow(n, a)).collect())
 }
 
 /// Arguments of `sedflow forward-check`.

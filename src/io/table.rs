@@ -23,12 +23,18 @@ pub enum Column {
     I64(String, Vec<i64>),
     /// Nullable string (None = null).
     Str(String, Vec<Option<String>>),
+    /// Any Arrow array, written with its own type (e.g. columns passed through).
+    Arrow(String, ArrayRef),
 }
 
 impl Column {
     fn name(&self) -> &str {
         match self {
-            Column::F64(n, _) | Column::F32(n, _) | Column::I64(n, _) | Column::Str(n, _) => n,
+            Column::F64(n, _)
+            | Column::F32(n, _)
+            | Column::I64(n, _)
+            | Column::Str(n, _)
+            | Column::Arrow(n, _) => n,
         }
     }
 
@@ -38,6 +44,7 @@ impl Column {
             Column::F32(_, v) => v.len(),
             Column::I64(_, v) => v.len(),
             Column::Str(_, v) => v.len(),
+            Column::Arrow(_, a) => a.len(),
         }
     }
 }
@@ -122,6 +129,47 @@ fn read_csv_numeric(path: &Path) -> Result<(Vec<String>, HashMap<String, Vec<f64
     Ok((header, map))
 }
 
+/// Every column of a CSV (types inferred, `#` comment lines skipped) or Parquet file, with
+/// its own type, in file order.
+pub fn read_all_columns(path: &Path) -> Result<Vec<(String, ArrayRef)>> {
+    let batches: Vec<RecordBatch> = if is_parquet(path) {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        ParquetRecordBatchReaderBuilder::try_new(file)
+            .with_context(|| format!("{}: not a readable Parquet file", path.display()))?
+            .build()?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("reading {}", path.display()))?
+    } else {
+        read_csv_batches(path)?
+    };
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let schema = first.schema();
+    let table = arrow::compute::concat_batches(&schema, &batches)?;
+    Ok(schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .zip(table.columns().iter().cloned())
+        .collect())
+}
+
+fn read_csv_batches(path: &Path) -> Result<Vec<RecordBatch>> {
+    use arrow::csv::reader::{Format, ReaderBuilder};
+    let open = || std::fs::File::open(path).with_context(|| format!("opening {}", path.display()));
+    let format = Format::default().with_header(true).with_comment(b'#');
+    let (schema, _) = format
+        .infer_schema(open()?, None)
+        .with_context(|| format!("{}: not a readable CSV file", path.display()))?;
+    ReaderBuilder::new(Arc::new(schema))
+        .with_format(format)
+        .build(open()?)?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("reading {}", path.display()))
+}
+
 /// Write columns to CSV or Parquet (by extension), with optional Parquet key-value metadata.
 pub fn write_columns(path: &Path, columns: &[Column], metadata: &[(String, String)]) -> Result<()> {
     let n = columns.first().map(|c| c.len()).unwrap_or(0);
@@ -162,6 +210,10 @@ fn to_batch(columns: &[Column]) -> Result<RecordBatch> {
                 fields.push(Field::new(n, DataType::Utf8, true));
                 arrays.push(Arc::new(StringArray::from(v.clone())));
             }
+            Column::Arrow(n, a) => {
+                fields.push(Field::new(n, a.data_type().clone(), true));
+                arrays.push(a.clone());
+            }
         }
     }
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?)
@@ -187,8 +239,17 @@ fn write_parquet(path: &Path, columns: &[Column], metadata: &[(String, String)])
 }
 
 fn write_csv(path: &Path, columns: &[Column]) -> Result<()> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
     use std::fmt::Write as _;
     let n = columns.first().map(|c| c.len()).unwrap_or(0);
+    let options = FormatOptions::default();
+    let formatters = columns
+        .iter()
+        .map(|c| match c {
+            Column::Arrow(_, a) => ArrayFormatter::try_new(a.as_ref(), &options).map(Some),
+            _ => Ok(None),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut s = String::new();
     s.push_str(
         &columns
@@ -210,6 +271,15 @@ fn write_csv(path: &Path, columns: &[Column]) -> Result<()> {
                 Column::Str(_, v) => {
                     if let Some(x) = &v[i] {
                         write!(s, "\"{}\"", x.replace('"', "'")).unwrap()
+                    }
+                }
+                Column::Arrow(_, a) if a.is_valid(i) => {
+                    let f = formatters[k].as_ref().unwrap();
+                    let text = f.value(i).to_string();
+                    if matches!(a.data_type(), DataType::Utf8 | DataType::LargeUtf8) {
+                        write!(s, "\"{}\"", text.replace('"', "'")).unwrap()
+                    } else {
+                        s.push_str(&text)
                     }
                 }
                 _ => {}
