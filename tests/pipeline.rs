@@ -867,11 +867,20 @@ fn schemas_document_every_column_flag_and_default_mapping() {
             "schemas/output.md lacks the flag row {row}"
         );
     }
-    for c in sedflow::pipeline::sink::posterior_columns_for(true) {
+    let layout = sedflow::pipeline::sink::PosteriorLayout {
+        chain_diagnostics: true,
+        predict_bands: vec!["lsst_g".into()],
+    };
+    let derived = sedflow::posterior::derived::PHYSICAL_NAMES;
+    for c in layout.columns() {
         let documented = out.contains(&format!("`{c}`"))
             || c.split_once('_').is_some_and(|(p, s)| {
                 sedflow::physics::PARAM_NAMES.contains(&p) && out.contains(&format!("{{p}}_{s}"))
-            });
+            })
+            || c.rsplit_once('_')
+                .is_some_and(|(d, s)| derived.contains(&d) && out.contains(&format!("{{d}}_{s}")))
+            || c.strip_prefix("pred_lsst_g_")
+                .is_some_and(|s| out.contains(&format!("pred_{{band}}_{s}")));
         assert!(documented, "schemas/output.md does not document column {c}");
     }
     let inp = std::fs::read_to_string(format!("{root}/schemas/input.md")).unwrap();

@@ -2,6 +2,7 @@
 
 mod calibrate;
 mod cli_forward;
+mod derived;
 mod forward_model;
 mod pipeline;
 mod pipeline_s3;

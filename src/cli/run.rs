@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// Resampled posterior draws per star written to <output>/samples/ [inference.write_samples].
     #[arg(long)]
     write_samples: Option<usize>,
+    /// Comma-separated bands (any the model knows, observed or not) whose predicted
+    /// magnitudes are written as pred_{band}_p16/p50/p84 [output.predict_bands].
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    predict_bands: Option<Vec<String>>,
     /// Run seed [inference.seed].
     #[arg(long)]
     seed: Option<u64>,
@@ -102,6 +106,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
     }
     if let Some(k) = a.write_samples {
         cfg.inference.write_samples = k;
+    }
+    if let Some(b) = &a.predict_bands {
+        cfg.output.predict_bands = b.iter().map(|s| s.trim().to_string()).collect();
     }
     if let Some(s) = a.seed {
         cfg.inference.seed = s;

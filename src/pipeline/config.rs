@@ -92,6 +92,8 @@ impl InferenceConfig {
             target_n_eff: self.target_n_eff,
             defensive_fraction: self.defensive_fraction,
             flow_share: self.flow_share,
+            // resolved against the model's bands by the pipeline
+            predict_bands: Vec::new(),
         }
     }
 }
@@ -321,6 +323,9 @@ pub struct OutputConfig {
     pub compression: Compression,
     /// Rows per output row group.
     pub row_group_rows: usize,
+    /// Bands (registry names, observed or not) whose predicted magnitudes are written as
+    /// `pred_{band}_p16/p50/p84`.
+    pub predict_bands: Vec<String>,
 }
 
 impl Default for OutputConfig {
@@ -328,6 +333,7 @@ impl Default for OutputConfig {
         OutputConfig {
             compression: Compression::Zstd,
             row_group_rows: 32768,
+            predict_bands: Vec::new(),
         }
     }
 }

@@ -28,7 +28,7 @@ pub mod source;
 
 use crate::posterior::{flags, Engine, InferSettings, StarResult};
 use crate::prior::reddening::ReddeningModel;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use config::PipelineConfig;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use futures::StreamExt;
@@ -36,7 +36,7 @@ use ingest::{find_duplicates, Duplicates, Ingested, LongGrouper, Mapper};
 use location::{InputObject, OutputTarget};
 use progress::{ProgressMode, Reporter};
 use shard::Shard;
-use sink::{OutRow, PartSink, SinkSettings};
+use sink::{OutRow, PartSink, PosteriorLayout, SinkSettings};
 use source::PartPlan;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -227,8 +227,27 @@ fn fingerprint(model_id: &str, cfg: &PipelineConfig) -> String {
         "model_id": model_id,
         "inference": cfg.inference,
         "input": input,
+        "predict_bands": cfg.output.predict_bands,
     });
     format!("{:016x}", config::fnv1a64(v.to_string().as_bytes()))
+}
+
+/// Band ids of `[output] predict_bands` (an unknown or repeated name is an error).
+fn predict_band_ids(names: &[String], known: &[String]) -> Result<Vec<usize>> {
+    let mut ids = Vec::with_capacity(names.len());
+    for n in names {
+        let Some(id) = known.iter().position(|k| k == n) else {
+            bail!(
+                "[output] predict_bands: unknown band '{n}' (known: {})",
+                known.join(", ")
+            );
+        };
+        if ids.contains(&id) {
+            bail!("[output] predict_bands: band '{n}' given twice");
+        }
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 /// Run the pipeline with `engine`.
@@ -440,14 +459,18 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
         ),
     ];
     common_meta.sort();
+    let mut settings = cfg.inference.settings();
+    settings.predict_bands = predict_band_ids(&cfg.output.predict_bands, &engine.band_names())?;
     let sink_settings = SinkSettings {
-        chain_diagnostics: engine.chain_diagnostics(),
+        layout: PosteriorLayout {
+            chain_diagnostics: engine.chain_diagnostics(),
+            predict_bands: cfg.output.predict_bands.clone(),
+        },
         compression: cfg.output.compression,
         row_group_rows: cfg.output.row_group_rows,
         metadata: common_meta,
         samples: cfg.inference.write_samples > 0,
     };
-    let settings = cfg.inference.settings();
     reporter.start(total_rows);
     let t0 = Instant::now();
     let (tx_read, rx_read) = bounded::<Msg>(READ_CHANNEL_CAP);

@@ -8,6 +8,7 @@
 use super::config::Compression;
 use super::location::OutputTarget;
 use crate::physics::PARAM_NAMES;
+use crate::posterior::derived::{DERIVED_SUFFIXES, PHYSICAL_NAMES};
 use crate::posterior::{StarResult, QUANTILE_SUFFIXES};
 use anyhow::{Context, Result};
 use arrow::array::{
@@ -42,78 +43,187 @@ pub struct OutRow {
     pub n_rows: u32,
 }
 
-/// Names of the posterior table's columns, in order (importance sampling).
-pub fn posterior_columns() -> Vec<String> {
-    posterior_columns_for(false)
+/// What decides the posterior table's columns.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PosteriorLayout {
+    /// `{p}_rhat` and `{p}_ess` for every parameter (reference MCMC).
+    pub chain_diagnostics: bool,
+    /// Bands with predicted magnitudes, `pred_{band}_p16/p50/p84` (`[output] predict_bands`).
+    pub predict_bands: Vec<String>,
 }
 
-/// Names of the posterior table's columns; with `chain_diagnostics` (reference MCMC) also
-/// `{p}_rhat` and `{p}_ess` for every parameter.
-pub fn posterior_columns_for(chain_diagnostics: bool) -> Vec<String> {
-    let mut v = vec!["source_id".to_string()];
-    for p in PARAM_NAMES {
-        for q in QUANTILE_SUFFIXES {
-            v.push(format!("{p}_{q}"));
-        }
-        v.push(format!("{p}_mean"));
-    }
-    for c in [
-        "n_bands",
-        "has_parallax",
-        "n_samples",
-        "n_eff",
-        "sample_efficiency",
-        "log_evidence",
-        "log_evidence_se",
-        "pareto_k",
-        "n_modes",
-        "best_fit_chi2",
-        "flags",
-        "flag_reason",
-    ] {
-        v.push(c.into());
-    }
-    if chain_diagnostics {
+impl PosteriorLayout {
+    /// Names of the columns, in order.
+    pub fn columns(&self) -> Vec<String> {
+        let mut v = vec!["source_id".to_string()];
         for p in PARAM_NAMES {
-            v.push(format!("{p}_rhat"));
-            v.push(format!("{p}_ess"));
+            for q in QUANTILE_SUFFIXES {
+                v.push(format!("{p}_{q}"));
+            }
+            v.push(format!("{p}_mean"));
+        }
+        for d in PHYSICAL_NAMES {
+            v.extend(DERIVED_SUFFIXES.iter().map(|q| format!("{d}_{q}")));
+        }
+        for b in &self.predict_bands {
+            v.extend(DERIVED_SUFFIXES.iter().map(|q| format!("pred_{b}_{q}")));
+        }
+        v.extend(SAMPLING_COLUMNS.iter().map(|c| c.to_string()));
+        if self.chain_diagnostics {
+            for p in PARAM_NAMES {
+                v.push(format!("{p}_rhat"));
+                v.push(format!("{p}_ess"));
+            }
+        }
+        v
+    }
+
+    /// The table's schema.
+    pub fn schema(&self) -> SchemaRef {
+        let fields: Vec<Field> = self
+            .columns()
+            .into_iter()
+            .map(|name| {
+                let dt = match name.as_str() {
+                    "source_id" | "flags" => DataType::Int64,
+                    "n_bands" | "n_modes" => DataType::Int16,
+                    "has_parallax" => DataType::Boolean,
+                    "n_samples" => DataType::Int32,
+                    "flag_reason" => DataType::Utf8,
+                    _ => DataType::Float32,
+                };
+                let nullable = !matches!(
+                    name.as_str(),
+                    "flags" | "flag_reason" | "n_bands" | "has_parallax" | "n_samples" | "n_modes"
+                );
+                Field::new(name, dt, nullable)
+            })
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+}
+
+/// The per-star sampling columns after the summaries.
+const SAMPLING_COLUMNS: [&str; 12] = [
+    "n_bands",
+    "has_parallax",
+    "n_samples",
+    "n_eff",
+    "sample_efficiency",
+    "log_evidence",
+    "log_evidence_se",
+    "pareto_k",
+    "n_modes",
+    "best_fit_chi2",
+    "flags",
+    "flag_reason",
+];
+
+/// Names of the posterior table's columns without predicted bands; with
+/// `chain_diagnostics` (reference MCMC) also `{p}_rhat` and `{p}_ess` for every parameter.
+pub fn posterior_columns_for(chain_diagnostics: bool) -> Vec<String> {
+    PosteriorLayout {
+        chain_diagnostics,
+        predict_bands: Vec::new(),
+    }
+    .columns()
+}
+
+fn f32_opt(x: f32) -> Option<f32> {
+    if x.is_nan() {
+        None
+    } else {
+        Some(x)
+    }
+}
+
+/// Posterior rows as a record batch of `schema` (`layout`'s; NaN is written as null).
+pub fn posterior_batch(
+    rows: &[OutRow],
+    layout: &PosteriorLayout,
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
+    let n = rows.len();
+    let float_col = |f: &dyn Fn(&StarResult) -> f32| -> ArrayRef {
+        let mut b = Float32Builder::with_capacity(n);
+        for r in rows {
+            b.append_option(f32_opt(f(&r.res)));
+        }
+        Arc::new(b.finish())
+    };
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    let mut ids = Int64Builder::with_capacity(n);
+    for r in rows {
+        ids.append_option((!r.null_id).then_some(r.res.source_id));
+    }
+    cols.push(Arc::new(ids.finish()));
+    for p in 0..PARAM_NAMES.len() {
+        for q in 0..QUANTILE_SUFFIXES.len() {
+            cols.push(float_col(&|r| r.params[p].q[q]));
+        }
+        cols.push(float_col(&|r| r.params[p].mean));
+    }
+    for d in 0..PHYSICAL_NAMES.len() {
+        for q in 0..DERIVED_SUFFIXES.len() {
+            cols.push(float_col(&|r| {
+                r.derived.as_ref().map_or(f32::NAN, |x| x.physical[d][q])
+            }));
         }
     }
-    v
+    for b in 0..layout.predict_bands.len() {
+        for q in 0..DERIVED_SUFFIXES.len() {
+            cols.push(float_col(&|r| {
+                r.derived
+                    .as_ref()
+                    .and_then(|x| x.predicted.get(b))
+                    .map_or(f32::NAN, |m| m[q])
+            }));
+        }
+    }
+    cols.extend(sampling_columns(rows, &float_col));
+    if layout.chain_diagnostics {
+        for p in 0..PARAM_NAMES.len() {
+            cols.push(float_col(&|r| r.chain.map_or(f32::NAN, |c| c.rhat[p])));
+            cols.push(float_col(&|r| r.chain.map_or(f32::NAN, |c| c.ess[p])));
+        }
+    }
+    RecordBatch::try_new(schema.clone(), cols).context("building the posterior batch (bug)")
 }
 
-/// The posterior table's schema (importance sampling).
-pub fn posterior_schema() -> SchemaRef {
-    static S: OnceLock<SchemaRef> = OnceLock::new();
-    S.get_or_init(|| build_posterior_schema(false)).clone()
-}
-
-/// The posterior table's schema with the chain-diagnostic columns (reference MCMC).
-pub fn posterior_schema_with_chains() -> SchemaRef {
-    static S: OnceLock<SchemaRef> = OnceLock::new();
-    S.get_or_init(|| build_posterior_schema(true)).clone()
-}
-
-fn build_posterior_schema(chain_diagnostics: bool) -> SchemaRef {
-    let fields: Vec<Field> = posterior_columns_for(chain_diagnostics)
-        .into_iter()
-        .map(|name| {
-            let dt = match name.as_str() {
-                "source_id" | "flags" => DataType::Int64,
-                "n_bands" | "n_modes" => DataType::Int16,
-                "has_parallax" => DataType::Boolean,
-                "n_samples" => DataType::Int32,
-                "flag_reason" => DataType::Utf8,
-                _ => DataType::Float32,
-            };
-            let nullable = !matches!(
-                name.as_str(),
-                "flags" | "flag_reason" | "n_bands" | "has_parallax" | "n_samples" | "n_modes"
-            );
-            Field::new(name, dt, nullable)
-        })
-        .collect();
-    Arc::new(Schema::new(fields))
+/// The arrays of [`SAMPLING_COLUMNS`].
+fn sampling_columns(
+    rows: &[OutRow],
+    float_col: &dyn Fn(&dyn Fn(&StarResult) -> f32) -> ArrayRef,
+) -> Vec<ArrayRef> {
+    let n = rows.len();
+    let mut nb = Int16Builder::with_capacity(n);
+    let mut hp = BooleanBuilder::with_capacity(n);
+    let mut ns = Int32Builder::with_capacity(n);
+    let mut nm = Int16Builder::with_capacity(n);
+    let mut fl = Int64Builder::with_capacity(n);
+    let mut fr = StringBuilder::with_capacity(n, 16 * n);
+    for r in rows {
+        nb.append_value(r.res.n_bands as i16);
+        hp.append_value(r.res.has_parallax);
+        ns.append_value(r.res.n_samples as i32);
+        nm.append_value(r.res.n_modes as i16);
+        fl.append_value(r.res.flags as i64);
+        fr.append_value(&r.res.flag_reason);
+    }
+    vec![
+        Arc::new(nb.finish()),
+        Arc::new(hp.finish()),
+        Arc::new(ns.finish()),
+        float_col(&|r| r.n_eff),
+        float_col(&|r| r.sample_efficiency),
+        float_col(&|r| r.log_evidence),
+        float_col(&|r| r.log_evidence_se),
+        float_col(&|r| r.pareto_k),
+        Arc::new(nm.finish()),
+        float_col(&|r| r.best_fit_chi2),
+        Arc::new(fl.finish()),
+        Arc::new(fr.finish()),
+    ]
 }
 
 /// The samples table's schema: source_id and one list column per parameter.
@@ -131,83 +241,6 @@ pub fn samples_schema() -> SchemaRef {
         Arc::new(Schema::new(fields))
     })
     .clone()
-}
-
-fn f32_opt(x: f32) -> Option<f32> {
-    if x.is_nan() {
-        None
-    } else {
-        Some(x)
-    }
-}
-
-/// Posterior rows as a record batch (NaN is written as null); with `chain_diagnostics`
-/// the R-hat and ESS columns too.
-pub fn posterior_batch(rows: &[OutRow], chain_diagnostics: bool) -> Result<RecordBatch> {
-    let n = rows.len();
-    let mut cols: Vec<ArrayRef> = Vec::new();
-    let mut ids = Int64Builder::with_capacity(n);
-    for r in rows {
-        ids.append_option((!r.null_id).then_some(r.res.source_id));
-    }
-    cols.push(Arc::new(ids.finish()));
-    for p in 0..PARAM_NAMES.len() {
-        for q in 0..QUANTILE_SUFFIXES.len() {
-            let mut b = Float32Builder::with_capacity(n);
-            for r in rows {
-                b.append_option(f32_opt(r.res.params[p].q[q]));
-            }
-            cols.push(Arc::new(b.finish()));
-        }
-        let mut b = Float32Builder::with_capacity(n);
-        for r in rows {
-            b.append_option(f32_opt(r.res.params[p].mean));
-        }
-        cols.push(Arc::new(b.finish()));
-    }
-    let float_col = |f: &dyn Fn(&StarResult) -> f32| -> ArrayRef {
-        let mut b = Float32Builder::with_capacity(n);
-        for r in rows {
-            b.append_option(f32_opt(f(&r.res)));
-        }
-        Arc::new(b.finish())
-    };
-    let mut nb = Int16Builder::with_capacity(n);
-    let mut hp = BooleanBuilder::with_capacity(n);
-    let mut ns = Int32Builder::with_capacity(n);
-    let mut nm = Int16Builder::with_capacity(n);
-    let mut fl = Int64Builder::with_capacity(n);
-    let mut fr = StringBuilder::with_capacity(n, 16 * n);
-    for r in rows {
-        nb.append_value(r.res.n_bands as i16);
-        hp.append_value(r.res.has_parallax);
-        ns.append_value(r.res.n_samples as i32);
-        nm.append_value(r.res.n_modes as i16);
-        fl.append_value(r.res.flags as i64);
-        fr.append_value(&r.res.flag_reason);
-    }
-    cols.push(Arc::new(nb.finish()));
-    cols.push(Arc::new(hp.finish()));
-    cols.push(Arc::new(ns.finish()));
-    cols.push(float_col(&|r| r.n_eff));
-    cols.push(float_col(&|r| r.sample_efficiency));
-    cols.push(float_col(&|r| r.log_evidence));
-    cols.push(float_col(&|r| r.log_evidence_se));
-    cols.push(float_col(&|r| r.pareto_k));
-    cols.push(Arc::new(nm.finish()));
-    cols.push(float_col(&|r| r.best_fit_chi2));
-    cols.push(Arc::new(fl.finish()));
-    cols.push(Arc::new(fr.finish()));
-    if !chain_diagnostics {
-        return RecordBatch::try_new(posterior_schema(), cols)
-            .context("building the posterior batch (bug)");
-    }
-    for p in 0..PARAM_NAMES.len() {
-        cols.push(float_col(&|r| r.chain.map_or(f32::NAN, |c| c.rhat[p])));
-        cols.push(float_col(&|r| r.chain.map_or(f32::NAN, |c| c.ess[p])));
-    }
-    RecordBatch::try_new(posterior_schema_with_chains(), cols)
-        .context("building the posterior batch (bug)")
 }
 
 /// Samples rows as a record batch (null lists for stars without samples).
@@ -252,8 +285,8 @@ pub struct SinkSettings {
     pub metadata: Vec<(String, String)>,
     /// Write the samples table.
     pub samples: bool,
-    /// The posterior table has R-hat and ESS columns (reference MCMC).
-    pub chain_diagnostics: bool,
+    /// The posterior table's columns.
+    pub layout: PosteriorLayout,
 }
 
 impl SinkSettings {
@@ -293,7 +326,8 @@ pub struct PartSink {
     pub uri: String,
     main: Writer,
     samples: Option<Writer>,
-    chain_diagnostics: bool,
+    layout: PosteriorLayout,
+    schema: SchemaRef,
     next: u32,
     pending: BTreeMap<u32, OutRow>,
     ready: Vec<OutRow>,
@@ -328,20 +362,14 @@ impl PartSink {
         } else {
             None
         };
+        let schema = settings.layout.schema();
         Ok(PartSink {
             name: name.to_string(),
             uri: target.uri(name),
-            main: mk(
-                name,
-                if settings.chain_diagnostics {
-                    posterior_schema_with_chains()
-                } else {
-                    posterior_schema()
-                },
-                "posterior",
-            )?,
+            main: mk(name, schema.clone(), "posterior")?,
             samples,
-            chain_diagnostics: settings.chain_diagnostics,
+            layout: settings.layout.clone(),
+            schema,
             next: 0,
             pending: BTreeMap::new(),
             ready: Vec::new(),
@@ -380,7 +408,7 @@ impl PartSink {
         while self.ready.len() >= WRITE_CHUNK_ROWS || (force && !self.ready.is_empty()) {
             let k = self.ready.len().min(WRITE_CHUNK_ROWS);
             let rows: Vec<OutRow> = self.ready.drain(..k).collect();
-            let b = posterior_batch(&rows, self.chain_diagnostics)?;
+            let b = posterior_batch(&rows, &self.layout, &self.schema)?;
             self.main
                 .write(&b)
                 .await
@@ -441,13 +469,20 @@ mod tests {
                 n_rows: 1,
             },
         ];
-        let b = posterior_batch(&rows, false).unwrap();
-        assert_eq!(b.num_columns(), 1 + 6 * 6 + 12);
+        let plain = PosteriorLayout::default();
+        let b = posterior_batch(&rows, &plain, &plain.schema()).unwrap();
+        assert_eq!(b.num_columns(), 1 + 6 * 6 + 4 * 3 + 12);
         assert_eq!(b.column(0).null_count(), 1);
         assert_eq!(b.column(1).null_count(), 2);
         // the reference MCMC's table adds R-hat and ESS per parameter, null without chains
-        let c = posterior_batch(&rows, true).unwrap();
-        assert_eq!(c.num_columns(), 1 + 6 * 6 + 12 + 12);
+        let chains = PosteriorLayout {
+            chain_diagnostics: true,
+            predict_bands: vec!["lsst_g".into()],
+        };
+        let c = posterior_batch(&rows, &chains, &chains.schema()).unwrap();
+        assert_eq!(c.num_columns(), 1 + 6 * 6 + 4 * 3 + 3 + 12 + 12);
+        assert!(c.schema().index_of("pred_lsst_g_p84").is_ok());
+        assert!(c.schema().index_of("abs_g_p50").is_ok());
         assert_eq!(
             c.schema().field(c.num_columns() - 2).name(),
             "distance_rhat"

@@ -19,6 +19,7 @@
 
 use super::clock::{Stage, StageClock};
 use super::coords::s_of;
+use super::derived::{derived_summary, DerivedWork};
 use super::estimator::normalise;
 use super::mcmc::{McmcConfig, McmcResult};
 use super::mixture::{MixtureSampler, MixtureWork, Pilot};
@@ -76,6 +77,7 @@ struct Work {
     mags: Vec<f32>,
     modes: ModeScratch,
     mixture: MixtureWork,
+    derived: DerivedWork,
 }
 
 impl<P: Proposal> PosteriorEngine<P> {
@@ -214,7 +216,17 @@ impl<P: Proposal> PosteriorEngine<P> {
             best_fit_chi2,
             seed,
         };
-        let res = summarise(&sampling, settings);
+        let mut res = summarise(&sampling, settings);
+        if weights.n_eff > 0.0 {
+            res.derived = Some(derived_summary(
+                &self.fm,
+                thetas,
+                &weights.w,
+                &settings.predict_bands,
+                seed,
+                &mut w.derived,
+            ));
+        }
         self.clock.add(Stage::Summaries, t0);
         res
     }

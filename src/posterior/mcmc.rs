@@ -15,6 +15,7 @@
 
 use super::chains::rhat_and_ess;
 use super::coords::{s_of, theta_of_s};
+use super::derived::{derived_summary, DerivedSummary, DerivedWork};
 use super::estimator::normalise;
 use super::summary::param_summaries;
 use super::target::StarTarget;
@@ -307,7 +308,7 @@ impl McmcEngine {
         )
     }
 
-    fn star_result(&self, star: &StarObs) -> StarResult {
+    fn star_result(&self, star: &StarObs, predict_bands: &[usize]) -> StarResult {
         let selected = match &self.selection {
             Selection::All => true,
             Selection::Ids(ids) => ids.contains(&star.source_id),
@@ -341,6 +342,7 @@ impl McmcEngine {
                 rhat: m.rhat.map(|x| x as f32),
                 ess: m.ess.map(|x| x as f32),
             }),
+            derived: chain_derived(&self.fm, &m.samples, predict_bands, star.source_id as u64),
         };
         let mut reasons = Vec::new();
         super::summary::flag_single_band(star.phot.len(), &mut res.flags, &mut reasons);
@@ -352,6 +354,28 @@ impl McmcEngine {
         res.flag_reason = reasons.join("; ");
         res
     }
+}
+
+/// Derived quantities of the kept draws (equal weights; None without draws).
+fn chain_derived(
+    fm: &ForwardModel,
+    samples: &[[f64; 6]],
+    predict_bands: &[usize],
+    seed: u64,
+) -> Option<DerivedSummary> {
+    if samples.is_empty() {
+        return None;
+    }
+    let th: Vec<Theta> = samples.iter().map(|&a| Theta::from_array(a)).collect();
+    let w = vec![1.0; th.len()];
+    Some(derived_summary(
+        fm,
+        &th,
+        &w,
+        predict_bands,
+        seed,
+        &mut DerivedWork::default(),
+    ))
 }
 
 impl Engine for McmcEngine {
@@ -374,7 +398,7 @@ impl Engine for McmcEngine {
         &self.reddening
     }
 
-    fn infer(&self, stars: &[StarObs], _settings: &InferSettings) -> Vec<StarResult> {
+    fn infer(&self, stars: &[StarObs], settings: &InferSettings) -> Vec<StarResult> {
         stars
             .par_iter()
             .with_max_len(1)
@@ -382,7 +406,7 @@ impl Engine for McmcEngine {
                 if s.phot.is_empty() {
                     StarResult::no_usable_bands(s.source_id)
                 } else {
-                    self.star_result(s)
+                    self.star_result(s, &settings.predict_bands)
                 }
             })
             .collect()

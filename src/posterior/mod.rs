@@ -19,6 +19,7 @@
 //!   prior).
 //! * [`clock`]: CPU time per sub-stage.
 //! * [`summary`]: quantiles, flags and resampled draws of one star.
+//! * [`derived`]: radius, mass, luminosity, absolute G and predicted magnitudes.
 //! * [`mcmc`]: the reference ensemble MCMC, also as an [`Engine`] for whole catalogues.
 //! * [`chains`]: rank-normalised split-R-hat and bulk ESS of Markov chains.
 //! * [`compare`]: per-star agreement of two posterior tables in reference widths.
@@ -27,6 +28,7 @@ pub mod chains;
 pub mod clock;
 pub mod compare;
 pub mod coords;
+pub mod derived;
 pub mod engine;
 pub mod estimator;
 pub mod mcmc;
@@ -161,6 +163,8 @@ pub struct StarResult {
     pub samples: Option<Vec<[f32; 6]>>,
     /// Chain diagnostics (reference MCMC only).
     pub chain: Option<ChainDiagnostics>,
+    /// Derived quantities and predicted magnitudes (None without a posterior).
+    pub derived: Option<derived::DerivedSummary>,
 }
 
 impl StarResult {
@@ -183,6 +187,7 @@ impl StarResult {
             flag_reason: reason,
             samples: None,
             chain: None,
+            derived: None,
         }
     }
 
@@ -232,6 +237,9 @@ pub struct InferSettings {
     /// of the mixture: its pilot samples are weighted with the rest and its density is
     /// evaluated at every sample. 0: the pilot only seeds the mode search.
     pub flow_share: f64,
+    /// Band ids whose predicted magnitudes are summarised per star (`[output]
+    /// predict_bands`; they need not be observed).
+    pub predict_bands: Vec<usize>,
 }
 
 impl Default for InferSettings {
@@ -247,6 +255,7 @@ impl Default for InferSettings {
             target_n_eff: 150.0,
             defensive_fraction: 0.05,
             flow_share: 0.0,
+            predict_bands: Vec::new(),
         }
     }
 }

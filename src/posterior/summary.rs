@@ -71,6 +71,7 @@ pub fn summarise(s: &StarSampling, settings: &InferSettings) -> StarResult {
         flag_reason: String::new(),
         samples: None,
         chain: None,
+        derived: None,
     };
     let mut reasons = Vec::new();
     flag_star(s, settings, &mut res.flags, &mut reasons);
@@ -162,21 +163,27 @@ pub fn param_summaries(th: &[Theta], w: &[f64]) -> [ParamSummary; 6] {
 
 /// Systematic resampling of `k` draws according to normalised weights.
 pub fn resample(th: &[Theta], w: &[f64], k: usize, seed: u64) -> Vec<[f32; 6]> {
-    let mut rng = Rng::for_keys(seed, &[0x5EED]);
-    let u0 = rng.uniform() / k as f64;
-    let mut out = Vec::with_capacity(k);
+    let mut idx = Vec::with_capacity(k);
+    systematic_indices(w, k, Rng::for_keys(seed, &[0x5EED]).uniform(), &mut idx);
+    idx.iter()
+        .map(|&j| th[j].to_array().map(|x| x as f32))
+        .collect()
+}
+
+/// Indices of `k` systematic draws (ascending) by normalised weights `w`, from one uniform
+/// `u` in [0, 1); zero-weight samples are never drawn.
+pub fn systematic_indices(w: &[f64], k: usize, u: f64, out: &mut Vec<usize>) {
+    out.clear();
+    let u0 = u / k as f64;
     let mut cum = 0.0;
     let mut i = 0;
     for j in 0..k {
         let u = u0 + j as f64 / k as f64;
-        // zero-weight samples are never drawn
         while i + 1 < w.len() && (cum + w[i] < u || w[i] == 0.0) {
             cum += w[i];
             i += 1;
         }
         // rounding can run past the last positive weight: step back to it
-        let j = (0..=i).rev().find(|&j| w[j] > 0.0).unwrap_or(i);
-        out.push(th[j].to_array().map(|x| x as f32));
+        out.push((0..=i).rev().find(|&j| w[j] > 0.0).unwrap_or(i));
     }
-    out
 }
