@@ -116,12 +116,7 @@ pub fn run(a: ForwardArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn run_file(
-    model: &ForwardModel,
-    bands: &[usize],
-    input: &PathBuf,
-    output: &PathBuf,
-) -> Result<i32> {
+fn run_file(model: &ForwardModel, bands: &[usize], input: &Path, output: &Path) -> Result<i32> {
     let (_, cols) = read_numeric(input)?;
     let mut params = Vec::new();
     for p in PARAM_NAMES {

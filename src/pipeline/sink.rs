@@ -190,11 +190,11 @@ pub fn posterior_batch(
     RecordBatch::try_new(schema.clone(), cols).context("building the posterior batch (bug)")
 }
 
+/// Builds a nullable float column from a per-star value.
+type FloatColumn<'a> = dyn Fn(&dyn Fn(&StarResult) -> f32) -> ArrayRef + 'a;
+
 /// The arrays of [`SAMPLING_COLUMNS`].
-fn sampling_columns(
-    rows: &[OutRow],
-    float_col: &dyn Fn(&dyn Fn(&StarResult) -> f32) -> ArrayRef,
-) -> Vec<ArrayRef> {
+fn sampling_columns(rows: &[OutRow], float_col: &FloatColumn) -> Vec<ArrayRef> {
     let n = rows.len();
     let mut nb = Int16Builder::with_capacity(n);
     let mut hp = BooleanBuilder::with_capacity(n);
