@@ -2,8 +2,10 @@
 
 mod calibrate;
 mod cli_forward;
+mod double_submission;
 mod forward_model;
 mod pipeline;
 mod pipeline_s3;
 mod pipeline_util;
 mod posterior;
+mod slurm;
