@@ -13,12 +13,15 @@
 # one task (e.g. --array=2: a one-task array, which does every part still missing). Runs
 # that overlap (a task still running while its resubmission starts) are safe: the same part
 # written twice gives the same bytes (schemas/output.md, "Double submission").
+# A requeued task (node failure, preemption, scontrol requeue) starts again after Slurm's
+# requeue delay (about 2 minutes) and resumes; its log keeps every attempt (append mode).
 #SBATCH --job-name=sedflow
 #SBATCH --cpus-per-task=2
 #SBATCH --mem=2G
 #SBATCH --time=04:00:00
 #SBATCH --requeue
 #SBATCH --output=sedflow-%A_%a.log
+#SBATCH --open-mode=append
 set -euo pipefail
 USAGE="usage: sbatch --array=0-N scripts/slurm_array.sh INPUT OUTPUT [CONFIG]"
 INPUT=${1:?$USAGE}
@@ -36,6 +39,7 @@ if ! command -v "$SEDFLOW" >/dev/null; then
     exit 2
 fi
 export RAYON_NUM_THREADS=${SLURM_CPUS_PER_TASK:-2}
+echo "slurm_array.sh: job ${SLURM_ARRAY_JOB_ID:-?} task ${SLURM_ARRAY_TASK_ID:-?}, attempt $(( ${SLURM_RESTART_COUNT:-0} + 1 )) on $(hostname)" >&2
 # S3: credentials from the environment or the instance role; endpoint for non-AWS stores, e.g.
 # export AWS_ENDPOINT_URL=https://s3.example.org AWS_REGION=us-east-1
 exec "$SEDFLOW" run --input "$INPUT" --output "$OUTPUT" ${CONFIG:+--config "$CONFIG"} --progress lines

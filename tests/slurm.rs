@@ -2,7 +2,8 @@
 //! slurmctld, slurmd from Debian's packages), installed and started by scripts/test.sh via
 //! scripts/slurm_local.sh. A 4-task array over a multi-file catalogue writes every star
 //! exactly once, byte-identical to one `sedflow run`; an array task cancelled mid-run
-//! (scancel) and resubmitted leaves the same result, nothing lost or duplicated.
+//! (scancel) and resubmitted, and one requeued mid-run, leave the same result, nothing lost
+//! or duplicated.
 
 use crate::pipeline_util::*;
 use std::collections::BTreeMap;
@@ -63,9 +64,6 @@ impl Slurm {
             .arg(format!("--array={spec}"))
             // two tasks at a time on a 2-core machine (the script asks for 2 CPUs each)
             .arg("--cpus-per-task=1");
-        if wait {
-            c.arg("--wait");
-        }
         c.arg(SCRIPT).args(args);
         c.env("SEDFLOW", env!("CARGO_BIN_EXE_sedflow"));
         // the job inherits this environment (sbatch exports it): no stray shard settings
@@ -84,12 +82,26 @@ impl Slurm {
             self.logs()
         );
         let out = String::from_utf8_lossy(&o.stdout);
-        out.lines()
+        let job = out
+            .lines()
             .next()
             .and_then(|l| l.split(';').next())
             .unwrap_or_else(|| panic!("no job id from sbatch: {out}"))
             .trim()
-            .to_string()
+            .to_string();
+        if wait {
+            // polling squeue ourselves: `sbatch --wait` noticed a 7.6 s array 2.4 s late here
+            self.wait_for(&job);
+            for (task, (state, exit)) in self.task_states(&job) {
+                assert_eq!(
+                    (state.as_str(), exit.as_str()),
+                    ("COMPLETED", "0:0"),
+                    "task {task}\n{}",
+                    self.logs()
+                );
+            }
+        }
+        job
     }
 
     /// Array tasks of `job` still pending or running.
@@ -196,7 +208,7 @@ fn assert_same_output(out: &Path, reference: &Path) {
 }
 
 #[test]
-fn slurm_array_covers_every_star_once_and_survives_a_cancelled_task() {
+fn slurm_array_covers_every_star_once_and_survives_cancel_and_requeue() {
     let Some(conf) = cluster_conf() else { return };
     let d = tmp();
     let input = d.path().join("in");
@@ -212,6 +224,7 @@ fn slurm_array_covers_every_star_once_and_survives_a_cancelled_task() {
     );
     let (input, cfg) = (input.to_str().unwrap(), cfg.to_str().unwrap());
     let reference = d.path().join("single");
+    let t0 = Instant::now();
     let o = run(
         &[
             "--input",
@@ -224,6 +237,10 @@ fn slurm_array_covers_every_star_once_and_survives_a_cancelled_task() {
         &[],
     );
     assert!(o.status.success(), "{}", text(&o));
+    eprintln!(
+        "slurm test: single process in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     let n_parts = read_dir(&reference).len();
     assert_eq!(n_parts, FILES * ROWS / 200);
 
@@ -242,6 +259,9 @@ fn slurm_array_covers_every_star_once_and_survives_a_cancelled_task() {
     let mut written = 0;
     for task in 0..TASKS {
         let log = slurm.log(&job, task);
+        if let Some(l) = log.lines().find(|l| l.contains(" stars/s")) {
+            eprintln!("slurm test: task {task}: {l}");
+        }
         assert!(
             log.contains(&format!("shard {task}/{TASKS} (SLURM_ARRAY_TASK_ID)")),
             "task {task} did not find its shard:\n{log}"
@@ -253,32 +273,55 @@ fn slurm_array_covers_every_star_once_and_survives_a_cancelled_task() {
     assert_eq!(written, n_parts, "every part written by exactly one task");
     assert_same_output(&out, &reference);
 
-    // 2. cancel one task once it has written a part, let the others finish, resubmit it
+    // 2. two tasks caught mid-run (each has written a part, not all): one is cancelled, the
+    // other requeued (as on node failure or preemption; restarted at once instead of after
+    // Slurm's 2-minute requeue delay). The others finish; the cancelled one is resubmitted.
     let out = d.path().join("cancelled");
     let job = slurm.submit("0-3", false, &[input, out.to_str().unwrap(), cfg]);
+    let per_task = n_parts / TASKS;
     let t0 = Instant::now();
-    let victim = loop {
-        let running: Vec<usize> = slurm
+    let (victim, requeued) = loop {
+        let mid_run: Vec<usize> = slurm
             .active(&job)
             .into_iter()
             .filter(|(_, s)| s == "RUNNING")
             .filter_map(|(k, _)| k.parse().ok())
+            .filter(|&k| (1..per_task).contains(&slurm.log(&job, k).matches("wrote ").count()))
             .collect();
-        let started = running
-            .into_iter()
-            .find(|&k| slurm.log(&job, k).matches("wrote ").count() >= 1);
-        if let Some(k) = started {
-            break k;
+        if let [a, b, ..] = mid_run[..] {
+            break (a, b);
         }
         assert!(
             t0.elapsed() < JOB_TIMEOUT && !slurm.active(&job).is_empty(),
-            "no task was caught mid-run\n{}",
+            "no two tasks were caught mid-run\n{}",
             slurm.logs()
         );
         std::thread::sleep(Duration::from_millis(20));
     };
     slurm.ok("scancel", &[&format!("{job}_{victim}")]);
+    let requeued_id = format!("{job}_{requeued}");
+    slurm.ok("scontrol", &["requeue", &requeued_id]);
+    let t0 = Instant::now();
+    while slurm
+        .active(&requeued_id)
+        .iter()
+        .all(|(_, s)| s != "PENDING")
+    {
+        assert!(
+            t0.elapsed() < JOB_TIMEOUT,
+            "task {requeued} was not requeued"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    slurm.ok(
+        "scontrol",
+        &["update", &format!("jobid={requeued_id}"), "StartTime=now"],
+    );
     slurm.wait_for(&job);
+    eprintln!(
+        "slurm test: array with a cancel and a requeue in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     let states = slurm.task_states(&job);
     for task in 0..TASKS {
         let (state, exit) = &states[&task];
@@ -292,6 +335,17 @@ fn slurm_array_covers_every_star_once_and_survives_a_cancelled_task() {
             );
         }
     }
+    // the requeued task's log keeps both attempts (--open-mode=append); the second resumed
+    let log = slurm.log(&job, requeued);
+    let second = log
+        .find("attempt 2")
+        .unwrap_or_else(|| panic!("task {requeued} was not restarted:\n{log}"));
+    assert!(log.contains("attempt 1"), "{log}");
+    assert!(
+        !log[..second].contains(" parts: "),
+        "attempt 1 was not interrupted:\n{log}"
+    );
+    assert!(summary_count(&log[second..], "already done") >= 1, "{log}");
     let partial = read_dir(&out);
     assert!(
         partial.len() < n_parts,
