@@ -6,6 +6,12 @@
 # installed once into target/test-venv and its moto_server path exported for the tests,
 # which start it on a free port. If it cannot be installed the S3 tests say so loudly and
 # skip, unless SEDFLOW_REQUIRE_S3_TESTS is set (CI sets it), where they fail.
+#
+# The Slurm test (tests/slurm.rs) needs a single-node Slurm cluster on localhost:
+# scripts/slurm_local.sh installs slurm-wlm and munge (apt-get, as root) and starts munged,
+# slurmctld and slurmd, or reuses the cluster already up; its slurm.conf path is exported as
+# SEDFLOW_SLURM_CONF. If that fails the Slurm test says so loudly and skips, unless
+# SEDFLOW_REQUIRE_SLURM_TESTS is set (CI sets it), where it fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,5 +27,12 @@ if [ ! -x "$VENV/bin/moto_server" ] || [ "$(cat "$VENV/.spec" 2>/dev/null)" != "
 fi
 if [ -x "$VENV/bin/moto_server" ]; then
     export SEDFLOW_MOTO_SERVER="$PWD/$VENV/bin/moto_server"
+fi
+t0=$(date +%s%N)
+if SLURM_CONF_PATH=$(./scripts/slurm_local.sh); then
+    export SEDFLOW_SLURM_CONF=$SLURM_CONF_PATH
+    echo "scripts/test.sh: Slurm test cluster up ($SLURM_CONF_PATH) after $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&2
+else
+    echo "scripts/test.sh: WARNING: no Slurm test cluster (see above); the Slurm test will be skipped" >&2
 fi
 exec cargo test --release "$@"

@@ -24,35 +24,42 @@ fn parse(var: &str, v: &str) -> Result<usize> {
         .map_err(|_| anyhow::anyhow!("{var}={v:?} is not a non-negative integer"))
 }
 
-/// Resolve the shard from flags, the config's count and the environment (`env` looks up a
-/// variable; pass `|k| std::env::var(k).ok()`).
-pub fn resolve(
-    flag_index: Option<usize>,
-    flag_count: Option<usize>,
-    config_count: Option<usize>,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Shard> {
-    // index and count from the environment, if an array job
-    let from_env: Option<(usize, Option<usize>, String)> = if let Some(id) =
-        env("SLURM_ARRAY_TASK_ID")
-    {
-        let id = parse("SLURM_ARRAY_TASK_ID", &id)?;
-        let min = env("SLURM_ARRAY_TASK_MIN")
-            .map(|v| parse("SLURM_ARRAY_TASK_MIN", &v))
-            .transpose()?
-            .unwrap_or(0);
-        let step = env("SLURM_ARRAY_TASK_STEP")
-            .map(|v| parse("SLURM_ARRAY_TASK_STEP", &v))
-            .transpose()?
-            .unwrap_or(1)
-            .max(1);
-        if id < min || (id - min) % step != 0 {
-            bail!("SLURM_ARRAY_TASK_ID={id} does not fit SLURM_ARRAY_TASK_MIN={min}, STEP={step}");
+fn env_usize(env: &impl Fn(&str) -> Option<String>, var: &str) -> Result<Option<usize>> {
+    env(var).map(|v| parse(var, &v)).transpose()
+}
+
+/// Shard index and count of a Slurm array task. Slurm numbers tasks by their array index
+/// (`--array=1-8`, `0-15:4`, `0-7%2`, `2`); the shard is the task's position in the array.
+/// Only regular ranges map positions one to one: for a list such as `--array=1,3,5` Slurm
+/// reports STEP=1 and COUNT=3 with MAX=5, so positions would collide or overflow.
+fn slurm_index(id: &str, env: &impl Fn(&str) -> Option<String>) -> Result<(usize, Option<usize>)> {
+    let id = parse("SLURM_ARRAY_TASK_ID", id)?;
+    let min = env_usize(env, "SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+    let step = env_usize(env, "SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
+    let count = env_usize(env, "SLURM_ARRAY_TASK_COUNT")?;
+    let max = env_usize(env, "SLURM_ARRAY_TASK_MAX")?;
+    if id < min || (id - min) % step != 0 {
+        bail!("SLURM_ARRAY_TASK_ID={id} does not fit SLURM_ARRAY_TASK_MIN={min}, STEP={step}");
+    }
+    if let (Some(n), Some(max)) = (count, max) {
+        if n == 0 || max != min + step * (n - 1) {
+            bail!(
+                "the Slurm array is not a regular range (MIN={min} MAX={max} STEP={step} COUNT={n}): \
+                 submit --array=A-B[:S][%L] (e.g. --array=0-15), or pass --shard-index/--shard-count"
+            );
         }
-        let count = env("SLURM_ARRAY_TASK_COUNT")
-            .map(|v| parse("SLURM_ARRAY_TASK_COUNT", &v))
-            .transpose()?;
-        Some(((id - min) / step, count, "SLURM_ARRAY_TASK_ID".into()))
+    }
+    Ok(((id - min) / step, count))
+}
+
+/// An array job's shard: index, count (if the scheduler tells), source variable.
+type EnvShard = (usize, Option<usize>, String);
+
+/// The shard from an array job's environment, if any.
+fn env_shard(env: &impl Fn(&str) -> Option<String>) -> Result<Option<EnvShard>> {
+    Ok(if let Some(id) = env("SLURM_ARRAY_TASK_ID") {
+        let (index, count) = slurm_index(&id, env)?;
+        Some((index, count, "SLURM_ARRAY_TASK_ID".into()))
     } else if let Some(v) = env("AWS_BATCH_JOB_ARRAY_INDEX") {
         Some((
             parse("AWS_BATCH_JOB_ARRAY_INDEX", &v)?,
@@ -67,6 +74,21 @@ pub fn resolve(
         ))
     } else {
         None
+    })
+}
+
+/// Resolve the shard from flags, the config's count and the environment (`env` looks up a
+/// variable; pass `|k| std::env::var(k).ok()`).
+pub fn resolve(
+    flag_index: Option<usize>,
+    flag_count: Option<usize>,
+    config_count: Option<usize>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Shard> {
+    // with --shard-index the environment only supplies a missing count
+    let from_env = match flag_index {
+        Some(_) => env_shard(&env).ok().flatten(),
+        None => env_shard(&env)?,
     };
     let (index, count, source) = match (flag_index, from_env) {
         (Some(i), env_shard) => {
@@ -77,7 +99,16 @@ pub fn resolve(
             (i, count, "--shard-index".to_string())
         }
         (None, Some((i, env_count, src))) => {
-            let count = flag_count.or(env_count).or(config_count).ok_or_else(|| {
+            let explicit = flag_count.or(config_count);
+            if let (Some(e), Some(n)) = (env_count, explicit) {
+                if e != n {
+                    bail!(
+                        "{src}: the Slurm array has {e} tasks but the shard count is {n} (--shard-count or shard.count); \
+                         submit an array of {n} tasks, or drop the explicit count"
+                    );
+                }
+            }
+            let count = env_count.or(explicit).ok_or_else(|| {
                 anyhow::anyhow!(
                     "{src} is set but the shard count is unknown: pass --shard-count or set shard.count in the config"
                 )
@@ -186,6 +217,66 @@ mod tests {
         assert!(resolve(Some(0), None, None, env(&[])).is_err());
         assert!(resolve(None, Some(2), None, env(&[])).is_err());
         assert!(resolve(None, None, None, env(&[("JOB_COMPLETION_INDEX", "x")])).is_err());
+    }
+
+    /// The variables as Slurm 22.05 sets them (probed with sbatch on the test cluster).
+    fn slurm(
+        id: &str,
+        min: &str,
+        max: &str,
+        step: &str,
+        count: &str,
+    ) -> Vec<(&'static str, String)> {
+        vec![
+            ("SLURM_ARRAY_TASK_ID", id.into()),
+            ("SLURM_ARRAY_TASK_MIN", min.into()),
+            ("SLURM_ARRAY_TASK_MAX", max.into()),
+            ("SLURM_ARRAY_TASK_STEP", step.into()),
+            ("SLURM_ARRAY_TASK_COUNT", count.into()),
+        ]
+    }
+
+    fn resolve_slurm(
+        count: Option<usize>,
+        vars: &[(&'static str, String)],
+    ) -> Result<(usize, usize)> {
+        let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        resolve(None, count, None, env(&pairs)).map(|s| (s.index, s.count))
+    }
+
+    #[test]
+    fn slurm_arrays_as_slurm_reports_them() {
+        // --array=0-15:4, task 8; --array=0-7%2 (the limit is not part of the count), task 5
+        assert_eq!(
+            resolve_slurm(None, &slurm("8", "0", "12", "4", "4")).unwrap(),
+            (2, 4)
+        );
+        assert_eq!(
+            resolve_slurm(None, &slurm("5", "0", "7", "1", "8")).unwrap(),
+            (5, 8)
+        );
+        // a single task resubmitted (--array=2) is a one-task array: it does every part left
+        assert_eq!(
+            resolve_slurm(None, &slurm("2", "2", "2", "1", "1")).unwrap(),
+            (0, 1)
+        );
+        // ... and may not pose as shard 2 of 4 (it would silently redo shard 0)
+        assert!(resolve_slurm(Some(4), &slurm("2", "2", "2", "1", "1")).is_err());
+        assert_eq!(
+            resolve_slurm(Some(4), &slurm("2", "0", "3", "1", "4")).unwrap(),
+            (2, 4)
+        );
+        // lists: --array=1,3,5 (Slurm says STEP=1) and --array=0-3,7 are refused in every task
+        for id in ["1", "3", "5"] {
+            let e = resolve_slurm(None, &slurm(id, "1", "5", "1", "3")).unwrap_err();
+            assert!(e.to_string().contains("not a regular range"), "{e}");
+        }
+        assert!(resolve_slurm(None, &slurm("0", "0", "7", "1", "5")).is_err());
+        // explicit flags still work inside such a job
+        let list: Vec<(&str, String)> = slurm("5", "1", "5", "1", "3");
+        let pairs: Vec<(&str, &str)> = list.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let s = resolve(Some(1), Some(2), None, env(&pairs)).unwrap();
+        assert_eq!((s.index, s.count), (1, 2));
     }
 
     #[test]
