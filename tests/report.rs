@@ -1,0 +1,128 @@
+//! `sedflow report`: the page of a small run holds what it should, and passes a real
+//! headless browser (chromium over the DevTools protocol): it loads without console errors,
+//! every image decodes, and a screenshot is not blank. The browser check itself is shown
+//! to catch broken pages.
+
+use crate::browser::{check_page, chromium, pixel_variance};
+use crate::pipeline_util::{sedflow, text, tmp};
+use crate::plots::{example_run, png_size};
+use std::path::Path;
+
+fn report(run: &Path, html: &Path) -> String {
+    let o = sedflow()
+        .arg("report")
+        .arg(run)
+        .arg("--html")
+        .arg(html)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    text(&o)
+}
+
+#[test]
+fn report_page_content_and_star_plots() {
+    let d = tmp();
+    let summary = d.path().join("run").join("run-summary.json");
+    let run = example_run(d.path(), &["--summary-json", summary.to_str().unwrap()]);
+    let html = d.path().join("page").join("report.html");
+    let out = report(&run, &html);
+    assert!(out.contains("200 rows, 3 images embedded"), "{out}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    // rows and timing from the run's summary
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let rate = s["stars"].as_f64().unwrap() / s["wall_s"].as_f64().unwrap();
+    assert!(
+        page.contains(&format!("<td class=\"l\">{rate:.1}</td>")),
+        "stars/s {rate:.1} missing"
+    );
+    assert!(page.contains("<th class=\"l\">rows</th><td class=\"l\">200</td>"));
+    // flag counts equal the table's
+    let flags = sedflow::io::table::read_i64(&run.join("catalogue.parquet"), "flags").unwrap();
+    for (bit, name) in sedflow::pipeline::FLAG_NAMES {
+        let n = flags
+            .iter()
+            .filter(|f| f.unwrap_or(0) as u32 & bit != 0)
+            .count();
+        assert!(
+            page.contains(&format!("<td class=\"l\">{name}</td><td>{n}</td>")),
+            "{name}: {n}"
+        );
+    }
+    // images embedded, none fetched from elsewhere
+    assert_eq!(page.matches("<img ").count(), 3);
+    assert_eq!(page.matches("src=\"data:image/png;base64,").count(), 3);
+    // the worst stars link to their plots, which exist and decode
+    let links: Vec<&str> = page
+        .split("<a href=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap())
+        .collect();
+    assert!(links.len() >= 10, "{} links", links.len());
+    for l in &links {
+        assert!(l.starts_with("report_stars/star-"), "{l}");
+        let bytes = std::fs::read(html.parent().unwrap().join(l)).unwrap();
+        assert_eq!(png_size(&bytes), (1500, 860));
+    }
+}
+
+#[test]
+fn report_page_passes_headless_chromium() {
+    let Some(bin) = chromium() else { return };
+    let d = tmp();
+    let run = example_run(d.path(), &[]);
+    let html = d.path().join("report.html");
+    report(&run, &html);
+    let c = check_page(&bin, &html, (1280, 2400));
+    assert!(c.errors.is_empty(), "console errors: {:?}", c.errors);
+    assert_eq!(c.images.len(), 3, "{:?}", c.images);
+    for (alt, w, h) in &c.images {
+        assert!(
+            *w >= 1000 && *h >= 300,
+            "image '{alt}' did not decode: {w}x{h}"
+        );
+    }
+    assert_eq!(png_size(&c.screenshot), (1280, 2400));
+    let var = pixel_variance(&c.screenshot);
+    assert!(var > 100.0, "screenshot looks blank (luma variance {var})");
+}
+
+/// The checks above would fail on a broken page: a console error, an image that does not
+/// decode, a missing file, and a blank page are all seen.
+#[test]
+fn browser_check_catches_broken_pages() {
+    let Some(bin) = chromium() else { return };
+    let d = tmp();
+    let broken = d.path().join("broken.html");
+    std::fs::write(
+        &broken,
+        "<!DOCTYPE html><html><body><h1>broken</h1>\
+         <img alt=\"bad\" src=\"data:image/png;base64,iVBORw0KGgoAAAA\">\
+         <img alt=\"missing\" src=\"missing.png\">\
+         <script>console.error('deliberate error')</script></body></html>",
+    )
+    .unwrap();
+    let c = check_page(&bin, &broken, (800, 600));
+    assert!(
+        c.errors.iter().any(|e| e.contains("deliberate error")),
+        "{:?}",
+        c.errors
+    );
+    assert!(
+        c.errors.iter().any(|e| e.contains("missing.png")),
+        "{:?}",
+        c.errors
+    );
+    assert_eq!(
+        c.images.iter().map(|i| i.1).collect::<Vec<_>>(),
+        vec![0, 0],
+        "{:?}",
+        c.images
+    );
+    let blank = d.path().join("blank.html");
+    std::fs::write(&blank, "<!DOCTYPE html><html><body></body></html>").unwrap();
+    let c = check_page(&bin, &blank, (800, 600));
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    assert_eq!(pixel_variance(&c.screenshot), 0.0);
+}
