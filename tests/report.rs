@@ -126,3 +126,88 @@ fn browser_check_catches_broken_pages() {
     assert!(c.errors.is_empty(), "{:?}", c.errors);
     assert_eq!(pixel_variance(&c.screenshot), 0.0);
 }
+
+/// A posterior table of `copies` x the example run's rows (ids made distinct), written in
+/// row groups of 64k like the run's own.
+fn replicate(src: &Path, copies: usize, dst: &Path) {
+    use arrow::array::{ArrayRef, Int64Array};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let f = std::fs::File::open(src).unwrap();
+    let batch = ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(1 << 16))
+        .build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(dst).unwrap(),
+        batch.schema(),
+        Some(props),
+    )
+    .unwrap();
+    let id_col = batch.schema().index_of("source_id").unwrap();
+    let n = batch.num_rows() as i64;
+    for c in 0..copies as i64 {
+        let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+        cols[id_col] = std::sync::Arc::new(Int64Array::from_iter_values((0..n).map(|i| c * n + i)));
+        w.write(&arrow::record_batch::RecordBatch::try_new(batch.schema(), cols).unwrap())
+            .unwrap();
+    }
+    w.close().unwrap();
+}
+
+/// Peak RSS [MiB] of `sedflow args` (kernel accounting of that child alone).
+fn peak_rss_mib(args: &[&std::ffi::OsStr]) -> f64 {
+    let child = sedflow()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    // SAFETY: waits for our own child; both out-pointers are valid
+    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(r, child.id() as i32);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{args:?} failed"
+    );
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+/// `plot kiel` and `report` stream the tables: 1M rows take no more memory than 100k.
+#[test]
+fn kiel_and_report_memory_is_flat() {
+    let d = tmp();
+    let run = example_run(d.path(), &[]);
+    let mut rss = Vec::new();
+    for copies in [500, 5000] {
+        let dir = d.path().join(format!("big{copies}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        replicate(
+            &run.join("catalogue.parquet"),
+            copies,
+            &dir.join("catalogue.parquet"),
+        );
+        let kiel = peak_rss_mib(&[
+            "plot".as_ref(),
+            "kiel".as_ref(),
+            dir.as_os_str(),
+            "-o".as_ref(),
+            d.path().join("k.png").as_os_str(),
+        ]);
+        let report = peak_rss_mib(&[
+            "report".as_ref(),
+            dir.as_os_str(),
+            "--html".as_ref(),
+            d.path().join("r.html").as_os_str(),
+        ]);
+        rss.push((copies * 200, kiel, report));
+    }
+    eprintln!("rows, peak RSS of plot kiel / report [MiB]: {rss:?}");
+    let ((_, k0, r0), (_, k1, r1)) = (rss[0], rss[1]);
+    assert!(k1 < k0 + 20.0 && r1 < r0 + 20.0, "{rss:?}");
+}

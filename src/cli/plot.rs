@@ -141,7 +141,7 @@ fn kiel(a: KielArgs) -> Result<i32> {
     let files = posterior_files(&a.run)?;
     let data = kiel_data(&files, parse_flag_mask(&a.flags)?, a.colour)?;
     let axes = render_to_file(&data, (a.width, a.height), &a.output)?;
-    println!(
+    say(format!(
         "sedflow plot kiel: {} unflagged, {} flagged, {} without a posterior; Teff {:.0}..{:.0} K, log g {:.2}..{:.2} -> {}",
         data.good.total(),
         data.flagged.total(),
@@ -151,14 +151,14 @@ fn kiel(a: KielArgs) -> Result<i32> {
         axes.logg.0,
         axes.logg.1,
         a.output.display()
-    );
+    ))?;
     Ok(0)
 }
 
 fn star(a: StarArgs) -> Result<i32> {
     let fig = crate::plot::star::star_figure(&a.run, a.source_id, a.reference.as_deref())?;
     let axes = render_to_file(&fig, (a.width, a.height), &a.output)?;
-    println!(
+    say(format!(
         "sedflow plot star {}: {} draws{}, {} bands; Teff axis {:.0}..{:.0} K -> {}",
         a.source_id,
         fig.draws.len(),
@@ -170,9 +170,9 @@ fn star(a: StarArgs) -> Result<i32> {
         axes.params[0].0,
         axes.params[0].1,
         a.output.display()
-    );
+    ))?;
     for s in &fig.sed {
-        println!(
+        say(format!(
             "  {:<12} {:>8.3} +- {:.3}  model {:>8.3} [{:.3}, {:.3}]  residual {:+.3}",
             s.band,
             s.mag,
@@ -181,7 +181,7 @@ fn star(a: StarArgs) -> Result<i32> {
             s.predicted[0],
             s.predicted[2],
             s.mag - s.predicted[1]
-        );
+        ))?;
     }
     Ok(0)
 }
@@ -193,10 +193,10 @@ fn coverage(a: CoverageArgs) -> Result<i32> {
         groups: read_coverage(&a.report, &names)?,
     };
     render_to_file(&fig, (a.width, a.height), &a.output)?;
-    println!("sedflow plot coverage -> {}", a.output.display());
+    say(format!("sedflow plot coverage -> {}", a.output.display()))?;
     for g in &fig.groups {
         for p in &g.params {
-            println!(
+            say(format!(
                 "  {:<18} {:<9} n {:>6}: {}",
                 g.group,
                 p.param,
@@ -207,7 +207,7 @@ fn coverage(a: CoverageArgs) -> Result<i32> {
                     .map(|(l, o)| format!("{l:.2} -> {o:.3}"))
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
+            ))?;
         }
     }
     Ok(0)
@@ -229,7 +229,7 @@ fn calibration(a: CalibrationArgs) -> Result<i32> {
     let rows = bands.len().div_ceil(columns) as u32;
     let fig = CalibrationFigure { bands, columns };
     let axes = render_to_file(&fig, (a.width, a.height.unwrap_or(300 * rows)), &a.output)?;
-    println!(
+    say(format!(
         "sedflow plot calibration: {} bands; Teff {:.0}..{:.0} K, residuals {:.3}..{:.3} mag -> {}",
         fig.bands.len(),
         axes.teff.0,
@@ -237,6 +237,13 @@ fn calibration(a: CalibrationArgs) -> Result<i32> {
         axes.residual.0,
         axes.residual.1,
         a.output.display()
-    );
+    ))?;
     Ok(0)
+}
+
+/// Print a line; a closed pipe (`| head`) ends the command quietly instead of panicking.
+fn say(line: String) -> Result<()> {
+    use std::io::Write as _;
+    writeln!(std::io::stdout().lock(), "{line}")?;
+    Ok(())
 }
