@@ -35,4 +35,18 @@ if SLURM_CONF_PATH=$(./scripts/slurm_local.sh); then
 else
     echo "scripts/test.sh: WARNING: no Slurm test cluster (see above); the Slurm test will be skipped" >&2
 fi
+
+# The report page's browser test needs Debian's chromium (headless). Installed here when
+# missing and we may (root with apt-get); otherwise that test skips loudly, unless
+# SEDFLOW_REQUIRE_BROWSER_TESTS is set (CI), where it fails.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "scripts/test.sh: installing chromium (report browser test)" >&2
+        if ! { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends chromium >&2; }; then
+            echo "scripts/test.sh: WARNING: could not install chromium; the browser test will be skipped" >&2
+        fi
+    else
+        echo "scripts/test.sh: WARNING: no chromium and cannot apt-get it; the browser test will be skipped" >&2
+    fi
+fi
 exec cargo test --release "$@"

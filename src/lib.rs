@@ -12,6 +12,7 @@ pub mod likelihood;
 pub mod nn;
 pub mod physics;
 pub mod pipeline;
+pub mod plot;
 pub mod posterior;
 pub mod prior;
 pub mod simulate;

@@ -1,5 +1,6 @@
 //! One integration-test binary (one link step); each module covers one component.
 
+mod browser;
 mod calibrate;
 mod cli_forward;
 mod derived;
@@ -8,5 +9,7 @@ mod forward_model;
 mod pipeline;
 mod pipeline_s3;
 mod pipeline_util;
+mod plots;
 mod posterior;
+mod report;
 mod slurm;

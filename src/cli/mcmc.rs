@@ -60,6 +60,10 @@ pub struct McmcArgs {
     /// Use the raw physical model (no empirical calibration).
     #[arg(long)]
     raw: bool,
+    /// Kept draws per star (evenly spaced over the chains) written to <output>/samples/, in
+    /// `sedflow run --write-samples`'s format (for `sedflow plot star --reference`).
+    #[arg(long, default_value_t = 0)]
+    write_samples: usize,
     /// Progress display of the catalogue run.
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     progress: ProgressArg,
@@ -86,6 +90,7 @@ fn engine(a: &McmcArgs, cfg: &PipelineConfig, selection: Selection) -> McmcEngin
             ..Default::default()
         },
         selection,
+        keep_samples: a.write_samples,
     }
 }
 
@@ -94,10 +99,11 @@ pub fn run(a: McmcArgs) -> Result<i32> {
     if a.walkers < 12 || a.walkers % 2 != 0 {
         bail!("--walkers must be even and at least 12 (twice the dimension)");
     }
-    let cfg = match &a.config {
+    let mut cfg = match &a.config {
         Some(p) => PipelineConfig::load(p)?,
         None => PipelineConfig::embedded_default(),
     };
+    cfg.inference.write_samples = a.write_samples;
     // every message leaving this command is redacted, errors included (as for `run`)
     let redactor = Redactor::new(&cfg);
     let result = match (cfg.validate(), a.source_id) {

@@ -12,6 +12,8 @@ pub mod engine;
 mod evaluate;
 mod forward;
 mod mcmc;
+mod plot;
+mod report;
 mod run;
 pub mod simulate;
 mod train;
@@ -48,6 +50,11 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// The survey pipeline: Parquet catalogues (local or S3) -> per-star posteriors.
     Run(run::RunArgs),
+    /// Figures (PNG or SVG): Kiel diagram, one star's corner plot and SED, coverage,
+    /// calibration residuals.
+    Plot(plot::PlotArgs),
+    /// One self-contained HTML page summarising a finished run.
+    Report(report::ReportArgs),
 }
 
 /// Parse the command line and run; returns the process exit code.
@@ -65,5 +72,7 @@ pub fn run() -> Result<i32> {
         Command::ComparePosteriors(a) => compare_posteriors::run(a),
         Command::Calibrate(a) => calibrate::run(a),
         Command::Run(a) => run::run(a),
+        Command::Plot(a) => plot::run(a),
+        Command::Report(a) => report::run(a),
     }
 }

@@ -27,7 +27,7 @@ pub struct PosteriorRow {
 
 /// The posterior tables of a run: the file itself, or the `.parquet` files directly in the
 /// directory (not `samples/`), sorted.
-fn posterior_files(p: &Path) -> Result<Vec<PathBuf>> {
+pub fn posterior_files(p: &Path) -> Result<Vec<PathBuf>> {
     if p.is_file() {
         return Ok(vec![p.to_path_buf()]);
     }

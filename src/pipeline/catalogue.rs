@@ -19,6 +19,21 @@ pub fn read_catalogue(
     band_names: &[String],
     reddening: &ReddeningModel,
 ) -> Result<Vec<Ingested>> {
+    let mut out = Vec::new();
+    scan_catalogue(input, cfg, band_names, reddening, |s| out.push(s))?;
+    Ok(out)
+}
+
+/// Hand every star of the catalogue to `f`, in [`read_catalogue`]'s order, one record
+/// batch at a time (wide format) or one row group at a time (long format): for tools that
+/// look up a few stars in a large catalogue (`sedflow plot star`, `sedflow report`).
+pub fn scan_catalogue(
+    input: &str,
+    cfg: &PipelineConfig,
+    band_names: &[String],
+    reddening: &ReddeningModel,
+    mut f: impl FnMut(Ingested),
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -26,8 +41,8 @@ pub fn read_catalogue(
         .context("starting the I/O runtime")?;
     let mappings = ingest::band_mappings(&cfg.input, band_names)?;
     let inputs = rt.block_on(location::list_inputs(input, &cfg.s3))?;
-    let mut out = Vec::new();
-    for (f, obj) in inputs.iter().enumerate() {
+    let mut emitted = 0u32;
+    for (file, obj) in inputs.iter().enumerate() {
         let meta = rt.block_on(source::read_metadata(obj))?;
         let n_groups = source::row_group_rows(&meta).len();
         let mapper = Mapper::resolve(
@@ -45,23 +60,25 @@ pub fn read_catalogue(
             for g in 0..n_groups {
                 let mut s =
                     source::open_stream(obj, &meta, &columns, vec![g], cfg.input.read_batch_rows)?;
-                let mut grouper = LongGrouper::new(&mapper, f as u32);
+                let mut grouper = LongGrouper::new(&mapper, file as u32);
                 while let Some(b) = rt.block_on(s.next()) {
                     grouper.add(&b.map_err(decode)?, &dups)?;
                 }
-                let first = out.len() as u32;
-                out.extend(grouper.finish(first));
+                let stars = grouper.finish(emitted);
+                emitted += stars.len() as u32;
+                stars.into_iter().for_each(&mut f);
             }
         } else {
             let mut s =
                 source::open_stream(obj, &meta, &columns, groups, cfg.input.read_batch_rows)?;
             let mut next = 0u32;
             while let Some(b) = rt.block_on(s.next()) {
-                let stars = mapper.ingest_wide(&b.map_err(decode)?, f as u32, next, &dups)?;
+                let stars = mapper.ingest_wide(&b.map_err(decode)?, file as u32, next, &dups)?;
                 next += stars.len() as u32;
-                out.extend(stars);
+                emitted += stars.len() as u32;
+                stars.into_iter().for_each(&mut f);
             }
         }
     }
-    Ok(out)
+    Ok(())
 }

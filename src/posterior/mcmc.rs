@@ -294,6 +294,17 @@ pub struct McmcEngine {
     pub cfg: McmcConfig,
     /// Stars that get a chain; the others get an unprocessed row.
     pub selection: Selection,
+    /// Kept draws per star for the samples table (0: none), evenly spaced over the chains.
+    pub keep_samples: usize,
+}
+
+/// `k` draws evenly spaced over `samples` (all of them when there are fewer).
+pub fn thin(samples: &[[f64; 6]], k: usize) -> Vec<[f32; 6]> {
+    let n = samples.len();
+    let k = k.min(n);
+    (0..k)
+        .map(|i| samples[i * n / k].map(|x| x as f32))
+        .collect()
 }
 
 impl McmcEngine {
@@ -337,7 +348,7 @@ impl McmcEngine {
             best_fit_chi2: f32::NAN,
             flags: 0,
             flag_reason: String::new(),
-            samples: None,
+            samples: (self.keep_samples > 0).then(|| thin(&m.samples, self.keep_samples)),
             chain: Some(ChainDiagnostics {
                 rhat: m.rhat.map(|x| x as f32),
                 ess: m.ess.map(|x| x as f32),
@@ -420,6 +431,17 @@ impl Engine for McmcEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thinning_spreads_over_the_chain() {
+        let s: Vec<[f64; 6]> = (0..10).map(|i| [i as f64; 6]).collect();
+        let t = thin(&s, 4);
+        assert_eq!(
+            t.iter().map(|d| d[0]).collect::<Vec<_>>(),
+            vec![0.0, 2.0, 5.0, 7.0]
+        );
+        assert_eq!(thin(&s, 50).len(), 10);
+    }
 
     /// Summaries of equally weighted draws: order-statistic quantiles and plain means.
     #[test]

@@ -1,0 +1,144 @@
+//! Streaming a few columns of local Parquet files batch by batch, for the commands that
+//! summarise whole runs (`sedflow plot kiel`, `sedflow report`): memory is bounded by one
+//! batch of the projected columns, whatever the number of rows.
+
+use anyhow::{Context, Result};
+use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use std::path::Path;
+
+/// Rows per decoded batch.
+pub const BATCH_ROWS: usize = 65_536;
+
+/// One decoded batch of the requested columns, in the order they were requested.
+pub struct ColumnBatch {
+    columns: Vec<ArrayRef>,
+    names: Vec<String>,
+}
+
+impl ColumnBatch {
+    /// Rows in the batch.
+    pub fn rows(&self) -> usize {
+        self.columns.first().map_or(0, |c| c.len())
+    }
+
+    fn column(&self, name: &str) -> Result<&ArrayRef> {
+        let k = self
+            .names
+            .iter()
+            .position(|n| n == name)
+            .with_context(|| format!("column '{name}' was not requested (bug)"))?;
+        Ok(&self.columns[k])
+    }
+
+    /// A numeric column as f64, nulls as NaN.
+    pub fn f64(&self, name: &str) -> Result<Vec<f64>> {
+        let c = cast(self.column(name)?, &DataType::Float64)
+            .with_context(|| format!("column '{name}' is not numeric"))?;
+        let c = c.as_any().downcast_ref::<Float64Array>().unwrap();
+        Ok((0..c.len())
+            .map(|i| if c.is_null(i) { f64::NAN } else { c.value(i) })
+            .collect())
+    }
+
+    /// An integer column (ids, flags), nulls as None.
+    pub fn i64(&self, name: &str) -> Result<Vec<Option<i64>>> {
+        let c = cast(self.column(name)?, &DataType::Int64)
+            .with_context(|| format!("column '{name}' is not an integer column"))?;
+        let c = c.as_any().downcast_ref::<Int64Array>().unwrap();
+        Ok((0..c.len())
+            .map(|i| (!c.is_null(i)).then(|| c.value(i)))
+            .collect())
+    }
+
+    /// A string column, nulls as "".
+    pub fn strings(&self, name: &str) -> Result<Vec<String>> {
+        let c = cast(self.column(name)?, &DataType::Utf8)
+            .with_context(|| format!("column '{name}' is not a string column"))?;
+        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+        Ok((0..c.len())
+            .map(|i| {
+                if c.is_null(i) {
+                    String::new()
+                } else {
+                    c.value(i).to_string()
+                }
+            })
+            .collect())
+    }
+
+    /// The raw array of a column (e.g. list columns of the samples table).
+    pub fn array(&self, name: &str) -> Result<&ArrayRef> {
+        self.column(name)
+    }
+}
+
+/// Call `f` on every batch of `columns` of the Parquet file `path`, in row order.
+pub fn for_each_batch(
+    path: &Path,
+    columns: &[&str],
+    mut f: impl FnMut(&ColumnBatch) -> Result<()>,
+) -> Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
+    let idx: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            builder.schema().index_of(c).with_context(|| {
+                format!(
+                    "{}: no column '{c}' (not a sedflow posterior table?)",
+                    path.display()
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), idx.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()?;
+    for batch in reader {
+        let batch = batch.with_context(|| format!("reading {}", path.display()))?;
+        // the projection keeps file order; hand the columns back in the requested order
+        let schema = batch.schema();
+        let cols = columns
+            .iter()
+            .map(|c| Ok(batch.column(schema.index_of(c)?).clone()))
+            .collect::<Result<Vec<_>>>()?;
+        f(&ColumnBatch {
+            columns: cols,
+            names: columns.iter().map(|c| c.to_string()).collect(),
+        })
+        .with_context(|| format!("{}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The key-value metadata of a Parquet file's footer.
+pub fn key_value_metadata(path: &Path) -> Result<Vec<(String, String)>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
+    Ok(builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| {
+            kv.iter()
+                .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Rows of a Parquet file from its footer.
+pub fn row_count(path: &Path) -> Result<u64> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
+    Ok(builder.metadata().file_metadata().num_rows() as u64)
+}
