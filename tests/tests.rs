@@ -2,8 +2,12 @@
 
 mod calibrate;
 mod cli_forward;
+mod fault_proxy;
 mod forward_model;
+mod hostile_gen;
+mod hostile_inputs;
 mod pipeline;
 mod pipeline_s3;
+mod pipeline_s3_faults;
 mod pipeline_util;
 mod posterior;
