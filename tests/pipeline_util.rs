@@ -252,6 +252,12 @@ impl Moto {
     /// Start moto on a free port; None (with a loud message) when it is not installed,
     /// unless SEDFLOW_REQUIRE_S3_TESTS is set (CI), where that is a failure.
     pub fn start() -> Option<Moto> {
+        Moto::start_with_env(&[])
+    }
+
+    /// [`Moto::start`] with extra environment for the server (e.g. moto's
+    /// `S3_UPLOAD_PART_MIN_SIZE`).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Option<Moto> {
         let bin = std::env::var("SEDFLOW_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -260,6 +266,7 @@ impl Moto {
             .port();
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn();

@@ -148,7 +148,10 @@ pub fn run(a: RunArgs) -> Result<i32> {
         }
         Ok(exit_code("sedflow run", &summary))
     })();
-    result.map_err(|e| anyhow::anyhow!("{}", redactor.redact(&format!("{e:#}"))))
+    result.map_err(|e| {
+        let msg = crate::pipeline::storage_error::report(&e);
+        anyhow::anyhow!("{}", redactor.redact(&msg))
+    })
 }
 
 /// 0 when every part was written or already done; else 1, with each failed part named on

@@ -378,10 +378,17 @@ pub struct S3Config {
     pub secret_access_key: Option<Secret>,
     /// Session token.
     pub session_token: Option<Secret>,
-    /// Retries of a failed request (object_store default: 10).
+    /// Retries of a failed request (default 10).
     pub max_retries: Option<usize>,
-    /// Give up retrying a request after this long [s] (object_store default: 180).
+    /// Give up retrying a request after this long [s] (default 180).
     pub retry_timeout_s: Option<f64>,
+    /// Time allowed to open a connection [s] (default 5).
+    pub connect_timeout_s: Option<f64>,
+    /// Time allowed for one request, answer included [s] (default 30): a stalled request is
+    /// abandoned and retried after this long.
+    pub request_timeout_s: Option<f64>,
+    /// Size of the parts of multipart uploads [bytes] (default 10 MiB; S3 needs >= 5 MiB).
+    pub upload_part_bytes: Option<usize>,
 }
 
 /// The whole `pipeline.toml`.
@@ -493,10 +500,17 @@ impl PipelineConfig {
         if self.shard.count == Some(0) {
             bail!("shard.count must be at least 1");
         }
-        if let Some(t) = self.s3.retry_timeout_s {
-            if !(t.is_finite() && t >= 0.0) {
-                bail!("s3.retry_timeout_s must be >= 0");
+        for (key, t) in [
+            ("retry_timeout_s", self.s3.retry_timeout_s),
+            ("connect_timeout_s", self.s3.connect_timeout_s),
+            ("request_timeout_s", self.s3.request_timeout_s),
+        ] {
+            if t.is_some_and(|t| !(t.is_finite() && (0.0..=86400.0).contains(&t))) {
+                bail!("s3.{key} must be between 0 and 86400 seconds");
             }
+        }
+        if self.s3.upload_part_bytes.is_some_and(|b| b < 1024) {
+            bail!("s3.upload_part_bytes must be at least 1024 (S3 itself needs 5 MiB)");
         }
         if !(self.progress.log_interval_s > 0.0) {
             bail!("progress.log_interval_s must be positive");

@@ -130,18 +130,21 @@ impl ParallaxRule {
 
     /// Validate a parallax and its error; the corrected (parallax, error) or a reason.
     fn apply(&self, plx: f64, err: Option<f64>, z: f64) -> Result<(f32, f32), String> {
-        if !plx.is_finite() {
+        // checked as the f32 the likelihood gets (see check_measurement)
+        let p32 = (plx - z) as f32;
+        if !p32.is_finite() {
             return Err(format!("parallax {plx}"));
         }
         match err {
             None => Err("parallax without error".into()),
-            Some(e) if !(e.is_finite() && e > 0.0) => {
-                Err(format!("parallax error {e} is not positive and finite"))
+            Some(e) => {
+                let e32 = (self.error_scale * e).hypot(self.error_floor) as f32;
+                if e.is_finite() && e > 0.0 && e32.is_finite() && e32 > 0.0 {
+                    Ok((p32, e32))
+                } else {
+                    Err(format!("parallax error {e} is not positive and finite"))
+                }
             }
-            Some(e) => Ok((
-                (plx - z) as f32,
-                (self.error_scale * e).hypot(self.error_floor) as f32,
-            )),
         }
     }
 }
@@ -443,23 +446,26 @@ fn check_measurement(
     floor: f32,
     what: &str,
 ) -> Result<Measurement, (u32, String)> {
-    if !mag.is_finite() {
+    // checked as the f32 the likelihood gets: 1e300 is finite as f64 but not as f32, and
+    // 1e-320 is positive as f64 but 0 as f32
+    let m32 = mag as f32;
+    if !m32.is_finite() {
         return Err((flags::BAD_MAGNITUDE, format!("{what}: magnitude {mag}")));
     }
     let Some(e) = err else {
         return Err((flags::BAD_ERROR, format!("{what}: magnitude without error")));
     };
-    if !(e.is_finite() && e > 0.0) {
+    let e32 = e.hypot(floor as f64) as f32;
+    if !(e.is_finite() && e > 0.0 && e32.is_finite() && e32 > 0.0) {
         return Err((
             flags::BAD_ERROR,
             format!("{what}: error {e} is not positive and finite"),
         ));
     }
-    let e = ((e * e) + (floor as f64) * (floor as f64)).sqrt();
     Ok(Measurement {
         band,
-        mag: mag as f32,
-        err: e as f32,
+        mag: m32,
+        err: e32,
     })
 }
 
@@ -749,6 +755,12 @@ fn map_reddening(
 ) -> Result<MapReddening, String> {
     let error = error.ok_or("reddening prior without error")?;
     check_map_value(ebv, error, model.av_max)?;
+    if (error as f32) <= 0.0 {
+        // positive as f64, zero as the f32 the prior divides by
+        return Err(format!(
+            "reddening prior error {error} is not positive and finite"
+        ));
+    }
     Ok(MapReddening {
         ebv: ebv as f32,
         error: error as f32,
@@ -1260,6 +1272,40 @@ mod tests {
             s[1].obs.parallax.unwrap().0,
             (1.0 - DR3_GLOBAL_ZERO_POINT_MAS) as f32
         );
+    }
+
+    /// Found by fuzzing (tests/hostile_gen.rs): values finite and positive as f64 but not as
+    /// the f32 the likelihood gets (1e300 -> inf, 1e-320 -> 0) were accepted.
+    #[test]
+    fn values_are_checked_as_the_f32_the_likelihood_gets() {
+        let (bm, be) = (flags::BAD_MAGNITUDE, flags::BAD_ERROR);
+        assert_eq!(
+            check_measurement(0, 1e300, Some(0.1), 0.0, "m")
+                .unwrap_err()
+                .0,
+            bm
+        );
+        assert_eq!(
+            check_measurement(0, 15.0, Some(1e300), 0.0, "m")
+                .unwrap_err()
+                .0,
+            be
+        );
+        assert_eq!(
+            check_measurement(0, 15.0, Some(1e-320), 0.0, "m")
+                .unwrap_err()
+                .0,
+            be
+        );
+        // a floor rescues a tiny error; hypot does not overflow on a large one
+        assert!(check_measurement(0, 15.0, Some(1e-320), 0.01, "m").is_ok());
+        assert!(check_measurement(0, 15.0, Some(1e30), 0.0, "m").is_ok());
+        let rule = ParallaxRule::new(&PipelineConfig::default().input);
+        assert!(rule.apply(1e300, Some(0.1), 0.0).is_err());
+        assert!(rule.apply(1.0, Some(1e-320), 0.0).is_err());
+        assert!(rule.apply(1.0, Some(1e300), 0.0).is_err());
+        let red = ReddeningModel::default();
+        assert!(map_reddening(0.1, Some(1e-320), 0, &red).is_err());
     }
 
     #[test]

@@ -6,10 +6,10 @@
 use super::config::S3Config;
 use anyhow::{bail, Context, Result};
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt};
 use std::sync::Arc;
 
 /// A parsed URI.
@@ -65,7 +65,13 @@ fn strip_ext(name: &str) -> &str {
         .unwrap_or(name)
 }
 
-/// Build an S3 client for a bucket: environment first, `[s3]` settings on top.
+/// Build an S3 client for a bucket: environment first, `[s3]` settings on top. Retries
+/// (object_store's): 5xx answers, throttling (429) and transport failures (connection
+/// refused, reset or dropped, timeouts) are retried with exponential backoff (0.1 s doubling
+/// up to 15 s, jittered), at most `max_retries` times (10) within `retry_timeout_s` (180 s);
+/// a request that stalls is abandoned after `request_timeout_s` (30 s), a connection attempt
+/// after `connect_timeout_s` (5 s). Reads resume a broken answer where it stopped; uploads
+/// resend the part. Other 4xx answers are final.
 pub fn s3_store(bucket: &str, cfg: &S3Config) -> Result<Arc<dyn ObjectStore>> {
     let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
     if let Some(e) = &cfg.endpoint {
@@ -96,6 +102,16 @@ pub fn s3_store(bucket: &str, cfg: &S3Config) -> Result<Arc<dyn ObjectStore>> {
                 .unwrap_or(d.retry_timeout),
             ..d
         });
+    }
+    for (key, t) in [
+        (ClientConfigKey::ConnectTimeout, cfg.connect_timeout_s),
+        (ClientConfigKey::Timeout, cfg.request_timeout_s),
+    ] {
+        if let Some(t) = t {
+            // one key at a time: the environment's other client settings stay
+            let ms = format!("{}ms", (t * 1000.0).round() as u64);
+            b = b.with_config(AmazonS3ConfigKey::Client(key), ms);
+        }
     }
     let store = b
         .build()
@@ -283,7 +299,12 @@ pub struct OutputTarget {
     pub store: Arc<dyn ObjectStore>,
     prefix: Option<ObjPath>,
     uri_base: String,
+    /// Part size of multipart uploads [bytes] (also the write buffer of local outputs).
+    pub part_bytes: usize,
 }
+
+/// Default part size of multipart uploads (object_store's `BufWriter` default).
+pub const DEFAULT_UPLOAD_PART_BYTES: usize = 10 * 1024 * 1024;
 
 impl OutputTarget {
     /// Open (and for local paths create) the output directory or prefix.
@@ -291,6 +312,7 @@ impl OutputTarget {
         if is_parquet_name(uri) {
             bail!("--output {uri}: must be a directory or prefix (output files are named after the inputs)");
         }
+        let part_bytes = s3.upload_part_bytes.unwrap_or(DEFAULT_UPLOAD_PART_BYTES);
         match Uri::parse(uri)? {
             Uri::Local(p) => {
                 if has_glob(&p) {
@@ -304,6 +326,7 @@ impl OutputTarget {
                     store: Arc::new(store),
                     prefix: None,
                     uri_base: p.trim_end_matches('/').to_string(),
+                    part_bytes,
                 })
             }
             Uri::S3 { bucket, key } => {
@@ -321,6 +344,7 @@ impl OutputTarget {
                     } else {
                         format!("s3://{bucket}/{key}")
                     },
+                    part_bytes,
                 })
             }
         }

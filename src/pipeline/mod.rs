@@ -20,11 +20,13 @@ pub mod catalogue;
 pub mod config;
 pub mod ingest;
 pub mod location;
+pub mod memory_ingest;
 pub mod parallax_zero_point;
 pub mod progress;
 pub mod shard;
 pub mod sink;
 pub mod source;
+pub mod storage_error;
 
 use crate::posterior::{flags, Engine, InferSettings, StarResult};
 use crate::prior::reddening::ReddeningModel;
@@ -341,7 +343,7 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
                     units.extend(plan_file(f, rg).into_iter().map(|plan| Unit::Part { plan }))
                 }
                 Err(e) => units.push(Unit::Broken {
-                    error: format!("{e:#}"),
+                    error: storage_error::report(&e),
                 }),
             }
         }
@@ -352,7 +354,7 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
             match r {
                 Ok(rg) => all.extend(plan_file(f, rg).into_iter().map(|plan| Unit::Part { plan })),
                 Err(e) => all.push(Unit::Broken {
-                    error: format!("{e:#}"),
+                    error: storage_error::report(&e),
                 }),
             }
         }
@@ -407,7 +409,7 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
             Ok(()) => summary.parts_skipped += 1,
             Err(e) => {
                 summary.parts_failed += 1;
-                shared.error(format!("{e:#}"));
+                shared.error(storage_error::report(&e));
             }
         }
     }
@@ -587,11 +589,7 @@ impl TimedSender {
 /// A stage's thread result; a panic becomes an internal error.
 fn join<T>(name: &str, r: std::thread::Result<T>) -> Result<T> {
     r.map_err(|p| {
-        let m = p
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
+        let m = source::panic_message(p.as_ref());
         anyhow!("internal error: the {name} stage panicked: {m}")
     })
 }
@@ -617,24 +615,25 @@ fn read_stage(
     for (part_id, plan) in todo.iter().enumerate() {
         let part = part_id as u32;
         let obj = &inputs[plan.file];
-        let res = read_part(
-            rt,
-            obj,
-            plan,
-            part,
-            cfg,
-            mappings,
-            names,
-            shared,
-            &tx,
-            &mut reported_unused,
-        );
+        let log = |m: &str| shared.reporter.log(m);
+        let res = source::guard_decoder(&obj.uri, || {
+            read_part(
+                rt,
+                (obj, plan, part),
+                cfg,
+                mappings,
+                names,
+                &log,
+                &|m| tx.send(m),
+                &mut reported_unused,
+            )
+        });
         let msg = match res {
             Ok(Some(n_out)) => Msg::End { part, n_out },
             Ok(None) => break, // downstream gone
             Err(e) => Msg::Failed {
                 part,
-                error: format!("{e:#}"),
+                error: storage_error::report(&e),
             },
         };
         if !tx.send(msg) {
@@ -682,14 +681,12 @@ pub(crate) fn read_duplicates(
 #[allow(clippy::too_many_arguments)]
 fn read_part(
     rt: &tokio::runtime::Handle,
-    obj: &InputObject,
-    plan: &PartPlan,
-    part: u32,
+    (obj, plan, part): (&InputObject, &PartPlan, u32),
     cfg: &PipelineConfig,
     mappings: &[(config::BandColumn, u16)],
     (band_names, reddening): (&[String], &ReddeningModel),
-    shared: &Shared,
-    tx: &TimedSender,
+    log: &dyn Fn(&str),
+    send: &dyn Fn(Msg) -> bool,
     reported_unused: &mut bool,
 ) -> Result<Option<u32>> {
     let meta = rt.block_on(source::read_metadata(obj))?;
@@ -708,7 +705,7 @@ fn read_part(
         &obj.uri,
     )?;
     if !*reported_unused && !mapper.unused.is_empty() {
-        shared.reporter.log(&format!(
+        log(&format!(
             "{}: columns not used: {}",
             obj.uri,
             mapper.unused.join(", ")
@@ -716,7 +713,7 @@ fn read_part(
         *reported_unused = true;
     }
     if !mapper.has_photometry() {
-        shared.reporter.log(&format!(
+        log(&format!(
             "warning: {}: no photometry column recognised (see schemas/input.md and [[input.bands]]); every star will be flagged NO_USABLE_BANDS",
             obj.uri
         ));
@@ -735,7 +732,7 @@ fn read_part(
         ("sedflow.input_rows".to_string(), plan.n_rows.to_string()),
     ];
     extra.sort();
-    if !tx.send(Msg::Start {
+    if !send(Msg::Start {
         part,
         name: plan.name.clone(),
         meta: extra,
@@ -749,7 +746,7 @@ fn read_part(
         let mut it = stars.into_iter().peekable();
         while it.peek().is_some() {
             let chunk: Vec<Ingested> = it.by_ref().take(step).collect();
-            if !tx.send(Msg::Stars(chunk)) {
+            if !send(Msg::Stars(chunk)) {
                 return false;
             }
         }
@@ -762,9 +759,10 @@ fn read_part(
             let mut grouper = LongGrouper::new(&mapper, part);
             while let Some(b) = rt.block_on(stream.next()) {
                 let b = b.map_err(|e| {
-                    anyhow!(
-                        "{}: row group {g}: cannot decode (corrupt or truncated?): {e}",
-                        obj.uri
+                    source::read_error(
+                        &format!("{}: row group {g}", obj.uri),
+                        source::CANNOT_DECODE,
+                        e,
                     )
                 })?;
                 grouper
@@ -798,17 +796,17 @@ fn read_part(
         };
         while let Some(b) = rt.block_on(stream.next()) {
             let b = b.map_err(|e| {
-                anyhow!(
-                    "{}: row group {}: cannot decode (corrupt or truncated?): {e}",
-                    obj.uri,
-                    rg_of(next_idx as u64)
+                source::read_error(
+                    &format!("{}: row group {}", obj.uri, rg_of(next_idx as u64)),
+                    source::CANNOT_DECODE,
+                    e,
                 )
             })?;
             let stars = mapper
                 .ingest_wide(&b, part, next_idx, &dups)
                 .with_context(|| format!("{}: row group {}", obj.uri, rg_of(next_idx as u64)))?;
             next_idx += stars.len() as u32;
-            if !tx.send(Msg::Stars(stars)) {
+            if !send(Msg::Stars(stars)) {
                 return Ok(None);
             }
         }
@@ -828,37 +826,34 @@ fn read_part(
 fn batch_stage(cfg: &PipelineConfig, rx: Receiver<Msg>, tx: Sender<Msg>) {
     let mut b = batcher::Batcher::new(cfg.batching.batch_size, cfg.batching.window);
     let mut out = Vec::new();
-    for msg in rx {
-        match msg {
-            Msg::Stars(stars) => {
-                for s in stars {
-                    b.push(s, &mut out);
-                }
-                for batch in out.drain(..) {
-                    if tx.send(Msg::Stars(batch)).is_err() {
-                        return;
-                    }
-                }
-            }
-            Msg::Failed { part, error } => {
-                b.purge_part(part);
-                if tx.send(Msg::Failed { part, error }).is_err() {
-                    return;
-                }
-            }
-            other => {
-                if tx.send(other).is_err() {
-                    return;
-                }
+    for msg in rx.iter().map(Some).chain([None]) {
+        batch_step(&mut b, msg, &mut out);
+        for m in out.drain(..) {
+            if tx.send(m).is_err() {
+                return;
             }
         }
     }
-    b.flush(&mut out);
-    for batch in out.drain(..) {
-        if tx.send(Msg::Stars(batch)).is_err() {
-            return;
+}
+
+/// One step of the batcher stage: a message in, the messages to pass on appended to `out`
+/// (in order); `None` marks the end of the input and flushes every bucket.
+fn batch_step(b: &mut batcher::Batcher, msg: Option<Msg>, out: &mut Vec<Msg>) {
+    let mut batches = Vec::new();
+    match msg {
+        Some(Msg::Stars(stars)) => {
+            for s in stars {
+                b.push(s, &mut batches);
+            }
         }
+        Some(Msg::Failed { part, error }) => {
+            b.purge_part(part);
+            out.push(Msg::Failed { part, error });
+        }
+        Some(other) => out.push(other),
+        None => b.flush(&mut batches),
     }
+    out.extend(batches.into_iter().map(Msg::Stars));
 }
 
 fn join_reasons(a: &str, b: &str) -> String {
@@ -1027,7 +1022,13 @@ fn write_stage(
                 Ok(p) => {
                     open.insert(part, p);
                 }
-                Err(e) => fail(&mut open, &mut dead, &mut out, part, format!("{e:#}")),
+                Err(e) => fail(
+                    &mut open,
+                    &mut dead,
+                    &mut out,
+                    part,
+                    storage_error::report(&e),
+                ),
             },
             Msg::Results(rows) => {
                 let (mut nr, mut ns) = (0u64, 0u64);
@@ -1062,7 +1063,13 @@ fn write_stage(
             };
             let complete = p.is_complete();
             if let Err(e) = rt.block_on(p.write_ready(complete)) {
-                fail(&mut open, &mut dead, &mut out, part, format!("{e:#}"));
+                fail(
+                    &mut open,
+                    &mut dead,
+                    &mut out,
+                    part,
+                    storage_error::report(&e),
+                );
                 continue;
             }
             if complete {
@@ -1078,7 +1085,7 @@ fn write_stage(
                     Err(e) => {
                         dead.insert(part);
                         out.failed += 1;
-                        shared.error(format!("{e:#}"));
+                        shared.error(storage_error::report(&e));
                     }
                 }
             }

@@ -347,7 +347,11 @@ impl PartSink {
         extra: &[(String, String)],
     ) -> Result<PartSink> {
         let mk = |file: &str, schema: SchemaRef, table: &str| -> Result<Writer> {
-            let buf = BufWriter::new(target.store.clone(), target.path(file));
+            let buf = BufWriter::with_capacity(
+                target.store.clone(),
+                target.path(file),
+                target.part_bytes,
+            );
             let mut kv = extra.to_vec();
             kv.push(("sedflow.table".into(), table.into()));
             AsyncArrowWriter::try_new(buf, schema, Some(settings.props(&kv)))
@@ -424,13 +428,22 @@ impl PartSink {
         Ok(())
     }
 
-    /// Finish and publish: the samples table first, then the posterior table.
+    /// Finish and publish: the samples table first, then the posterior table. On failure
+    /// nothing new is visible but, maybe, the samples table: the posterior table, which
+    /// marks the part done, is the last object to appear (a failed completion aborts its own
+    /// multipart upload; a table not yet completed is aborted here).
     pub async fn commit(mut self) -> Result<()> {
-        self.write_ready(true).await?;
+        if let Err(e) = self.write_ready(true).await {
+            self.abort().await;
+            return Err(e);
+        }
         if let Some(mut s) = self.samples.take() {
-            s.finish()
-                .await
-                .with_context(|| format!("completing samples for {}", self.uri))?;
+            if let Err(e) = s.finish().await {
+                let _ = self.main.into_inner().abort().await;
+                return Err(
+                    anyhow::Error::new(e).context(format!("completing samples for {}", self.uri))
+                );
+            }
         }
         self.main
             .finish()

@@ -6,7 +6,7 @@ use super::location::InputObject;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt, TryFutureExt};
+use futures::{FutureExt, StreamExt};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
@@ -46,12 +46,30 @@ fn to_parquet_err(e: object_store::Error) -> ParquetError {
     ParquetError::External(Box::new(e))
 }
 
+impl ObjectReader {
+    /// A range outside the object comes from a corrupt footer: a decoding error, not a
+    /// storage failure (and no request is sent for it).
+    fn check(&self, r: &Range<u64>) -> parquet::errors::Result<()> {
+        if r.start > r.end || r.end > self.size {
+            return Err(ParquetError::General(format!(
+                "the footer points at bytes {}..{} of a {}-byte file",
+                r.start, r.end, self.size
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl AsyncFileReader for ObjectReader {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
-        self.store
-            .get_range(&self.path, range)
-            .map_err(to_parquet_err)
-            .boxed()
+        async move {
+            self.check(&range)?;
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(to_parquet_err)
+        }
+        .boxed()
     }
 
     fn get_byte_ranges(
@@ -59,6 +77,9 @@ impl AsyncFileReader for ObjectReader {
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
         async move {
+            for r in &ranges {
+                self.check(r)?;
+            }
             self.store
                 .get_ranges(&self.path, &ranges)
                 .await
@@ -83,17 +104,60 @@ impl AsyncFileReader for ObjectReader {
     }
 }
 
-/// Read an input's footer; the error says the file is not valid Parquet.
+/// An error reading `place` (a file, maybe with its row group): a storage failure keeps its
+/// cause, so that the report can say whether retrying helps
+/// ([`super::storage_error::report`]); any other error means the bytes are not valid
+/// Parquet, and is reported as `place: invalid: error`.
+pub fn read_error(place: &str, invalid: &str, e: ParquetError) -> anyhow::Error {
+    let e = anyhow::Error::new(e);
+    if super::storage_error::storage_failure(&e).is_some() {
+        e.context(format!("{place}: reading failed"))
+    } else {
+        anyhow!("{place}: {invalid}: {e:#}")
+    }
+}
+
+/// The message of a caught panic.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// Run a step that decodes `uri`, turning a panic into an error of that file. The Parquet
+/// decoder panics on some corrupt files (found by fuzzing: negative column chunk offsets,
+/// dictionary pages missing, empty bit-packed runs); one bad file must not stop the run.
+pub fn guard_decoder<T>(uri: &str, step: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|p| {
+        bail!(
+            "{uri}: {CANNOT_DECODE}: the Parquet decoder failed: {}",
+            panic_message(p.as_ref())
+        )
+    })
+}
+
+/// What a decoding error of a row group says.
+pub const CANNOT_DECODE: &str = "cannot decode (corrupt or truncated?)";
+
+/// Read an input's footer; the error says the file is not valid Parquet, or that reading
+/// it failed.
 pub async fn read_metadata(obj: &InputObject) -> Result<ArrowReaderMetadata> {
+    const INVALID: &str = "not a readable Parquet file (corrupt or truncated?)";
     let mut r = ObjectReader::new(obj);
-    ArrowReaderMetadata::load_async(&mut r, ArrowReaderOptions::new())
-        .await
-        .map_err(|e| {
-            anyhow!(
-                "{}: not a readable Parquet file (corrupt or truncated?): {e}",
-                obj.uri
-            )
-        })
+    // the footer parser can panic on corrupt files too (see guard_decoder)
+    let load = std::panic::AssertUnwindSafe(ArrowReaderMetadata::load_async(
+        &mut r,
+        ArrowReaderOptions::new(),
+    ));
+    match load.catch_unwind().await {
+        Ok(res) => res.map_err(|e| read_error(&obj.uri, INVALID, e)),
+        Err(p) => bail!(
+            "{}: {INVALID}: the footer parser failed: {}",
+            obj.uri,
+            panic_message(p.as_ref())
+        ),
+    }
 }
 
 /// One output part: consecutive whole row groups of one input file.
@@ -191,9 +255,10 @@ pub async fn read_column_of_row_group(
     let mut out = Vec::new();
     while let Some(b) = s.next().await {
         out.push(b.map_err(|e| {
-            anyhow!(
-                "{}: row group {row_group}: cannot decode (corrupt or truncated?): {e}",
-                obj.uri
+            read_error(
+                &format!("{}: row group {row_group}", obj.uri),
+                CANNOT_DECODE,
+                e,
             )
         })?);
     }
