@@ -638,15 +638,51 @@ impl Redactor {
         Redactor { secrets }
     }
 
-    /// `msg` with every secret replaced by `***`.
+    /// `msg` with every secret replaced by `***`. Overlapping occurrences of different
+    /// secrets are masked as one span, so no fragment of either shows; passes repeat while a
+    /// secret is still visible (a secret that itself contains `***` can reappear around a
+    /// mask). Each pass shortens the text (secrets have >= 4 bytes), so this ends.
     pub fn redact(&self, msg: &str) -> String {
         let mut out = msg.to_string();
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "***");
+        loop {
+            let spans = self.secret_spans(&out);
+            if spans.is_empty() {
+                return out;
+            }
+            let mut masked = String::with_capacity(out.len());
+            let mut at = 0;
+            for (a, b) in spans {
+                masked.push_str(&out[at..a]);
+                masked.push_str("***");
+                at = b;
+            }
+            masked.push_str(&out[at..]);
+            out = masked;
+        }
+    }
+
+    /// Byte ranges of every occurrence of every secret in `text`, overlaps merged, sorted.
+    fn secret_spans(&self, text: &str) -> Vec<(usize, usize)> {
+        let mut spans: Vec<(usize, usize)> = self
+            .secrets
+            .iter()
+            .flat_map(|s| {
+                // every start, overlapping ones included ("aaaa" twice in "aaaaa")
+                (0..text.len())
+                    .filter(|&i| text.is_char_boundary(i) && text[i..].starts_with(s.as_str()))
+                    .map(|i| (i, i + s.len()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        spans.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+        for (a, b) in spans {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
             }
         }
-        out
+        merged
     }
 }
 
@@ -662,6 +698,18 @@ mod tests {
             PipelineConfig::default()
         );
         PipelineConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn overlapping_secrets_and_secrets_that_look_masked_leave_no_fragment() {
+        let r = Redactor {
+            secrets: vec!["abcd1234".into(), "1234wxyz".into(), "x***".into()],
+        };
+        assert_eq!(r.redact("key abcd1234wxyz end"), "key *** end");
+        // masking "x***" inside "xx***x" would rebuild it: masked again
+        let out = r.redact("xx***x");
+        assert!(!out.contains("x***"), "{out}");
+        assert_eq!(r.redact("nothing here"), "nothing here");
     }
 
     #[test]
