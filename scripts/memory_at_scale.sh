@@ -52,6 +52,7 @@ for k in $(seq -w 1 "$COPIES"); do ln "$one" "$big_in/part-$k.parquet"; done
 big=$(peak_mib "$big_in" "big")
 grep -h 'stars/s' "$WORK/small.log" "$WORK/big.log" | sed 's/^/  /'
 awk -v s="$small" -v b="$big" -v ns="$SMALL" -v nb="$((FILE_STARS * COPIES))" 'BEGIN {
+    if (!(s > 0 && b > 0)) { print "memory at scale: no peak RSS in a run summary"; exit 1 }
     r = b / s
     printf "memory at scale: peak RSS %.1f MiB at %d stars, %.1f MiB at %d stars: ratio %.2f (limit 1.5) %s\n",
         s, ns, b, nb, r, (r <= 1.5 ? "OK" : "TOO HIGH")
