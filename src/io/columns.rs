@@ -2,11 +2,11 @@
 //! summarise whole runs (`sedflow plot kiel`, `sedflow report`): memory is bounded by one
 //! batch of the projected columns, whatever the number of rows.
 
+use super::table::parquet_builder;
 use anyhow::{Context, Result};
 use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use std::path::Path;
 
@@ -82,9 +82,7 @@ pub fn for_each_batch(
     columns: &[&str],
     mut f: impl FnMut(&ColumnBatch) -> Result<()>,
 ) -> Result<()> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
+    let builder = parquet_builder(path)?;
     let idx: Vec<usize> = columns
         .iter()
         .map(|c| {
@@ -120,9 +118,7 @@ pub fn for_each_batch(
 
 /// The key-value metadata of a Parquet file's footer.
 pub fn key_value_metadata(path: &Path) -> Result<Vec<(String, String)>> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
+    let builder = parquet_builder(path)?;
     Ok(builder
         .metadata()
         .file_metadata()
@@ -137,8 +133,6 @@ pub fn key_value_metadata(path: &Path) -> Result<Vec<(String, String)>> {
 
 /// Rows of a Parquet file from its footer.
 pub fn row_count(path: &Path) -> Result<u64> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
+    let builder = parquet_builder(path)?;
     Ok(builder.metadata().file_metadata().num_rows() as u64)
 }

@@ -66,11 +66,15 @@ pub fn read_numeric(path: &Path) -> Result<(Vec<String>, HashMap<String, Vec<f64
     }
 }
 
-fn read_parquet_numeric(path: &Path) -> Result<(Vec<String>, HashMap<String, Vec<f64>>)> {
+/// A Parquet reader builder for a local file (its footer read), with errors that name it.
+pub fn parquet_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?
-        .build()?;
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .with_context(|| format!("{}: not a readable Parquet file", path.display()))
+}
+
+fn read_parquet_numeric(path: &Path) -> Result<(Vec<String>, HashMap<String, Vec<f64>>)> {
+    let reader = parquet_builder(path)?.build()?;
     let mut names = Vec::new();
     let mut cols: HashMap<String, Vec<f64>> = HashMap::new();
     for batch in reader {
@@ -133,10 +137,7 @@ fn read_csv_numeric(path: &Path) -> Result<(Vec<String>, HashMap<String, Vec<f64
 /// its own type, in file order.
 pub fn read_all_columns(path: &Path) -> Result<Vec<(String, ArrayRef)>> {
     let batches: Vec<RecordBatch> = if is_parquet(path) {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        ParquetRecordBatchReaderBuilder::try_new(file)
-            .with_context(|| format!("{}: not a readable Parquet file", path.display()))?
+        parquet_builder(path)?
             .build()?
             .collect::<Result<_, _>>()
             .with_context(|| format!("reading {}", path.display()))?
@@ -334,9 +335,7 @@ fn one_column(
     path: &Path,
     column: &str,
 ) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
+    let builder = parquet_builder(path)?;
     let idx = builder
         .schema()
         .index_of(column)
