@@ -7,9 +7,7 @@
 
 use crate::pipeline_util::*;
 use bytes::Bytes;
-use futures::TryStreamExt;
-use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -87,20 +85,10 @@ fn s3_files(s: &Arc<dyn ObjectStore>, prefix: &str) -> BTreeMap<String, Bytes> {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let metas: Vec<_> = s
-            .list(Some(&ObjPath::from(prefix)))
-            .try_collect()
-            .await
-            .unwrap();
-        let mut m = BTreeMap::new();
-        for meta in metas {
-            let b = s.get(&meta.location).await.unwrap().bytes().await.unwrap();
-            let key = meta.location.to_string();
-            m.insert(key[prefix.len() + 1..].to_string(), b);
-        }
-        m
-    })
+    objects(&rt, s, prefix)
+        .into_iter()
+        .map(|(key, b)| (key[prefix.len() + 1..].to_string(), b))
+        .collect()
 }
 
 /// The output is exactly the reference: same files (no staging leftovers), same bytes, each

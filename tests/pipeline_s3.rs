@@ -2,11 +2,8 @@
 //! read input, write output, resume, and no credential in anything the run produced.
 
 use crate::pipeline_util::*;
-use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -19,27 +16,6 @@ fn rt() -> tokio::runtime::Runtime {
 fn put(rt: &tokio::runtime::Runtime, s: &Arc<dyn ObjectStore>, key: &str, data: Vec<u8>) {
     rt.block_on(s.put(&ObjPath::from(key), PutPayload::from(data)))
         .unwrap();
-}
-
-/// Every object under a prefix: key -> bytes.
-fn objects(
-    rt: &tokio::runtime::Runtime,
-    s: &Arc<dyn ObjectStore>,
-    prefix: &str,
-) -> BTreeMap<String, Bytes> {
-    rt.block_on(async {
-        let metas: Vec<_> = s
-            .list(Some(&ObjPath::from(prefix)))
-            .try_collect()
-            .await
-            .unwrap();
-        let mut m = BTreeMap::new();
-        for meta in metas {
-            let b = s.get(&meta.location).await.unwrap().bytes().await.unwrap();
-            m.insert(meta.location.to_string(), b);
-        }
-        m
-    })
 }
 
 #[test]

@@ -17,7 +17,6 @@ use crate::fault_proxy::{Fault, FaultProxy, Op, Rule};
 use crate::pipeline_util::*;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -107,23 +106,13 @@ impl Bench {
 
     /// Every object under `results/<prefix>/`, read directly from moto: name -> content.
     fn outputs(&self, prefix: &str) -> BTreeMap<String, Content> {
-        self.rt.block_on(async {
-            let metas: Vec<_> = self
-                .output
-                .list(Some(&ObjPath::from(prefix)))
-                .try_collect()
-                .await
-                .unwrap();
-            let mut m = BTreeMap::new();
-            for meta in metas {
-                let key = meta.location.to_string();
+        objects(&self.rt, &self.output, prefix)
+            .into_iter()
+            .map(|(key, bytes)| {
                 let name = key.strip_prefix(&format!("{prefix}/")).unwrap().to_string();
-                let b = self.output.get(&meta.location).await.unwrap();
-                let bytes = b.bytes().await.unwrap();
-                m.insert(name.clone(), content(&name, bytes));
-            }
-            m
-        })
+                (name.clone(), content(&name, bytes))
+            })
+            .collect()
     }
 
     /// Multipart uploads started under `results/<prefix>/` and never completed nor aborted.

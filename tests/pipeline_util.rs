@@ -328,3 +328,30 @@ impl Moto {
         )
     }
 }
+
+/// Every object under an S3 prefix: key -> bytes.
+pub fn objects(
+    rt: &tokio::runtime::Runtime,
+    s: &Arc<dyn object_store::ObjectStore>,
+    prefix: &str,
+) -> BTreeMap<String, Bytes> {
+    use futures::TryStreamExt;
+    rt.block_on(async {
+        let metas: Vec<_> = s
+            .list(Some(&object_store::path::Path::from(prefix)))
+            .try_collect()
+            .await
+            .unwrap();
+        let mut m = BTreeMap::new();
+        for meta in metas {
+            let b = object_store::ObjectStoreExt::get(s.as_ref(), &meta.location)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            m.insert(meta.location.to_string(), b);
+        }
+        m
+    })
+}
