@@ -69,12 +69,8 @@ pub fn derived_summary(
     draw(th, w, seed, work);
     let mut physical = [[f32::NAN; 3]; 4];
     if !work.kept.is_empty() {
-        physical[1] = quantiles_of(
-            work,
-            |fm, t| 10f64.powf(fm.log_mass(t.teff, t.logg, t.mh)),
-            fm,
-        );
-        physical[0] = quantiles_of(work, |fm, t| fm.radius_rsun(t.teff, t.logg, t.mh), fm);
+        physical[1] = quantiles_of(work, |t| 10f64.powf(fm.log_mass(t.teff, t.logg, t.mh)));
+        physical[0] = quantiles_of(work, |t| fm.radius_rsun(t.teff, t.logg, t.mh));
         // the radii are still in work.vals: L from them, without another mass lookup
         for (v, t) in work.vals.iter_mut().zip(&work.kept) {
             *v = luminosity_lsun(*v, t.teff);
@@ -116,13 +112,9 @@ fn draw(th: &[Theta], w: &[f64], seed: u64, work: &mut DerivedWork) {
 }
 
 /// Weighted quantiles of `f` over the kept samples.
-fn quantiles_of(
-    work: &mut DerivedWork,
-    f: impl Fn(&ForwardModel, &Theta) -> f64,
-    fm: &ForwardModel,
-) -> [f32; 3] {
+fn quantiles_of(work: &mut DerivedWork, f: impl Fn(&Theta) -> f64) -> [f32; 3] {
     work.vals.clear();
-    work.vals.extend(work.kept.iter().map(|t| f(fm, t)));
+    work.vals.extend(work.kept.iter().map(f));
     weighted(work)
 }
 
