@@ -646,6 +646,99 @@ impl ForwardModel {
         }
     }
 
+    /// The two parts of the magnitudes that the closed-form (distance, extinction)
+    /// conditional needs, in one pass over the tables: the absolute magnitudes M_b (10 pc,
+    /// no extinction, calibration included) into `abs`, and the band extinction A_b at
+    /// A_V = t.av (calibration's extinction scale included) into `ext`, so that
+    /// m_b = M_b + mu + A_b. t.distance is ignored.
+    #[inline(always)]
+    fn eval_split<const FMA: bool>(
+        &self,
+        t: &Theta,
+        lt: f64,
+        bands: &[usize],
+        (abs, ext): (&mut [f32], &mut [f32]),
+        sc: &mut Scratch,
+    ) {
+        let nbp = self.surface.stride;
+        let (s3, se) = self.stencils(lt, t.logg, t.mh);
+        self.surface
+            .interpolate_row::<FMA>(&s3, &mut sc.surf[..nbp]);
+        if t.av > 0.0 {
+            self.extinction_all::<FMA>(&se, t.av, t.rv, sc);
+            for (a, &f) in sc.ext[..nbp].iter_mut().zip(&self.ext_factor) {
+                *a *= f;
+            }
+        } else {
+            sc.ext[..nbp].fill(0.0);
+        }
+        if let Some(cal) = &self.calibration {
+            let phi = &mut sc.phi[..self.cal_rows.len()];
+            cal.terms_into(lt, t.logg, t.mh, phi);
+            let corr = &mut sc.corr[..nbp];
+            weighted_row_sum::<FMA>(&self.cal_coef, &self.cal_rows, phi, corr);
+            for (m, &c) in sc.surf[..nbp].iter_mut().zip(corr.iter()) {
+                *m += c;
+            }
+        }
+        let log_m = self.pop.trilinear(&self.pop.log_mass, lt, t.logg, t.mh) as f64;
+        let log_r_cm = 0.5 * (self.log10_gm + log_m - t.logg);
+        let abs_mod = (5.0 * (1.0 + self.log10_pc_cm - log_r_cm)) as f32;
+        for ((o, e), &b) in abs.iter_mut().zip(ext.iter_mut()).zip(bands) {
+            *o = sc.surf[self.lane_of[b]] + abs_mod;
+            *e = sc.ext[self.lane_of[b]];
+        }
+    }
+
+    /// [`Self::eval_split`] for many thetas on the current thread: `abs` and `ext` are
+    /// row-major [thetas.len()][bands.len()]; NaN rows where theta (its distance aside) is
+    /// invalid or outside the support.
+    pub fn split_many(&self, thetas: &[Theta], bands: &[usize], abs: &mut [f32], ext: &mut [f32]) {
+        assert_eq!(abs.len(), thetas.len() * bands.len());
+        assert_eq!(ext.len(), abs.len());
+        #[cfg(target_arch = "x86_64")]
+        {
+            if has_avx2_fma() {
+                // SAFETY: the CPU supports avx2 and fma (checked at run time).
+                unsafe { self.split_avx2(thetas, bands, abs, ext) };
+                return;
+            }
+        }
+        self.split_generic::<false>(thetas, bands, abs, ext);
+    }
+
+    #[inline(always)]
+    fn split_generic<const FMA: bool>(
+        &self,
+        thetas: &[Theta],
+        bands: &[usize],
+        abs: &mut [f32],
+        ext: &mut [f32],
+    ) {
+        let nb = bands.len().max(1);
+        let mut sc = Scratch::new();
+        let rows = abs.chunks_mut(nb).zip(ext.chunks_mut(nb));
+        for (t, (a, e)) in thetas.iter().zip(rows) {
+            let lt = t.teff.log10();
+            let at_10pc = Theta { distance: 10.0, ..*t };
+            match self.check_theta(&at_10pc) {
+                Ok(()) if self.in_support_unchecked(lt, t.logg, t.mh) => {
+                    self.eval_split::<FMA>(t, lt, bands, (a, e), &mut sc)
+                }
+                _ => {
+                    a.fill(f32::NAN);
+                    e.fill(f32::NAN);
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn split_avx2(&self, thetas: &[Theta], bands: &[usize], abs: &mut [f32], ext: &mut [f32]) {
+        self.split_generic::<true>(thetas, bands, abs, ext)
+    }
+
     /// Stencils at (log10 Teff, log g, [M/H]): cubic on every axis, and cubic in Teff with
     /// linear in log g and [M/H]; one index search per axis (a table lookup for Teff).
     #[inline(always)]

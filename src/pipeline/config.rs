@@ -55,6 +55,9 @@ pub struct InferenceConfig {
     /// Share of each adaptive round drawn from the flow (0: the flow only seeds the mode
     /// search and is not part of the estimator).
     pub flow_share: f64,
+    /// Adaptive sampling: distance and extinction drawn from their closed-form conditional
+    /// given the intrinsic parameters (false: Student-t components over all six).
+    pub closed_form: bool,
     /// Where the neural posterior runs: `cpu` (default), `cuda` or `cuda:N` (GPU builds).
     pub device: String,
 }
@@ -73,6 +76,7 @@ impl Default for InferenceConfig {
             target_n_eff: d.target_n_eff,
             defensive_fraction: d.defensive_fraction,
             flow_share: d.flow_share,
+            closed_form: d.closed_form,
             device: "cpu".to_string(),
         }
     }
@@ -92,6 +96,7 @@ impl InferenceConfig {
             target_n_eff: self.target_n_eff,
             defensive_fraction: self.defensive_fraction,
             flow_share: self.flow_share,
+            closed_form: self.closed_form,
             // resolved against the model's bands by the pipeline
             predict_bands: Vec::new(),
         }

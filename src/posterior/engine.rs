@@ -22,7 +22,8 @@ use super::coords::s_of;
 use super::derived::{derived_summary, DerivedWork};
 use super::estimator::normalise;
 use super::mcmc::{McmcConfig, McmcResult};
-use super::mixture::{MixtureSampler, MixtureWork, Pilot};
+use super::conditional::ExtrinsicPrior;
+use super::mixture::{ClosedForm, MixtureSampler, MixtureWork, Pilot};
 use super::modes::{
     find_mode, gravity_profile_starts, select_starts, temperature_profile_starts, Mode, ModeScratch,
 };
@@ -182,6 +183,9 @@ impl<P: Proposal> PosteriorEngine<P> {
                 settings,
                 seed,
                 clock: &self.clock,
+                closed_form: settings
+                    .closed_form
+                    .then(|| closed_form(&target, &modes)),
             };
             n_drawn = sampler.run(&pilot, &modes, &mut w.mixture);
             thetas = &w.mixture.samples.theta[..];
@@ -268,6 +272,19 @@ impl<P: Proposal> PosteriorEngine<P> {
         modes.retain(|m| m.log_mass() >= heaviest + MIN_MODE_MASS.ln());
         modes.sort_by(|a, b| b.log_mass().total_cmp(&a.log_mass()));
         modes
+    }
+}
+
+/// The star's closed-form conditional: its regulariser, and the heaviest mode's A_V as the
+/// reference extinction of the chord slopes (the regulariser's mean without a mode).
+fn closed_form(target: &StarTarget, modes: &[Mode]) -> ClosedForm {
+    /// Smallest reference extinction: the chord is then the slope at A_V = 0.
+    const MIN_A_REF: f64 = 0.05;
+    let reg = ExtrinsicPrior::for_star(&target.prior);
+    let a = modes.first().map_or(reg.av.0, |m| m.v[3]);
+    ClosedForm {
+        reg,
+        a_ref: a.clamp(MIN_A_REF, reg.av_max),
     }
 }
 

@@ -19,8 +19,10 @@
 //! Components that stop drawing stay in the mixture with the samples they drew.
 
 use super::clock::{Stage, StageClock};
-use super::coords::{log_ds_dtheta, s_of, DIM};
+use super::conditional::{split_theta, y_of_s, Conditional, ExtrinsicPrior, AV, LOG_D};
+use super::coords::{log_ds_dtheta, s_of, theta_of_s, DIM};
 use super::estimator::{normalise, normalise_weights, MixtureLog, Weights};
+use super::intrinsic::IntrinsicT;
 use super::modes::{local_covariance, Mode, ModeScratch};
 use super::proposal::Proposal;
 use super::psis::pareto_k_hat;
@@ -71,6 +73,18 @@ enum Component {
     Prior,
     /// A Student-t in s.
     T(StudentT),
+    /// A Student-t in the intrinsic coordinates y, with distance and extinction from their
+    /// closed-form conditional (`conditional`).
+    Cond(IntrinsicT),
+}
+
+/// The closed-form distance-extinction conditional of one star.
+#[derive(Clone, Copy, Debug)]
+pub struct ClosedForm {
+    /// Regulariser of (A_V, log10 d).
+    pub reg: ExtrinsicPrior,
+    /// Reference extinction of the chord slopes k_b = A_b(a_ref) / a_ref.
+    pub a_ref: f64,
 }
 
 /// The estimator's samples of one star and their densities. Densities are kept as
@@ -86,6 +100,9 @@ pub struct Samples {
     log_lik: Vec<f64>,
     log_jac: Vec<f64>,
     log_target: Vec<f64>,
+    /// The conditional's log density of each sample's (A_V, log10 d) given its y (NaN
+    /// until computed; only with the closed form).
+    log_cond: Vec<f64>,
     mix: MixtureLog,
     comps: Vec<Component>,
 }
@@ -98,6 +115,7 @@ impl Samples {
         self.log_lik.clear();
         self.log_jac.clear();
         self.log_target.clear();
+        self.log_cond.clear();
         self.mix.clear();
         self.comps.clear();
     }
@@ -132,6 +150,12 @@ pub struct MixtureWork {
     dens: Vec<f64>,
     draws: (Vec<Theta>, Vec<f64>),
     modes: ModeScratch,
+    /// Closed form: the y of a round's draws, their split magnitudes, and which samples
+    /// they become.
+    split_at: Vec<Theta>,
+    split_abs: Vec<f32>,
+    split_ext: Vec<f32>,
+    split_idx: Vec<usize>,
 }
 
 /// The flow's pilot samples of a star.
@@ -164,6 +188,8 @@ pub struct MixtureSampler<'a, P: Proposal> {
     pub seed: u64,
     /// Timing.
     pub clock: &'a StageClock,
+    /// Distance and extinction in closed form (components in y); None: t components in s.
+    pub closed_form: Option<ClosedForm>,
 }
 
 /// What one round draws.
@@ -230,13 +256,13 @@ impl<P: Proposal> MixtureSampler<'_, P> {
     ) -> Vec<(usize, f64)> {
         let mut modal = Vec::new();
         for m in modes {
-            if let Some(t) = StudentT::new(m.v, &m.cov, NU) {
-                modal.push((self.add_component(Component::T(t), w), m.log_mass()));
+            if let Some(c) = self.component_at(&m.v, &m.cov) {
+                modal.push((self.add_component(c, w), m.log_mass()));
             }
         }
         if modal.is_empty() {
-            if let Some(t) = fallback_t(pilot) {
-                modal.push((self.add_component(Component::T(t), w), 0.0));
+            if let Some(c) = fallback_t(pilot).and_then(|t| self.component_at(&t.mean, &t.scale())) {
+                modal.push((self.add_component(c, w), 0.0));
             }
         }
         let best = modal.iter().map(|a| a.1).fold(f64::NEG_INFINITY, f64::max);
@@ -249,6 +275,15 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         }
         normalise_shares(&mut modal);
         modal
+    }
+
+    /// The component at a point of s with a scale matrix in s: a t in s, or with the
+    /// closed form its marginal over y.
+    fn component_at(&self, v: &[f64; D], scale: &[[f64; D]; D]) -> Option<Component> {
+        match self.closed_form {
+            Some(_) => IntrinsicT::from_s_block(v, scale, NU).map(Component::Cond),
+            None => StudentT::new(*v, scale, NU).map(Component::T),
+        }
     }
 
     /// Draw a round, evaluate it, and update the weights; returns the samples drawn.
@@ -273,6 +308,7 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         s.s.extend_from_slice(p.s);
         s.log_prior.extend_from_slice(p.log_prior);
         s.log_lik.extend_from_slice(p.log_lik);
+        s.log_cond.resize(s.theta.len(), f64::NAN);
         s.extend_targets(0);
         let c = s.mix.add_component(&[]);
         w.dens.clear();
@@ -285,6 +321,9 @@ impl<P: Proposal> MixtureSampler<'_, P> {
 
     /// Add a component, with its density at every existing sample; returns its index.
     fn add_component(&self, comp: Component, w: &mut MixtureWork) -> usize {
+        if matches!(comp, Component::Cond(_)) {
+            self.complete_log_cond(0, w);
+        }
         let s = &mut w.samples;
         w.dens.clear();
         self.density(&comp, 0..s.len(), s, &mut w.dens);
@@ -310,6 +349,85 @@ impl<P: Proposal> MixtureSampler<'_, P> {
             }
             Component::Prior => out.extend(s.log_prior[range].iter().zip(jac).map(|(p, j)| p - j)),
             Component::T(t) => t.log_pdf_folded_many(&s.s[range], out),
+            Component::Cond(t) => out.extend(
+                s.s[range.clone()]
+                    .iter()
+                    .zip(&s.log_cond[range])
+                    .map(|(v, &lc)| t.log_pdf(&y_of_s(v)) + lc),
+            ),
+        }
+    }
+
+    /// The conditional's log density at every sample from `from` on that lacks it (those
+    /// drawn by other components), in one batch through the forward model.
+    fn complete_log_cond(&self, from: usize, w: &mut MixtureWork) {
+        let Some(cf) = self.closed_form else { return };
+        let s = &w.samples;
+        w.split_idx.clear();
+        w.split_idx
+            .extend((from..s.len()).filter(|&i| s.log_cond[i].is_nan()));
+        if w.split_idx.is_empty() {
+            return;
+        }
+        w.split_at.clear();
+        w.split_at
+            .extend(w.split_idx.iter().map(|&i| split_theta(&y_of_s(&s.s[i]), cf.a_ref)));
+        self.split(w);
+        let nb = self.target.prep.bands.len();
+        for (k, &i) in w.split_idx.iter().enumerate() {
+            let rows = (
+                &w.split_abs[k * nb..(k + 1) * nb],
+                &w.split_ext[k * nb..(k + 1) * nb],
+            );
+            let v = w.samples.s[i];
+            w.samples.log_cond[i] = Conditional::new(self.target.prep, rows, cf.a_ref, &cf.reg)
+                .map_or(f64::NEG_INFINITY, |c| c.log_pdf(v[AV], v[LOG_D]));
+        }
+    }
+
+    /// Absolute magnitudes and reference extinctions of `w.split_at` into `w.split_abs` /
+    /// `w.split_ext`.
+    fn split(&self, w: &mut MixtureWork) {
+        let bands = &self.target.prep.bands;
+        let n = w.split_at.len() * bands.len();
+        w.split_abs.resize(n, 0.0);
+        w.split_ext.resize(n, 0.0);
+        self.target
+            .fm
+            .split_many(&w.split_at, bands, &mut w.split_abs, &mut w.split_ext);
+    }
+
+    /// Draw `k` samples from a t in y and the conditional: y from the t, then (A_V, log10 d)
+    /// given y. A y outside the model gets a sample of zero target density.
+    fn draw_closed_form(&self, t: &IntrinsicT, k: usize, rng: &mut Rng, w: &mut MixtureWork) {
+        let Some(cf) = self.closed_form else { return };
+        w.split_at.clear();
+        w.split_at
+            .extend((0..k).map(|_| split_theta(&t.sample(rng), cf.a_ref)));
+        self.split(w);
+        let nb = self.target.prep.bands.len();
+        for j in 0..k {
+            let rows = (
+                &w.split_abs[j * nb..(j + 1) * nb],
+                &w.split_ext[j * nb..(j + 1) * nb],
+            );
+            let at = w.split_at[j];
+            let mut v = s_of(&at);
+            let cond = Conditional::new(self.target.prep, rows, cf.a_ref, &cf.reg);
+            let lc = match cond {
+                Some(c) => {
+                    (v[AV], v[LOG_D]) = c.sample(rng);
+                    c.log_pdf(v[AV], v[LOG_D])
+                }
+                None => {
+                    (v[AV], v[LOG_D]) = (0.0, cf.reg.log_d.0);
+                    f64::NEG_INFINITY
+                }
+            };
+            let s = &mut w.samples;
+            s.theta.push(theta_of_s(&v));
+            s.s.push(v);
+            s.log_cond.push(lc);
         }
     }
 
@@ -338,6 +456,7 @@ impl<P: Proposal> MixtureSampler<'_, P> {
             let t = self.prior().sample(rng);
             s.s.push(s_of(&t));
             s.theta.push(t);
+            s.log_cond.push(f64::NAN);
         }
         w.drawn[plan.defensive] += n_def;
         if let (Some(c), true) = (plan.flow, n_flow > 0) {
@@ -350,17 +469,23 @@ impl<P: Proposal> MixtureSampler<'_, P> {
             self.proposal.sample(cond, star, n_flow, &[seed], th, lq);
             s.s.extend(th.iter().map(s_of));
             s.theta.extend_from_slice(th);
+            s.log_cond.resize(s.theta.len(), f64::NAN);
             w.drawn[c] += n_flow;
         }
         let counts = split_counts(m - n_def - n_flow, plan.active);
         for (&(c, _), &k) in plan.active.iter().zip(&counts) {
-            let Component::T(t) = &s.comps[c] else {
-                unreachable!("only t components draw")
-            };
-            for _ in 0..k {
-                let (th, v, _) = t.sample_theta(rng);
-                s.theta.push(th);
-                s.s.push(v);
+            match w.samples.comps[c].clone() {
+                Component::T(t) => {
+                    let s = &mut w.samples;
+                    for _ in 0..k {
+                        let (th, v, _) = t.sample_theta(rng);
+                        s.theta.push(th);
+                        s.s.push(v);
+                        s.log_cond.push(f64::NAN);
+                    }
+                }
+                Component::Cond(t) => self.draw_closed_form(&t, k, rng, w),
+                Component::Flow | Component::Prior => unreachable!("only t components draw"),
             }
             w.drawn[c] += k;
         }
@@ -368,6 +493,9 @@ impl<P: Proposal> MixtureSampler<'_, P> {
 
     /// Targets of the samples from `from` on, and every component's density there.
     fn extend_densities(&self, from: usize, w: &mut MixtureWork) {
+        if w.samples.comps.iter().any(|c| matches!(c, Component::Cond(_))) {
+            self.complete_log_cond(from, w);
+        }
         let s = &mut w.samples;
         self.target.eval_many(
             &s.theta[from..],
@@ -398,7 +526,8 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         // every t component that drew keeps drawing by the mass it carries ...
         let all_t: Vec<(usize, f64)> = (0..w.samples.comps.len())
             .filter(|&c| {
-                matches!(w.samples.comps[c], Component::T(_)) && w.samples.mix.counts[c] > 0
+                matches!(w.samples.comps[c], Component::T(_) | Component::Cond(_))
+                    && w.samples.mix.counts[c] > 0
             })
             .map(|c| (c, 1.0))
             .collect();
@@ -427,14 +556,18 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         for (j, &(c, _)) in active.iter().enumerate() {
             let omega = |i: usize| resp[i * k + j];
             let mass: f64 = (0..w.samples.len()).map(omega).sum();
-            let Component::T(old) = &w.samples.comps[c] else {
-                unreachable!("only t components draw")
+            let moments = weighted_moments(&w.samples.s, omega).filter(|m| m.2 >= MIN_REFIT_NEFF);
+            let refitted = match (&w.samples.comps[c], moments) {
+                (Component::T(old), Some((mean, cov, neff))) => {
+                    refit_t(old, mean, &cov, neff).map(Component::T)
+                }
+                (Component::Cond(old), Some((mean, cov, neff))) => {
+                    refit_intrinsic(old, &mean, &cov, neff).map(Component::Cond)
+                }
+                _ => None,
             };
-            let refitted = weighted_moments(&w.samples.s, omega)
-                .filter(|m| m.2 >= MIN_REFIT_NEFF)
-                .and_then(|(mean, cov, neff)| refit_t(old, mean, &cov, neff));
             match refitted {
-                Some(t) => next.push((self.add_component(Component::T(t), w), mass)),
+                Some(comp) => next.push((self.add_component(comp, w), mass)),
                 None => next.push((c, mass)),
             }
         }
@@ -460,8 +593,8 @@ impl<P: Proposal> MixtureSampler<'_, P> {
             .max_by(|a, b| a.1.total_cmp(b.1))?;
         let s = w.samples.s[i];
         let cov = local_covariance(&self.target, &s, &mut w.modes)?;
-        let t = StudentT::new(s, &cov, NU)?;
-        Some(self.add_component(Component::T(t), w))
+        let comp = self.component_at(&s, &cov)?;
+        Some(self.add_component(comp, w))
     }
 }
 
@@ -561,6 +694,27 @@ fn refit_t(old: &StudentT, mean: [f64; D], cov: &[[f64; D]; D], neff: f64) -> Op
         })
     });
     StudentT::new(mean, &scale, old.nu)
+}
+
+/// A t in y refitted to weighted moments in s (their intrinsic block), as [`refit_t`].
+fn refit_intrinsic(
+    old: &IntrinsicT,
+    mean: &[f64; D],
+    cov: &[[f64; D]; D],
+    neff: f64,
+) -> Option<IntrinsicT> {
+    use super::conditional::{INTRINSIC, NY};
+    let old_scale = old.scale();
+    let old_cov = old.nu / (old.nu - 2.0);
+    let to_scale = (old.nu - 2.0) / old.nu * REFIT_INFLATE;
+    let scale: [[f64; NY]; NY] = std::array::from_fn(|a| {
+        std::array::from_fn(|b| {
+            let prior = old_scale[a][b] * old_cov;
+            let c = cov[INTRINSIC[a]][INTRINSIC[b]];
+            to_scale * (neff * c + REFIT_PRIOR_N * prior) / (neff + REFIT_PRIOR_N)
+        })
+    });
+    IntrinsicT::new(y_of_s(mean), &scale, old.nu)
 }
 
 /// A t fitted to the pilot samples when no mode was found: their importance-weighted

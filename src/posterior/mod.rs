@@ -27,10 +27,12 @@
 pub mod chains;
 pub mod clock;
 pub mod compare;
+pub mod conditional;
 pub mod coords;
 pub mod derived;
 pub mod engine;
 pub mod estimator;
+pub mod intrinsic;
 pub mod mcmc;
 pub mod mixture;
 pub mod modes;
@@ -237,6 +239,10 @@ pub struct InferSettings {
     /// of the mixture: its pilot samples are weighted with the rest and its density is
     /// evaluated at every sample. 0: the pilot only seeds the mode search.
     pub flow_share: f64,
+    /// Adaptive sampling: distance and extinction from their closed-form conditional
+    /// given the intrinsic parameters (`conditional`), the mixture's components over the
+    /// intrinsic parameters only. false: Student-t components over all six.
+    pub closed_form: bool,
     /// Band ids whose predicted magnitudes are summarised per star (`[output]
     /// predict_bands`; they need not be observed).
     pub predict_bands: Vec<usize>,
@@ -255,6 +261,7 @@ impl Default for InferSettings {
             target_n_eff: 150.0,
             defensive_fraction: 0.05,
             flow_share: 0.0,
+            closed_form: true,
             predict_bands: Vec::new(),
         }
     }

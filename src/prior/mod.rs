@@ -111,6 +111,35 @@ pub struct Prior {
     av_comps: Vec<(f64, f64)>,
     rv_log_norm: f64,
     dist_log_norm: f64,
+    extrinsic: ExtrinsicMoments,
+}
+
+/// Mean and standard deviation of the population prior's A_V [mag] and log10 d [dex]
+/// (the closed-form distance-extinction conditional's regulariser).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ExtrinsicMoments {
+    /// A_V mean and standard deviation.
+    pub av: (f64, f64),
+    /// log10 d mean and standard deviation.
+    pub log_d: (f64, f64),
+}
+
+/// Mean and standard deviation of a density given by its log on [lo, hi] (midpoint rule).
+fn moments_of(log_p: impl Fn(f64) -> f64, lo: f64, hi: f64) -> (f64, f64) {
+    const STEPS: usize = 20_000;
+    let h = (hi - lo) / STEPS as f64;
+    let (mut s0, mut s1, mut s2) = (0.0, 0.0, 0.0);
+    for i in 0..STEPS {
+        let x = lo + (i as f64 + 0.5) * h;
+        let p = log_p(x).exp();
+        if p.is_finite() {
+            s0 += p;
+            s1 += p * x;
+            s2 += p * x * x;
+        }
+    }
+    let mean = s1 / s0;
+    (mean, (s2 / s0 - mean * mean).max(0.0).sqrt())
 }
 
 fn gamma3_lower(x: f64) -> f64 {
@@ -183,7 +212,7 @@ impl Prior {
         let dmass =
             gamma3_lower(config.distance_max_pc / l) - gamma3_lower(config.distance_min_pc / l);
         let dist_log_norm = -(l.powi(3) * dmass).ln();
-        Prior {
+        let mut prior = Prior {
             config,
             axes,
             node_density,
@@ -195,7 +224,33 @@ impl Prior {
             av_comps,
             rv_log_norm,
             dist_log_norm,
+            extrinsic: ExtrinsicMoments {
+                av: (0.0, 1.0),
+                log_d: (0.0, 1.0),
+            },
+        };
+        prior.extrinsic = prior.compute_extrinsic_moments();
+        prior
+    }
+
+    fn compute_extrinsic_moments(&self) -> ExtrinsicMoments {
+        let c = &self.config;
+        let (lo, hi) = (c.distance_min_pc.log10(), c.distance_max_pc.log10());
+        // p(log10 d) = p(d) d ln 10
+        let log_d = moments_of(
+            |l| self.log_prob_distance(10f64.powf(l)) + l * LN_10 + LN_10.ln(),
+            lo,
+            hi,
+        );
+        ExtrinsicMoments {
+            av: moments_of(|a| self.log_prob_av(a), 0.0, c.av_max),
+            log_d,
         }
+    }
+
+    /// Mean and standard deviation of the population's A_V and log10 d.
+    pub fn extrinsic_moments(&self) -> ExtrinsicMoments {
+        self.extrinsic
     }
 
     /// The default prior on the embedded forward model (built once).

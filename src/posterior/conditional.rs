@@ -1,0 +1,482 @@
+//! Distance and extinction in closed form (part of step 3, infer): given the intrinsic
+//! parameters y = (log10 Teff, log g, [M/H], R_V), the magnitudes are linear in the
+//! distance modulus and nearly linear in A_V,
+//!
+//!   m_b = M_b(y) + 5 log10 d - 5 + A_V k_b(y),
+//!
+//! so the photometric likelihood in z = (A_V, log10 d) is close to a 2-D Gaussian, and
+//! weighted least squares gives it exactly for the linearised model (brutus fits distance
+//! and extinction at each grid point the same way). The parallax (linearised in log10 d
+//! by two Gauss-Newton steps) and a broad Gaussian regulariser ([`ExtrinsicPrior`]: the
+//! prior's first two moments, or the star's 3-D dust-map value) are folded in, so that z
+//! stays proper when the photometry does not determine it (one band, no parallax).
+//!
+//! [`Conditional`] is that Gaussian, truncated to 0 <= A_V <= A_V,max: a proposal for z
+//! given y with an exact, normalised density. Importance weights against the exact target
+//! correct what the linear model leaves out (the curvature of A_b in A_V, the parallax's
+//! nonlinearity, the true distance and A_V priors). [`linear_marginal`] is the closed-form
+//! Gaussian integral of the linearised likelihood times the regulariser over z: the
+//! marginal likelihood of y.
+//!
+//! k_b is the chord A_b(a_ref) / a_ref at a per-star reference extinction (exact at 0 and
+//! at a_ref), so that one pass over the forward model's tables gives M_b and k_b
+//! (`ForwardModel::split_many`).
+
+use crate::likelihood::PreparedStar;
+use crate::physics::Theta;
+use crate::prior::reddening::{AvPrior, ReddeningKind};
+use crate::prior::StarPrior;
+use crate::util::rng::Rng;
+use crate::util::special::{norm_cdf, norm_ppf};
+use std::f64::consts::{LN_10, PI};
+
+/// Indices in s (`coords::s_of`) of the intrinsic coordinates y.
+pub const INTRINSIC: [usize; 4] = [0, 1, 2, 4];
+/// Index of A_V in s.
+pub const AV: usize = 3;
+/// Index of log10 d in s.
+pub const LOG_D: usize = 5;
+/// Dimension of y.
+pub const NY: usize = 4;
+
+/// The conditional mean of A_V is kept within this many of its standard deviations of the
+/// allowed range [0, A_V,max], so that the truncated normal keeps at least Phi(-3) of its
+/// mass (a deterministic function of y, hence still an exact proposal).
+const MEAN_CLAMP_SD: f64 = 3.0;
+/// Gauss-Newton steps of the parallax's linearisation.
+const PARALLAX_STEPS: usize = 2;
+
+/// A broad Gaussian on z = (A_V, log10 d) that keeps the conditional proper where the data
+/// leave z undetermined (the prior's mean and standard deviation per coordinate).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ExtrinsicPrior {
+    /// Mean and standard deviation of A_V [mag].
+    pub av: (f64, f64),
+    /// Mean and standard deviation of log10 d [dex].
+    pub log_d: (f64, f64),
+    /// Largest A_V of the prior [mag].
+    pub av_max: f64,
+    /// Support of log10 d.
+    pub log_d_range: (f64, f64),
+}
+
+impl ExtrinsicPrior {
+    /// The regulariser of a star: the population's moments, with a 3-D map's A_V
+    /// measurement in place of the A_V moments when the star has one.
+    pub fn for_star(prior: &StarPrior) -> ExtrinsicPrior {
+        let m = prior.base.extrinsic_moments();
+        let cfg = &prior.base.config;
+        let av = match prior.av {
+            AvPrior::Map {
+                kind: ReddeningKind::AtDistance,
+                centre,
+                sigma,
+                ..
+            } if sigma < m.av.1 => (centre, sigma),
+            _ => m.av,
+        };
+        ExtrinsicPrior {
+            av,
+            log_d: m.log_d,
+            av_max: cfg.av_max,
+            log_d_range: (cfg.distance_min_pc.log10(), cfg.distance_max_pc.log10()),
+        }
+    }
+
+    /// Normal equations of the regulariser alone (precision, precision x mean).
+    fn normal_equations(&self) -> ([[f64; 2]; 2], [f64; 2]) {
+        let pa = 1.0 / (self.av.1 * self.av.1);
+        let pd = 1.0 / (self.log_d.1 * self.log_d.1);
+        ([[pa, 0.0], [0.0, pd]], [pa * self.av.0, pd * self.log_d.0])
+    }
+}
+
+/// The linearised photometry of one y: rows x_b = (k_b, 5), targets m_obs - M_b + 5 and
+/// weights 1 / sigma_b^2, accumulated into normal equations.
+#[derive(Clone, Copy, Debug)]
+struct Normal {
+    h: [[f64; 2]; 2],
+    g: [f64; 2],
+    /// sum of w t^2 (for the marginal likelihood).
+    tt: f64,
+}
+
+impl Normal {
+    fn photometry(prep: &PreparedStar, abs: &[f32], ext: &[f32], a_ref: f64) -> Option<Normal> {
+        let mut n = Normal {
+            h: [[0.0; 2]; 2],
+            g: [0.0; 2],
+            tt: 0.0,
+        };
+        for (((&m, &iv), &a), &e) in prep.mags.iter().zip(&prep.inv_var).zip(abs).zip(ext) {
+            let (k, t, w) = (e as f64 / a_ref, m as f64 - a as f64 + 5.0, iv as f64);
+            if !(k.is_finite() && t.is_finite()) {
+                return None;
+            }
+            n.add_row([k, 5.0], t, w);
+        }
+        Some(n)
+    }
+
+    fn add_row(&mut self, x: [f64; 2], t: f64, w: f64) {
+        for a in 0..2 {
+            self.g[a] += w * x[a] * t;
+            for b in 0..2 {
+                self.h[a][b] += w * x[a] * x[b];
+            }
+        }
+        self.tt += w * t * t;
+    }
+
+    fn add_prior(&mut self, reg: &ExtrinsicPrior) {
+        let (h, g) = reg.normal_equations();
+        for a in 0..2 {
+            self.g[a] += g[a];
+            for b in 0..2 {
+                self.h[a][b] += h[a][b];
+            }
+        }
+        self.tt += g[0] * reg.av.0 + g[1] * reg.log_d.0;
+    }
+
+    /// The parallax as a row linearised at log10 d = `at`: plx = 1000 10^-l.
+    fn add_parallax(&mut self, (plx, iv): (f64, f64), at: f64) {
+        let p0 = 1000.0 * 10f64.powf(-at);
+        let slope = -p0 * LN_10;
+        self.add_row([0.0, slope], plx - p0 + slope * at, iv);
+    }
+
+    fn solve(&self) -> Option<([f64; 2], [[f64; 2]; 2], f64)> {
+        let h = &self.h;
+        let det = h[0][0] * h[1][1] - h[0][1] * h[1][0];
+        if !(det > 0.0 && h[0][0] > 0.0) || !det.is_finite() {
+            return None;
+        }
+        let cov = [
+            [h[1][1] / det, -h[0][1] / det],
+            [-h[1][0] / det, h[0][0] / det],
+        ];
+        let mean = [
+            cov[0][0] * self.g[0] + cov[0][1] * self.g[1],
+            cov[1][0] * self.g[0] + cov[1][1] * self.g[1],
+        ];
+        Some((mean, cov, det))
+    }
+}
+
+/// The photometry, parallax and regulariser of a star, linearised at y; the parallax
+/// row is relinearised at the solution PARALLAX_STEPS times.
+fn normal_at(
+    prep: &PreparedStar,
+    (abs, ext): (&[f32], &[f32]),
+    a_ref: f64,
+    reg: &ExtrinsicPrior,
+) -> Option<Normal> {
+    let mut base = Normal::photometry(prep, abs, ext, a_ref)?;
+    base.add_prior(reg);
+    let Some(plx) = prep.parallax else {
+        return Some(base);
+    };
+    let mut at = base.solve()?.0[1];
+    let mut n = base;
+    for _ in 0..PARALLAX_STEPS {
+        at = at.clamp(reg.log_d_range.0, reg.log_d_range.1);
+        n = base;
+        n.add_parallax(plx, at);
+        at = n.solve()?.0[1];
+    }
+    Some(n)
+}
+
+/// The Gaussian of z given y, truncated to 0 <= A_V <= A_V,max: A_V from its truncated
+/// marginal, then log10 d from its Gaussian conditional on A_V.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conditional {
+    /// Untruncated mean of z = (A_V, log10 d).
+    pub mean: [f64; 2],
+    /// Its covariance.
+    pub cov: [[f64; 2]; 2],
+    /// The truncated marginal's location (the mean, clamped near the allowed range).
+    av_loc: f64,
+    av_sd: f64,
+    /// Phi at the range's ends, standardised at `av_loc`.
+    cdf_lo: f64,
+    cdf_hi: f64,
+    av_max: f64,
+    /// d log10 d / d A_V along the regression line, and the residual standard deviation.
+    slope: f64,
+    log_d_sd: f64,
+    log_norm: f64,
+}
+
+impl Conditional {
+    /// The conditional of z at y, given y's absolute magnitudes `abs` and extinctions
+    /// `ext` at A_V = a_ref in the star's bands (`ForwardModel::split_many`); None where y
+    /// is outside the model.
+    pub fn new(
+        prep: &PreparedStar,
+        split: (&[f32], &[f32]),
+        a_ref: f64,
+        reg: &ExtrinsicPrior,
+    ) -> Option<Conditional> {
+        let (mean, cov, _) = normal_at(prep, split, a_ref, reg)?.solve()?;
+        Conditional::from_gaussian(mean, cov, reg.av_max)
+    }
+
+    fn from_gaussian(mean: [f64; 2], cov: [[f64; 2]; 2], av_max: f64) -> Option<Conditional> {
+        let av_sd = cov[0][0].sqrt();
+        let slope = cov[1][0] / cov[0][0];
+        let log_d_sd = (cov[1][1] - slope * cov[1][0]).max(1e-300).sqrt();
+        let av_loc = mean[0].clamp(-MEAN_CLAMP_SD * av_sd, av_max + MEAN_CLAMP_SD * av_sd);
+        let cdf_lo = norm_cdf((0.0 - av_loc) / av_sd);
+        let cdf_hi = norm_cdf((av_max - av_loc) / av_sd);
+        let mass = cdf_hi - cdf_lo;
+        if !(mass > 0.0 && av_sd > 0.0 && log_d_sd.is_finite() && mean[1].is_finite()) {
+            return None;
+        }
+        let log_norm = -(2.0 * PI).ln() - (av_sd * log_d_sd).ln() - mass.ln();
+        Some(Conditional {
+            mean,
+            cov,
+            av_loc,
+            av_sd,
+            cdf_lo,
+            cdf_hi,
+            av_max,
+            slope,
+            log_d_sd,
+            log_norm,
+        })
+    }
+
+    /// The mean of log10 d given A_V.
+    fn log_d_mean(&self, av: f64) -> f64 {
+        self.mean[1] + self.slope * (av - self.mean[0])
+    }
+
+    /// Draw (A_V, log10 d).
+    pub fn sample(&self, rng: &mut Rng) -> (f64, f64) {
+        let u = self.cdf_lo + rng.uniform_open() * (self.cdf_hi - self.cdf_lo);
+        let av = (self.av_loc + self.av_sd * norm_ppf(u)).clamp(0.0, self.av_max);
+        (av, self.log_d_mean(av) + self.log_d_sd * rng.normal())
+    }
+
+    /// log density of (A_V, log10 d); -inf outside 0 <= A_V <= A_V,max.
+    pub fn log_pdf(&self, av: f64, log_d: f64) -> f64 {
+        if !(0.0..=self.av_max).contains(&av) {
+            return f64::NEG_INFINITY;
+        }
+        let za = (av - self.av_loc) / self.av_sd;
+        let zd = (log_d - self.log_d_mean(av)) / self.log_d_sd;
+        self.log_norm - 0.5 * (za * za + zd * zd)
+    }
+}
+
+/// log of the integral over z of the linearised likelihood (photometry and parallax,
+/// Gaussian normalisation included) times the regulariser's normalised Gaussian: the
+/// marginal likelihood of y under the linear model, in closed form. None where y is outside
+/// the model.
+pub fn linear_marginal(
+    prep: &PreparedStar,
+    split: (&[f32], &[f32]),
+    a_ref: f64,
+    reg: &ExtrinsicPrior,
+) -> Option<f64> {
+    let n = normal_at(prep, split, a_ref, reg)?;
+    let (mean, _, det) = n.solve()?;
+    // min_z (t - Xz)' W (t - Xz) + (z - z0)' P0 (z - z0) = tt - g' mean
+    let chi2_min = n.tt - (n.g[0] * mean[0] + n.g[1] * mean[1]);
+    let log_det_prior = -2.0 * (reg.av.1 * reg.log_d.1).ln();
+    Some(prep.log_norm - 0.5 * chi2_min + 0.5 * log_det_prior - 0.5 * det.ln())
+}
+
+/// The intrinsic coordinates y of s.
+pub fn y_of_s(s: &[f64; 6]) -> [f64; NY] {
+    INTRINSIC.map(|i| s[i])
+}
+
+/// The theta at which `ForwardModel::split_many` evaluates y (A_V at the reference).
+pub fn split_theta(y: &[f64; NY], a_ref: f64) -> Theta {
+    Theta {
+        teff: 10f64.powf(y[0]),
+        logg: y[1],
+        mh: y[2],
+        av: a_ref,
+        rv: y[3],
+        distance: 10.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::likelihood::{Measurement, NoiseModel, StarObs};
+
+    /// A star whose magnitudes are exactly M_b + 5 log10 d - 5 + A_V k_b (a linear toy).
+    fn toy_star(
+        abs: &[f32],
+        k: &[f64],
+        (av, log_d): (f64, f64),
+        plx_err: Option<f32>,
+    ) -> PreparedStar {
+        let phot = abs
+            .iter()
+            .zip(k)
+            .enumerate()
+            .map(|(b, (&m, &kb))| Measurement {
+                band: b as u16,
+                mag: (m as f64 + 5.0 * log_d - 5.0 + av * kb) as f32,
+                err: 0.03,
+            })
+            .collect();
+        let star = StarObs {
+            source_id: 1,
+            phot,
+            parallax: plx_err.map(|e| ((1000.0 * 10f64.powf(-log_d)) as f32, e)),
+            reddening: None,
+        };
+        let noise = NoiseModel {
+            floor: vec![0.0; abs.len()],
+        };
+        PreparedStar::new(&star, &noise)
+    }
+
+    fn reg() -> ExtrinsicPrior {
+        ExtrinsicPrior {
+            av: (1.0, 1.5),
+            log_d: (3.2, 0.5),
+            av_max: 10.0,
+            log_d_range: (5f64.log10(), 20_000f64.log10()),
+        }
+    }
+
+    const ABS: [f32; 4] = [4.5, 4.0, 3.2, 3.0];
+    const K: [f64; 4] = [0.95, 0.6, 0.28, 0.12];
+
+    fn split(a_ref: f64) -> Vec<f32> {
+        K.iter().map(|k| (k * a_ref) as f32).collect()
+    }
+
+    /// In the linear model without a parallax the conditional is the exact posterior of z
+    /// (a Gaussian times the regulariser): importance weights of its draws against that
+    /// posterior are constant (efficiency 1), and the mean is near the truth.
+    #[test]
+    fn linear_toy_is_exact() {
+        let prep = toy_star(&ABS, &K, (0.8, 3.0), None);
+        let r = reg();
+        let ext = split(0.5);
+        let c = Conditional::new(&prep, (&ABS, &ext), 0.5, &r).unwrap();
+        assert!((c.mean[0] - 0.8).abs() < 0.1 && (c.mean[1] - 3.0).abs() < 0.02);
+        let log_post = |av: f64, ld: f64| {
+            let mut chi2 = 0.0;
+            for b in 0..4 {
+                let m = ABS[b] as f64 + 5.0 * ld - 5.0 + av * K[b];
+                chi2 += (prep.mags[b] as f64 - m).powi(2) * prep.inv_var[b] as f64;
+            }
+            chi2 += ((av - r.av.0) / r.av.1).powi(2) + ((ld - r.log_d.0) / r.log_d.1).powi(2);
+            -0.5 * chi2
+        };
+        let mut rng = Rng::new(3);
+        let lw: Vec<f64> = (0..2000)
+            .map(|_| {
+                let (a, d) = c.sample(&mut rng);
+                log_post(a, d) - c.log_pdf(a, d)
+            })
+            .collect();
+        let spread = lw.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+            - lw.iter().cloned().fold(f64::INFINITY, f64::min);
+        // f32 magnitudes leave ~1e-6; any mismatch of the model would leave O(1)
+        assert!(spread < 1e-4, "log-weight spread {spread}");
+    }
+
+    /// The closed-form marginal equals a brute-force 2-D integral of the linearised
+    /// likelihood times the regulariser, with and without a parallax.
+    #[test]
+    fn marginal_matches_brute_force_integral() {
+        for plx in [None, Some(0.05f32)] {
+            let prep = toy_star(&ABS, &K, (0.3, 2.6), plx);
+            let r = reg();
+            let ext = split(0.5);
+            let closed = linear_marginal(&prep, (&ABS, &ext), 0.5, &r).unwrap();
+            // the same linearised model the closed form integrates (parallax row at the
+            // linearisation point the solver ends on)
+            let n = normal_at(&prep, (&ABS, &ext), 0.5, &r).unwrap();
+            let (mean, cov, _) = n.solve().unwrap();
+            let integrand = |a: f64, d: f64| {
+                let quad = n.tt - 2.0 * (n.g[0] * a + n.g[1] * d)
+                    + n.h[0][0] * a * a
+                    + 2.0 * n.h[0][1] * a * d
+                    + n.h[1][1] * d * d;
+                prep.log_norm - 0.5 * quad - (2.0 * PI).ln() - (r.av.1 * r.log_d.1).ln()
+            };
+            let (sa, sd) = (cov[0][0].sqrt(), cov[1][1].sqrt());
+            let steps = 400;
+            let (ha, hd) = (16.0 * sa / steps as f64, 16.0 * sd / steps as f64);
+            let mut terms = Vec::new();
+            for i in 0..steps {
+                for j in 0..steps {
+                    let a = mean[0] - 8.0 * sa + (i as f64 + 0.5) * ha;
+                    let d = mean[1] - 8.0 * sd + (j as f64 + 0.5) * hd;
+                    terms.push(integrand(a, d));
+                }
+            }
+            let top = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let brute = top + terms.iter().map(|t| (t - top).exp()).sum::<f64>().ln() + (ha * hd).ln();
+            assert!((closed - brute).abs() < 1e-6, "{closed} vs {brute} (parallax {plx:?})");
+        }
+    }
+
+    /// The truncated conditional's density integrates to one, and its draws stay inside
+    /// 0 <= A_V <= A_V,max, also when the untruncated mean is far below zero.
+    #[test]
+    fn truncated_density_is_normalised() {
+        for mean_av in [0.5, 0.02, -2.0] {
+            let cov = [[0.04, -0.003], [-0.003, 0.0009]];
+            let c = Conditional::from_gaussian([mean_av, 3.0], cov, 10.0).unwrap();
+            let (na, nd) = (2000, 800);
+            let (ha, hd) = (10.0 / na as f64, 0.8 / nd as f64);
+            let mut total = 0.0;
+            for i in 0..na {
+                for j in 0..nd {
+                    let a = (i as f64 + 0.5) * ha;
+                    let d = 2.5 + (j as f64 + 0.5) * hd;
+                    total += c.log_pdf(a, d).exp() * ha * hd;
+                }
+            }
+            assert!((total - 1.0).abs() < 2e-3, "mean {mean_av}: integral {total}");
+            let mut rng = Rng::new(9);
+            for _ in 0..1000 {
+                let (a, d) = c.sample(&mut rng);
+                assert!((0.0..=10.0).contains(&a) && d.is_finite());
+                assert!(c.log_pdf(a, d).is_finite());
+            }
+        }
+    }
+
+    /// Degenerate stars: one band and no parallax (two unknowns, one measurement) and a
+    /// band set that does not constrain A_V still give a proper conditional, which falls
+    /// back to the regulariser in the undetermined direction.
+    #[test]
+    fn degenerate_band_sets_fall_back_to_the_regulariser() {
+        let r = reg();
+        let one = toy_star(&ABS[..1], &K[..1], (0.8, 3.0), None);
+        let ext = split(0.5);
+        let c = Conditional::new(&one, (&ABS[..1], &ext[..1]), 0.5, &r).unwrap();
+        // the data fix 5 log10 d + 0.95 A_V only: along it the width is the regulariser's
+        let line = 5.0 * c.mean[1] + K[0] * c.mean[0];
+        let truth = 5.0 * 3.0 + K[0] * 0.8;
+        assert!((line - truth).abs() < 0.05, "{line} vs {truth}");
+        assert!(c.cov[0][0].sqrt() > 0.5, "A_V stays broad: {:?}", c.cov);
+        // equal extinction in every band: A_V and distance are degenerate
+        let flat = [0.5f64; 4];
+        let star = toy_star(&ABS, &flat, (0.8, 3.0), None);
+        let ext_flat: Vec<f32> = flat.iter().map(|k| (k * 0.5) as f32).collect();
+        let c = Conditional::new(&star, (&ABS, &ext_flat), 0.5, &r).unwrap();
+        assert!(c.cov[0][0].sqrt() > 0.5, "{:?}", c.cov);
+        // a parallax then pins the distance and with it A_V
+        let star = toy_star(&ABS, &flat, (0.8, 3.0), Some(0.02));
+        let c = Conditional::new(&star, (&ABS, &ext_flat), 0.5, &r).unwrap();
+        assert!((c.mean[0] - 0.8).abs() < 0.1, "{:?}", c.mean);
+        assert!(c.cov[0][0].sqrt() < 0.1, "{:?}", c.cov);
+    }
+}
