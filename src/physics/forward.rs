@@ -720,7 +720,10 @@ impl ForwardModel {
         let rows = abs.chunks_mut(nb).zip(ext.chunks_mut(nb));
         for (t, (a, e)) in thetas.iter().zip(rows) {
             let lt = t.teff.log10();
-            let at_10pc = Theta { distance: 10.0, ..*t };
+            let at_10pc = Theta {
+                distance: 10.0,
+                ..*t
+            };
             match self.check_theta(&at_10pc) {
                 Ok(()) if self.in_support_unchecked(lt, t.logg, t.mh) => {
                     self.eval_split::<FMA>(t, lt, bands, (a, e), &mut sc)
@@ -735,7 +738,13 @@ impl ForwardModel {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn split_avx2(&self, thetas: &[Theta], bands: &[usize], abs: &mut [f32], ext: &mut [f32]) {
+    unsafe fn split_avx2(
+        &self,
+        thetas: &[Theta],
+        bands: &[usize],
+        abs: &mut [f32],
+        ext: &mut [f32],
+    ) {
         self.split_generic::<true>(thetas, bands, abs, ext)
     }
 

@@ -22,6 +22,7 @@
 //! at a_ref), so that one pass over the forward model's tables gives M_b and k_b
 //! (`ForwardModel::split_many`).
 
+use super::target::StarTarget;
 use crate::likelihood::PreparedStar;
 use crate::physics::Theta;
 use crate::prior::reddening::{AvPrior, ReddeningKind};
@@ -272,22 +273,138 @@ impl Conditional {
     }
 }
 
-/// log of the integral over z of the linearised likelihood (photometry and parallax,
-/// Gaussian normalisation included) times the regulariser's normalised Gaussian: the
-/// marginal likelihood of y under the linear model, in closed form. None where y is outside
-/// the model.
+/// The linear model's marginal over z at one y.
+#[derive(Clone, Copy, Debug)]
+pub struct LinearMarginal {
+    /// log of the integral over z of the linearised likelihood (photometry and parallax,
+    /// Gaussian normalisation included) times the regulariser's normalised Gaussian.
+    pub log_marginal: f64,
+    /// Mean of z = (A_V, log10 d) under the linearised posterior.
+    pub mean: [f64; 2],
+    /// Its covariance.
+    pub cov: [[f64; 2]; 2],
+}
+
+impl LinearMarginal {
+    /// The marginal restricted to A_V >= 0: `log_marginal` plus the log of the Gaussian's
+    /// mass there.
+    pub fn log_marginal_physical(&self) -> f64 {
+        self.log_marginal + norm_cdf(self.mean[0] / self.cov[0][0].sqrt()).ln()
+    }
+}
+
+/// The marginal likelihood of y under the linear model, in closed form (the Gaussian
+/// integral over z). None where y is outside the model.
 pub fn linear_marginal(
     prep: &PreparedStar,
     split: (&[f32], &[f32]),
     a_ref: f64,
     reg: &ExtrinsicPrior,
-) -> Option<f64> {
+) -> Option<LinearMarginal> {
     let n = normal_at(prep, split, a_ref, reg)?;
-    let (mean, _, det) = n.solve()?;
+    let (mean, cov, det) = n.solve()?;
     // min_z (t - Xz)' W (t - Xz) + (z - z0)' P0 (z - z0) = tt - g' mean
     let chi2_min = n.tt - (n.g[0] * mean[0] + n.g[1] * mean[1]);
     let log_det_prior = -2.0 * (reg.av.1 * reg.log_d.1).ln();
-    Some(prep.log_norm - 0.5 * chi2_min + 0.5 * log_det_prior - 0.5 * det.ln())
+    Some(LinearMarginal {
+        log_marginal: prep.log_norm - 0.5 * chi2_min + 0.5 * log_det_prior - 0.5 * det.ln(),
+        mean,
+        cov,
+    })
+}
+
+/// Starts along the temperature-extinction ridge from a point v of s: a cool, unreddened
+/// star and a hot, reddened one can have nearly the same colours, and a search from v
+/// alone finds only one. On a grid of log10 Teff (0.03 dex) over the population's range,
+/// and at each for v's [M/H] and the centres of the prior's metallicity components, with
+/// the log g of highest prior density within 0.6 dex of v's and the prior's mean R_V, the
+/// profile is
+/// the prior times the closed-form marginal over (A_V, log10 d) restricted to A_V >= 0 (one
+/// forward-model evaluation per point), maximised over [M/H]. Its local maxima in Teff at
+/// least 0.03 dex from v, best first, up to `max`, are returned with (A_V, log10 d) at
+/// their conditional means.
+pub fn temperature_profile_starts(
+    target: &StarTarget,
+    v: &[f64; 6],
+    (a_ref, reg): (f64, &ExtrinsicPrior),
+    max: usize,
+) -> Vec<[f64; 6]> {
+    const STEP: f64 = 0.03;
+    let (lo, hi) = target.prior.base.log_teff_range();
+    let mut metallicities = vec![v[2]];
+    for &(_, m, _) in &target.prior.base.config.mh_mixture {
+        if metallicities.iter().all(|x| (x - m).abs() > 0.1) {
+            metallicities.push(m);
+        }
+    }
+    // the prior's typical R_V, not v's: a search that went wrong often ends at an edge
+    let rv = target.prior.base.config.rv_mean;
+    let n = ((hi - lo) / STEP) as usize;
+    let pts: Vec<[f64; 6]> = (0..n)
+        .map(|k| lo + (k as f64 + 0.5) * STEP)
+        .flat_map(|lt| metallicities.iter().map(move |&mh| (lt, mh)))
+        .map(|(lt, mh)| {
+            let logg = likely_logg(target, lt, v[1], mh).unwrap_or(f64::NAN);
+            [lt, logg, mh, a_ref, rv, 1.0]
+        })
+        .collect();
+    let nb = target.prep.bands.len();
+    if n < 2 || nb < 2 {
+        return Vec::new();
+    }
+    let at: Vec<Theta> = pts.iter().map(|p| split_theta(&y_of_s(p), a_ref)).collect();
+    let (mut abs, mut ext) = (vec![0f32; at.len() * nb], vec![0f32; at.len() * nb]);
+    target
+        .fm
+        .split_many(&at, &target.prep.bands, &mut abs, &mut ext);
+    let mut starts = pts.clone();
+    let score: Vec<f64> = (0..pts.len())
+        .map(|k| {
+            let rows = (&abs[k * nb..(k + 1) * nb], &ext[k * nb..(k + 1) * nb]);
+            let Some(m) = linear_marginal(target.prep, rows, a_ref, reg) else {
+                return f64::NEG_INFINITY;
+            };
+            starts[k][AV] = m.mean[0].clamp(0.0, reg.av_max);
+            starts[k][LOG_D] = m.mean[1].clamp(reg.log_d_range.0, reg.log_d_range.1);
+            let lp = target.prior.log_prob_x(pts[k][0], pts[k][1], pts[k][2]);
+            lp + m.log_marginal_physical()
+        })
+        .collect();
+    // the profile over Teff: the best metallicity at each grid point
+    let nm = metallicities.len();
+    let best: Vec<usize> = (0..n)
+        .map(|k| {
+            (k * nm..(k + 1) * nm)
+                .max_by(|&a, &b| score[a].total_cmp(&score[b]))
+                .unwrap()
+        })
+        .collect();
+    let at = |k: Option<usize>| {
+        k.and_then(|k| best.get(k))
+            .map_or(f64::NEG_INFINITY, |&i| score[i])
+    };
+    let mut peaks: Vec<usize> = (0..n)
+        .filter(|&k| {
+            let (here, left, right) = (at(Some(k)), at(k.checked_sub(1)), at(Some(k + 1)));
+            here.is_finite()
+                && here >= left
+                && here >= right
+                && (pts[best[k]][0] - v[0]).abs() >= 0.03
+        })
+        .map(|k| best[k])
+        .collect();
+    peaks.sort_by(|&a, &b| score[b].total_cmp(&score[a]));
+    peaks.into_iter().take(max).map(|k| starts[k]).collect()
+}
+
+/// The log g of highest prior density at (log10 Teff, [M/H]) within 0.6 dex of `logg`.
+fn likely_logg(target: &StarTarget, lt: f64, logg: f64, mh: f64) -> Option<f64> {
+    (-12..=12)
+        .map(|k| logg + 0.05 * k as f64)
+        .map(|g| (g, target.prior.log_prob_x(lt, g, mh)))
+        .filter(|a| a.1.is_finite())
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|a| a.0)
 }
 
 /// The intrinsic coordinates y of s.
@@ -397,7 +514,9 @@ mod tests {
             let prep = toy_star(&ABS, &K, (0.3, 2.6), plx);
             let r = reg();
             let ext = split(0.5);
-            let closed = linear_marginal(&prep, (&ABS, &ext), 0.5, &r).unwrap();
+            let closed = linear_marginal(&prep, (&ABS, &ext), 0.5, &r)
+                .unwrap()
+                .log_marginal;
             // the same linearised model the closed form integrates (parallax row at the
             // linearisation point the solver ends on)
             let n = normal_at(&prep, (&ABS, &ext), 0.5, &r).unwrap();
@@ -421,8 +540,12 @@ mod tests {
                 }
             }
             let top = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let brute = top + terms.iter().map(|t| (t - top).exp()).sum::<f64>().ln() + (ha * hd).ln();
-            assert!((closed - brute).abs() < 1e-6, "{closed} vs {brute} (parallax {plx:?})");
+            let brute =
+                top + terms.iter().map(|t| (t - top).exp()).sum::<f64>().ln() + (ha * hd).ln();
+            assert!(
+                (closed - brute).abs() < 1e-6,
+                "{closed} vs {brute} (parallax {plx:?})"
+            );
         }
     }
 
@@ -443,7 +566,10 @@ mod tests {
                     total += c.log_pdf(a, d).exp() * ha * hd;
                 }
             }
-            assert!((total - 1.0).abs() < 2e-3, "mean {mean_av}: integral {total}");
+            assert!(
+                (total - 1.0).abs() < 2e-3,
+                "mean {mean_av}: integral {total}"
+            );
             let mut rng = Rng::new(9);
             for _ in 0..1000 {
                 let (a, d) = c.sample(&mut rng);

@@ -65,7 +65,9 @@ impl IntrinsicT {
     /// Draw y: mean + L z / sqrt(chi^2_nu / nu).
     pub fn sample(&self, rng: &mut Rng) -> [f64; NY] {
         let z: [f64; NY] = std::array::from_fn(|_| rng.normal());
-        let s = (2.0 * rng.gamma(0.5 * self.nu) / self.nu).sqrt().max(1e-300);
+        let s = (2.0 * rng.gamma(0.5 * self.nu) / self.nu)
+            .sqrt()
+            .max(1e-300);
         let mut y = self.mean;
         for i in 0..NY {
             for j in 0..=i {

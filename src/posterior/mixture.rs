@@ -261,7 +261,8 @@ impl<P: Proposal> MixtureSampler<'_, P> {
             }
         }
         if modal.is_empty() {
-            if let Some(c) = fallback_t(pilot).and_then(|t| self.component_at(&t.mean, &t.scale())) {
+            if let Some(c) = fallback_t(pilot).and_then(|t| self.component_at(&t.mean, &t.scale()))
+            {
                 modal.push((self.add_component(c, w), 0.0));
             }
         }
@@ -370,8 +371,11 @@ impl<P: Proposal> MixtureSampler<'_, P> {
             return;
         }
         w.split_at.clear();
-        w.split_at
-            .extend(w.split_idx.iter().map(|&i| split_theta(&y_of_s(&s.s[i]), cf.a_ref)));
+        w.split_at.extend(
+            w.split_idx
+                .iter()
+                .map(|&i| split_theta(&y_of_s(&s.s[i]), cf.a_ref)),
+        );
         self.split(w);
         let nb = self.target.prep.bands.len();
         for (k, &i) in w.split_idx.iter().enumerate() {
@@ -493,7 +497,11 @@ impl<P: Proposal> MixtureSampler<'_, P> {
 
     /// Targets of the samples from `from` on, and every component's density there.
     fn extend_densities(&self, from: usize, w: &mut MixtureWork) {
-        if w.samples.comps.iter().any(|c| matches!(c, Component::Cond(_))) {
+        if w.samples
+            .comps
+            .iter()
+            .any(|c| matches!(c, Component::Cond(_)))
+        {
             self.complete_log_cond(from, w);
         }
         let s = &mut w.samples;
