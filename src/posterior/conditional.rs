@@ -44,6 +44,10 @@ pub const NY: usize = 4;
 /// allowed range [0, A_V,max], so that the truncated normal keeps at least Phi(-3) of its
 /// mass (a deterministic function of y, hence still an exact proposal).
 const MEAN_CLAMP_SD: f64 = 3.0;
+/// Ridge peaks whose profile is below v's by more than this (log) are not searched: a
+/// mode that light would be dropped anyway (`engine`'s MIN_MODE_MASS is e^-6.9), and the
+/// profile's linearisation is good to a few nats.
+const RIDGE_MIN_LOG_RATIO: f64 = 30.0;
 /// Gauss-Newton steps of the parallax's linearisation.
 const PARALLAX_STEPS: usize = 2;
 
@@ -321,8 +325,8 @@ pub fn linear_marginal(
 /// profile is
 /// the prior times the closed-form marginal over (A_V, log10 d) restricted to A_V >= 0 (one
 /// forward-model evaluation per point), maximised over [M/H]. Its local maxima in Teff at
-/// least 0.03 dex from v, best first, up to `max`, are returned with (A_V, log10 d) at
-/// their conditional means.
+/// least 0.03 dex from v and not far below the profile at v itself, best first, up to
+/// `max`, are returned with (A_V, log10 d) at their conditional means.
 pub fn temperature_profile_starts(
     target: &StarTarget,
     v: &[f64; 6],
@@ -352,22 +356,29 @@ pub fn temperature_profile_starts(
     if n < 2 || nb < 2 {
         return Vec::new();
     }
-    let at: Vec<Theta> = pts.iter().map(|p| split_theta(&y_of_s(p), a_ref)).collect();
+    // v itself last: peaks far less probable than v are not worth a search
+    let mut at: Vec<Theta> = pts.iter().map(|p| split_theta(&y_of_s(p), a_ref)).collect();
+    at.push(split_theta(&y_of_s(v), a_ref));
     let (mut abs, mut ext) = (vec![0f32; at.len() * nb], vec![0f32; at.len() * nb]);
     target
         .fm
         .split_many(&at, &target.prep.bands, &mut abs, &mut ext);
+    let score_at = |k: usize, p: &[f64; 6]| {
+        let rows = (&abs[k * nb..(k + 1) * nb], &ext[k * nb..(k + 1) * nb]);
+        let m = linear_marginal(target.prep, rows, a_ref, reg)?;
+        let lp = target.prior.log_prob_x(p[0], p[1], p[2]);
+        Some((lp + m.log_marginal_physical(), m))
+    };
+    let floor = score_at(pts.len(), v).map_or(f64::NEG_INFINITY, |a| a.0) - RIDGE_MIN_LOG_RATIO;
     let mut starts = pts.clone();
     let score: Vec<f64> = (0..pts.len())
         .map(|k| {
-            let rows = (&abs[k * nb..(k + 1) * nb], &ext[k * nb..(k + 1) * nb]);
-            let Some(m) = linear_marginal(target.prep, rows, a_ref, reg) else {
+            let Some((score, m)) = score_at(k, &pts[k]) else {
                 return f64::NEG_INFINITY;
             };
             starts[k][AV] = m.mean[0].clamp(0.0, reg.av_max);
             starts[k][LOG_D] = m.mean[1].clamp(reg.log_d_range.0, reg.log_d_range.1);
-            let lp = target.prior.log_prob_x(pts[k][0], pts[k][1], pts[k][2]);
-            lp + m.log_marginal_physical()
+            score
         })
         .collect();
     // the profile over Teff: the best metallicity at each grid point
@@ -386,10 +397,7 @@ pub fn temperature_profile_starts(
     let mut peaks: Vec<usize> = (0..n)
         .filter(|&k| {
             let (here, left, right) = (at(Some(k)), at(k.checked_sub(1)), at(Some(k + 1)));
-            here.is_finite()
-                && here >= left
-                && here >= right
-                && (pts[best[k]][0] - v[0]).abs() >= 0.03
+            here >= floor && here >= left && here >= right && (pts[best[k]][0] - v[0]).abs() >= 0.03
         })
         .map(|k| best[k])
         .collect();
