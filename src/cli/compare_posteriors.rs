@@ -5,7 +5,7 @@
 
 use crate::io::posteriors::{read_posteriors, PosteriorRow};
 use crate::physics::PARAM_NAMES;
-use crate::posterior::compare::{agreement, star_deviations, DEFAULT_PARAMS};
+use crate::posterior::compare::{agreement, star_deviations, width_ratio, DEFAULT_PARAMS};
 use crate::posterior::flags;
 use crate::util::stats::median;
 use anyhow::{bail, Context, Result};
@@ -71,9 +71,9 @@ fn joined_names(params: &[usize]) -> String {
         .join(",")
 }
 
-/// One compared star: its id, the worst deviation, the deviation per parameter and the
-/// row under test.
-type Compared = (i64, f64, Vec<f64>, PosteriorRow);
+/// One compared star: its id, the worst deviation, the deviation per parameter, the row
+/// under test and the width ratio per parameter.
+type Compared = (i64, f64, Vec<f64>, PosteriorRow, Vec<f64>);
 
 /// The stars with a posterior in both tables (reference chains that did not converge left
 /// out unless asked), and the counts of reference posteriors, unconverged ones and stars
@@ -104,7 +104,11 @@ fn compare_tables(
             continue;
         };
         let (devs, worst) = star_deviations(&r.params, &t.params, params);
-        rows.push((r.source_id, worst, devs, t.clone()));
+        let ratios = params
+            .iter()
+            .map(|&p| width_ratio(&r.params[p], &t.params[p]))
+            .collect();
+        rows.push((r.source_id, worst, devs, t.clone(), ratios));
     }
     Ok((rows, [with_ref.len(), unconverged, missing]))
 }
@@ -135,18 +139,19 @@ pub fn run(a: ComparePosteriorsArgs) -> Result<i32> {
         100.0 * agree.within_0_25,
         100.0 * agree.within_0_5
     );
+    let median_of = |f: &dyn Fn(&Compared) -> f64| median(&rows.iter().map(f).collect::<Vec<_>>());
     let per_param: Vec<(String, f64)> = params
         .iter()
         .enumerate()
-        .map(|(k, &p)| {
-            (
-                PARAM_NAMES[p].to_string(),
-                median(&rows.iter().map(|x| x.2[k]).collect::<Vec<_>>()),
-            )
-        })
+        .map(|(k, &p)| (PARAM_NAMES[p].to_string(), median_of(&|x| x.2[k])))
         .collect();
-    for (name, m) in &per_param {
-        println!("  {name}: median deviation {m:.3}");
+    let width_ratios: Vec<(String, f64)> = params
+        .iter()
+        .enumerate()
+        .map(|(k, &p)| (PARAM_NAMES[p].to_string(), median_of(&|x| x.4[k])))
+        .collect();
+    for ((name, m), (_, r)) in per_param.iter().zip(&width_ratios) {
+        println!("  {name}: median deviation {m:.3}, median width ratio (test / reference p84 - p16) {r:.3}");
     }
     let test_median =
         |f: fn(&PosteriorRow) -> f64| median(&rows.iter().map(|x| f(&x.3)).collect::<Vec<_>>());
@@ -162,6 +167,7 @@ pub fn run(a: ComparePosteriorsArgs) -> Result<i32> {
             "reference": a.reference, "test": a.test, "compared": rows.len(),
             "reference_not_converged": unconverged, "missing_under_test": missing,
             "agreement": agree, "median_deviation_per_param": per_param,
+            "median_width_ratio_per_param": width_ratios,
             "test_median_efficiency": eff, "test_median_n_eff": neff, "test_median_samples": ns,
         });
         std::fs::write(p, serde_json::to_string_pretty(&json)?)
@@ -173,7 +179,7 @@ pub fn run(a: ComparePosteriorsArgs) -> Result<i32> {
 /// One CSV line per star: source_id, the worst deviation, then one per parameter.
 fn write_per_star(path: &std::path::Path, params: &[usize], rows: &[Compared]) -> Result<()> {
     let mut s = format!("source_id,worst,{}\n", joined_names(params));
-    for (id, w, devs, _) in rows {
+    for (id, w, devs, _, _) in rows {
         let d: Vec<String> = devs.iter().map(|x| format!("{x:.4}")).collect();
         s.push_str(&format!("{id},{w:.4},{}\n", d.join(",")));
     }

@@ -24,6 +24,16 @@ pub fn deviation(reference: &ParamSummary, test: &ParamSummary) -> f64 {
         .fold(f64::NEG_INFINITY, nan_max)
 }
 
+/// The test's p84 - p16 over the reference's (NaN when either is missing or the reference
+/// width is not positive): below 1, the test's interval is too narrow.
+pub fn width_ratio(reference: &ParamSummary, test: &ParamSummary) -> f64 {
+    let width = (reference.q[3] - reference.q[1]) as f64;
+    if !(width > 0.0) {
+        return f64::NAN;
+    }
+    (test.q[3] - test.q[1]) as f64 / width
+}
+
 /// max that propagates NaN (a missing quantile makes the whole comparison missing).
 fn nan_max(a: f64, b: f64) -> f64 {
     if a.is_nan() || b.is_nan() {
