@@ -487,4 +487,41 @@ mod tests {
         );
         assert!(r.flags & flags::POOR_FIT == 0);
     }
+
+    /// The closed form on degenerate stars: one band without a parallax (distance and
+    /// extinction left to the regulariser and the prior), two bands, and Gaia alone with a
+    /// parallax. Each gets a posterior whose 90% interval holds the truth and that agrees
+    /// with the reference MCMC (measured: worst 0.24, 0.12, 0.10 widths; the six-dimensional
+    /// sampler 0.19, 0.63, 0.17).
+    #[test]
+    fn closed_form_degenerate_band_sets() {
+        let e = engine();
+        let cases: [(&[&str], Option<f32>); 3] = [
+            (&["gaia_g"], None),
+            (&["gaia_g", "tmass_ks"], None),
+            (&["gaia_g", "gaia_bp", "gaia_rp"], Some(0.1)),
+        ];
+        for (bands, plx) in cases {
+            let obs = noise_free_star(&e.fm, &SUN_LIKE, bands, 0.02, plx);
+            let settings = InferSettings::default();
+            let r = &e.infer(std::slice::from_ref(&obs), &settings)[0];
+            assert!(
+                r.n_eff > 50.0,
+                "{bands:?}: n_eff {} ({})",
+                r.n_eff,
+                r.flag_reason
+            );
+            for (p, truth) in [(1, SUN_LIKE.logg), (5, SUN_LIKE.distance)] {
+                let q = &r.params[p].q;
+                assert!(
+                    (q[0] as f64) < truth && (q[4] as f64) > truth,
+                    "{bands:?}: parameter {p} 90% interval {q:?}"
+                );
+            }
+            let m = e.reference_mcmc(&obs, &McmcConfig::default());
+            assert!(m.max_rhat() < 1.02, "reference R-hat {:?}", m.rhat);
+            let (devs, worst) = star_deviations(&m.summaries(), &r.params, &[0, 1, 2, 3, 5]);
+            assert!(worst < 0.35, "{bands:?}: |dq| / MCMC width {devs:?}");
+        }
+    }
 }
