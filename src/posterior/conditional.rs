@@ -326,13 +326,14 @@ pub fn linear_marginal(
 /// the prior times the closed-form marginal over (A_V, log10 d) restricted to A_V >= 0 (one
 /// forward-model evaluation per point), maximised over [M/H]. Its local maxima in Teff at
 /// least 0.03 dex from v and not far below the profile at v itself, best first, up to
-/// `max`, are returned with (A_V, log10 d) at their conditional means.
+/// `max`, are returned with (A_V, log10 d) at their conditional means, with the number of
+/// forward-model evaluations spent.
 pub fn temperature_profile_starts(
     target: &StarTarget,
     v: &[f64; 6],
     (a_ref, reg): (f64, &ExtrinsicPrior),
     max: usize,
-) -> Vec<[f64; 6]> {
+) -> (Vec<[f64; 6]>, u64) {
     const STEP: f64 = 0.03;
     let (lo, hi) = target.prior.base.log_teff_range();
     let mut metallicities = vec![v[2]];
@@ -354,7 +355,7 @@ pub fn temperature_profile_starts(
         .collect();
     let nb = target.prep.bands.len();
     if n < 2 || nb < 2 {
-        return Vec::new();
+        return (Vec::new(), 0);
     }
     // v itself last: peaks far less probable than v are not worth a search
     let mut at: Vec<Theta> = pts.iter().map(|p| split_theta(&y_of_s(p), a_ref)).collect();
@@ -390,19 +391,24 @@ pub fn temperature_profile_starts(
                 .unwrap()
         })
         .collect();
-    let at = |k: Option<usize>| {
+    let profile = |k: Option<usize>| {
         k.and_then(|k| best.get(k))
             .map_or(f64::NEG_INFINITY, |&i| score[i])
     };
     let mut peaks: Vec<usize> = (0..n)
         .filter(|&k| {
-            let (here, left, right) = (at(Some(k)), at(k.checked_sub(1)), at(Some(k + 1)));
+            let (here, left, right) = (
+                profile(Some(k)),
+                profile(k.checked_sub(1)),
+                profile(Some(k + 1)),
+            );
             here >= floor && here >= left && here >= right && (pts[best[k]][0] - v[0]).abs() >= 0.03
         })
         .map(|k| best[k])
         .collect();
     peaks.sort_by(|&a, &b| score[b].total_cmp(&score[a]));
-    peaks.into_iter().take(max).map(|k| starts[k]).collect()
+    let found = peaks.into_iter().take(max).map(|k| starts[k]).collect();
+    (found, pts.len() as u64 + 1)
 }
 
 /// The log g of highest prior density at (log10 Teff, [M/H]) within 0.6 dex of `logg`.

@@ -164,8 +164,10 @@ impl<P: Proposal> PosteriorEngine<P> {
         w.pilot_s.extend(pilot_th.iter().map(s_of));
         self.clock.add(Stage::Mixture, t0);
         let t0 = Instant::now();
+        let before = w.modes.evaluations;
         let modes = self.search_modes(&target, (settings.refine, settings.closed_form), w);
         self.clock.add(Stage::Modes, t0);
+        self.clock.add_mode_search(w.modes.evaluations - before);
         let best_fit_chi2 = best_chi2(&target, &modes, &w.pilot_ll);
         let (thetas, weights, n_drawn);
         let flow_only_weights;
@@ -268,12 +270,10 @@ impl<P: Proposal> PosteriorEngine<P> {
             if closed_form {
                 let cf = closed_form_of(target, &modes);
                 let ridge = (cf.a_ref, &cf.reg);
-                starts.extend(closed_form_ridge_starts(
-                    target,
-                    &best,
-                    ridge,
-                    TEMPERATURE_STARTS,
-                ));
+                let (ridge_starts, evaluations) =
+                    closed_form_ridge_starts(target, &best, ridge, TEMPERATURE_STARTS);
+                w.modes.evaluations += evaluations;
+                starts.extend(ridge_starts);
             } else {
                 starts.extend(temperature_profile_starts(
                     target,
@@ -334,6 +334,13 @@ impl<P: Proposal> Engine for PosteriorEngine<P> {
 
     fn stage_times(&self) -> Vec<(&'static str, f64)> {
         self.clock.snapshot()
+    }
+
+    fn counters(&self) -> Vec<(&'static str, f64)> {
+        vec![(
+            "mode-search forward evaluations per star",
+            self.clock.mode_search_evaluations_per_star(),
+        )]
     }
 
     fn band_names(&self) -> Vec<String> {

@@ -284,6 +284,11 @@ pub trait Engine: Send + Sync {
     fn stage_times(&self) -> Vec<(&'static str, f64)> {
         Vec::new()
     }
+    /// Work counters so far, (name, value) (e.g. the mode search's forward-model
+    /// evaluations per star); empty if the engine does not count.
+    fn counters(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
     /// Whether results carry [`ChainDiagnostics`] (the output then has R-hat and ESS
     /// columns).
     fn chain_diagnostics(&self) -> bool {

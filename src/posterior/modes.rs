@@ -96,6 +96,8 @@ pub struct ModeScratch {
     /// Residuals of trial points (kept apart from the linearisation's).
     r_trial: Vec<f64>,
     jac: Vec<f64>,
+    /// Forward-model evaluations (thetas) so far.
+    pub evaluations: u64,
 }
 
 /// -log p and chi^2 at the point `linearise` was called at (its residuals and Jacobian
@@ -149,6 +151,7 @@ fn objective(target: &StarTarget, v: &[f64; D], s: &mut ModeScratch) -> (f64, f6
         .fm
         .magnitudes_many(std::slice::from_ref(&t), &target.prep.bands, &mut s.mags);
     s.r_trial.resize(target.n_measurements(), 0.0);
+    s.evaluations += 1;
     if !residuals(target, &s.mags[..nb], t.distance, &mut s.r_trial) {
         return (f64::INFINITY, f64::INFINITY);
     }
@@ -176,6 +179,7 @@ fn linearise(target: &StarTarget, v: &[f64; D], s: &mut ModeScratch) -> Option<L
     target
         .fm
         .magnitudes_many(&s.thetas, &target.prep.bands, &mut s.mags);
+    s.evaluations += s.thetas.len() as u64;
     s.r.resize((D + 1) * m, 0.0);
     let (r0, rest) = s.r.split_at_mut(m);
     if !residuals(target, &s.mags[..nb], s.thetas[0].distance, r0) {
