@@ -18,6 +18,7 @@
 pub mod batcher;
 pub mod catalogue;
 pub mod config;
+pub mod fingerprint;
 pub mod ingest;
 pub mod location;
 pub mod memory_ingest;
@@ -221,19 +222,6 @@ impl Shared {
     }
 }
 
-fn fingerprint(model_id: &str, cfg: &PipelineConfig) -> String {
-    // only what changes output values or names
-    let mut input = cfg.input.clone();
-    input.read_batch_rows = 0;
-    let v = serde_json::json!({
-        "model_id": model_id,
-        "inference": cfg.inference,
-        "input": input,
-        "predict_bands": cfg.output.predict_bands,
-    });
-    format!("{:016x}", config::fnv1a64(v.to_string().as_bytes()))
-}
-
 /// Band ids of `[output] predict_bands` (an unknown or repeated name is an error).
 fn predict_band_ids(names: &[String], known: &[String]) -> Result<Vec<usize>> {
     let mut ids = Vec::with_capacity(names.len());
@@ -375,7 +363,8 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
     }
 
     let model_id = engine.model_id();
-    let fp = fingerprint(&model_id, cfg);
+    let settings_now = fingerprint::settings(&model_id, cfg);
+    let fp = fingerprint::fingerprint(&settings_now);
     let mut summary = RunSummary {
         files: inputs.len(),
         parts: units.len(),
@@ -384,34 +373,58 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
     };
     // resume: parts whose posterior file exists are done (if made with the same settings)
     let existing = rt.block_on(target.existing())?;
-    let done: Vec<(usize, &str)> = units
+    let mut done: Vec<(Option<usize>, &str)> = units
         .iter()
         .enumerate()
         .filter_map(|(k, u)| match u {
-            Unit::Part { plan } if existing.contains(&plan.name) => Some((k, plan.name.as_str())),
+            Unit::Part { plan } if existing.contains(&plan.name) => {
+                Some((Some(k), plan.name.as_str()))
+            }
             _ => None,
         })
         .collect();
-    let checks: Vec<(usize, Result<()>)> = rt.block_on(
+    // one output of another shard too, so that a shard with nothing done yet cannot add
+    // parts made with other settings beside them
+    if let Some(first) = existing.iter().min() {
+        if !done.iter().any(|(_, n)| *n == first.as_str()) {
+            done.push((None, first.as_str()));
+        }
+    }
+    let checks: Vec<(Option<usize>, Result<Reuse>)> = rt.block_on(
         futures::stream::iter(done)
             .map(|(k, name)| {
-                let target = &target;
-                let fp = &fp;
-                async move { (k, check_existing(target, name, fp).await) }
+                let (target, fp, now) = (&target, &fp, &settings_now);
+                async move { (k, check_existing(target, name, fp, now).await) }
             })
             .buffered(PLAN_CONCURRENCY)
             .collect(),
     );
     let mut skip: HashSet<usize> = HashSet::new();
+    let mut mismatches: Vec<String> = Vec::new();
     for (k, r) in checks {
-        skip.insert(k);
         match r {
-            Ok(()) => summary.parts_skipped += 1,
+            Ok(Reuse::Same) => {
+                if let Some(k) = k {
+                    skip.insert(k);
+                    summary.parts_skipped += 1;
+                }
+            }
+            Ok(Reuse::Differs(msg)) => mismatches.push(msg),
             Err(e) => {
-                summary.parts_failed += 1;
-                shared.error(storage_error::report(&e));
+                if let Some(k) = k {
+                    skip.insert(k);
+                    summary.parts_failed += 1;
+                    shared.error(storage_error::report(&e));
+                }
             }
         }
+    }
+    if let Some(first) = mismatches.first() {
+        let more = match mismatches.len() {
+            1 => String::new(),
+            n => format!(" (and {} more output file(s) like it)", n - 1),
+        };
+        bail!("{first}{more}");
     }
     let mut todo: Vec<PartPlan> = Vec::new();
     for (k, u) in units.into_iter().enumerate() {
@@ -448,7 +461,11 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
         ),
         ("sedflow.model_id".to_string(), model_id.clone()),
         ("sedflow.config".to_string(), cfg.provenance_json()),
-        ("sedflow.fingerprint".to_string(), fp.clone()),
+        (fingerprint::FINGERPRINT_KEY.to_string(), fp.clone()),
+        (
+            fingerprint::SETTINGS_KEY.to_string(),
+            settings_now.to_string(),
+        ),
         (
             "sedflow.flags".to_string(),
             serde_json::to_string(
@@ -537,7 +554,20 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
     Ok(summary)
 }
 
-async fn check_existing(target: &OutputTarget, name: &str, fp: &str) -> Result<()> {
+/// Whether an existing output can stand for its part in this run.
+enum Reuse {
+    /// Made with this run's settings.
+    Same,
+    /// Made with other settings: the message names the file and the changed keys.
+    Differs(String),
+}
+
+async fn check_existing(
+    target: &OutputTarget,
+    name: &str,
+    fp: &str,
+    now: &serde_json::Value,
+) -> Result<Reuse> {
     use object_store::ObjectStoreExt;
     let path = target.path(name);
     let uri = target.uri(name);
@@ -554,19 +584,19 @@ async fn check_existing(target: &OutputTarget, name: &str, fp: &str) -> Result<(
         stem: String::new(),
     };
     let md = source::read_metadata(&obj).await?;
-    let found = md
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|k| k.key == "sedflow.fingerprint"))
-        .and_then(|k| k.value.clone());
-    match found {
-        Some(f) if f == fp => Ok(()),
-        _ => Err(anyhow!(
-            "{uri} exists but was made with other settings (model, [inference] or [input] differ); \
-             remove it or write to another --output"
+    let kv = md.metadata().file_metadata().key_value_metadata();
+    let value = |key: &str| {
+        kv.and_then(|kv| kv.iter().find(|k| k.key == key))
+            .and_then(|k| k.value.clone())
+    };
+    Ok(match value(fingerprint::FINGERPRINT_KEY) {
+        Some(f) if f == fp => Reuse::Same,
+        _ => Reuse::Differs(fingerprint::mismatch(
+            &uri,
+            value(fingerprint::SETTINGS_KEY).as_deref(),
+            now,
         )),
-    }
+    })
 }
 
 /// A sender that measures how long it waits on a full channel (back-pressure), so that
