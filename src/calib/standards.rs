@@ -8,7 +8,7 @@
 //! model's own (MIST mass at that Teff and log g), as for any star.
 
 use crate::physics::{ForwardModel, Theta};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 /// The committed table (models/calibration/standards/mamajek2022_dwarfs.csv).
@@ -50,32 +50,19 @@ pub struct Standard {
 
 /// The embedded dwarf sequence.
 pub fn dwarf_sequence() -> Result<Vec<Standard>> {
-    let mut lines = TABLE.lines().filter(|l| !l.starts_with('#'));
-    let header = lines.next().context("dwarf-sequence table has no header")?;
-    let cols: Vec<&str> = header.split(',').collect();
-    let at = |n: &str| cols.iter().position(|c| *c == n).context(n.to_string());
-    let idx = [
-        at("teff")?,
-        at("logg")?,
-        at("bp_rp")?,
-        at("m_g")?,
-        at("m_ks")?,
-    ];
-    let mut out = Vec::new();
-    for l in lines {
-        let f: Vec<&str> = l.split(',').collect();
-        let num = |i: usize| -> Result<f64> {
-            f.get(i)
-                .and_then(|v| v.parse().ok())
-                .with_context(|| format!("dwarf-sequence row '{l}'"))
-        };
-        out.push(Standard {
-            spt: f[0].to_string(),
-            teff: num(idx[0])?,
-            logg: num(idx[1])?,
-            observed: [num(idx[2])?, num(idx[3])?, num(idx[4])?],
-        });
-    }
+    let t = crate::util::csv::TextTable::parse("dwarf-sequence table", TABLE.as_bytes())?;
+    let num = |c: &str| t.f64s(c, false);
+    let (teff, logg) = (num("teff")?, num("logg")?);
+    let observed = [num("bp_rp")?, num("m_g")?, num("m_ks")?];
+    let spt = t.column_at(0);
+    let out: Vec<Standard> = (0..t.len())
+        .map(|i| Standard {
+            spt: spt.value(i).to_string(),
+            teff: teff[i],
+            logg: logg[i],
+            observed: observed.each_ref().map(|c| c[i]),
+        })
+        .collect();
     if out.is_empty() {
         bail!("dwarf-sequence table has no rows");
     }

@@ -170,28 +170,36 @@ mod tests {
 
     const FIXTURE: &str = include_str!("../../tests/fixtures/lindegren2021_zero_point.csv");
 
-    /// Empty CSV field = NaN (input) or None (reference result).
-    fn field(s: &str) -> Option<f64> {
-        (!s.is_empty()).then(|| s.parse().expect("float field"))
-    }
-
-    /// (input, reference zpt_mas, reference zpt_strict_mas) per fixture row.
+    /// (input, reference zpt_mas, reference zpt_strict_mas) per fixture row; an empty field
+    /// is NaN (input) or None (reference result).
     fn rows() -> Vec<(ZeroPointInput, Option<f64>, Option<f64>)> {
-        let mut lines = FIXTURE.lines().filter(|l| !l.starts_with('#'));
-        assert!(lines.next().unwrap().starts_with("phot_g_mean_mag,"));
-        lines
-            .map(|line| {
-                let f: Vec<&str> = line.split(',').collect();
-                assert_eq!(f.len(), 7, "{line}");
-                let nan = |s| field(s).unwrap_or(f64::NAN);
+        let t = crate::util::csv::TextTable::parse("fixture", FIXTURE.as_bytes()).unwrap();
+        assert_eq!(t.names()[0], "phot_g_mean_mag");
+        let col = |n: &str| t.f64s(n, false).unwrap();
+        let opt = |n: &str| -> Vec<Option<f64>> {
+            col(n)
+                .into_iter()
+                .map(|x| x.is_finite().then_some(x))
+                .collect()
+        };
+        let (g, nu, pc, lat) = (
+            col("phot_g_mean_mag"),
+            col("nu_eff_used_in_astrometry"),
+            col("pseudocolour"),
+            col("ecl_lat"),
+        );
+        let solved = t.i64s("astrometric_params_solved").unwrap();
+        let (zpt, strict) = (opt("zpt_mas"), opt("zpt_strict_mas"));
+        (0..t.len())
+            .map(|i| {
                 let x = ZeroPointInput {
-                    g_mag: nan(f[0]),
-                    nu_eff_used_in_astrometry: nan(f[1]),
-                    pseudocolour: nan(f[2]),
-                    ecl_lat_deg: nan(f[3]),
-                    astrometric_params_solved: f[4].parse().unwrap(),
+                    g_mag: g[i],
+                    nu_eff_used_in_astrometry: nu[i],
+                    pseudocolour: pc[i],
+                    ecl_lat_deg: lat[i],
+                    astrometric_params_solved: solved[i].unwrap(),
                 };
-                (x, field(f[5]), field(f[6]))
+                (x, zpt[i], strict[i])
             })
             .collect()
     }

@@ -1,6 +1,7 @@
 //! Small shared utilities: deterministic random numbers, safetensors reading, statistics,
 //! small dense linear algebra, a vectorisable dot product.
 
+pub mod csv;
 pub mod linalg;
 pub mod rng;
 pub mod safetensors;
