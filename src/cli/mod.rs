@@ -76,3 +76,16 @@ pub fn run() -> Result<i32> {
         Command::Report(a) => report::run(a),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue22_train_needs_an_explicit_out() {
+        let e = Cli::try_parse_from(["sedflow", "train"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(e.to_string().contains("--out"), "{e}");
+        assert!(Cli::try_parse_from(["sedflow", "train", "--out", "m"]).is_ok());
+    }
+}
