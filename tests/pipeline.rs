@@ -245,7 +245,7 @@ fn every_input_row_gets_one_output_row_and_corrupt_files_are_named() {
     assert_eq!(a[0].n_bands, 3);
     assert!(a[0].has_parallax);
     assert_eq!(a[2].n_bands, 1, "BP dropped for its negative error");
-    assert!(a[7].has_parallax == false && a[7].n_bands == 2);
+    assert!(!a[7].has_parallax && a[7].n_bands == 2);
     let b = &rows["b_good.parquet"];
     assert_eq!(b.len(), 50);
     assert_eq!(

@@ -53,13 +53,13 @@ pub const REQUIRED_NUMERIC: [&str; 8] = [
 pub struct LabelledStar {
     /// Catalogue id.
     pub source_id: i64,
-    /// Spectroscopic labels (Teff [K], log g, [M/H]).
+    /// Spectroscopic labels (Teff \[K\], log g, [M/H]).
     pub labels: [f64; 3],
     /// Their reported 1-sigma errors.
     pub label_err: [f64; 3],
     /// Survey that measured the labels (e.g. "lamost").
     pub label_source: String,
-    /// Parallax and its error as published [mas] (no zero-point correction), if finite.
+    /// Parallax and its error as published \[mas\] (no zero-point correction), if finite.
     pub parallax: Option<(f64, f64)>,
     /// Reddening prior E and its error (SFD scale); either may be null. A null E with an
     /// error means "no map value, reddening of about that size" (half-normal prior).

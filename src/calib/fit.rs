@@ -73,7 +73,7 @@ pub struct FitStats {
     /// Fitted factor on each reddening map's quoted E(B-V) errors (1 where not estimated).
     #[serde(default)]
     pub map_error_scales: Vec<(String, f64)>,
-    /// Model-systematics floor of each fitted band [mag] (the likelihood's floor).
+    /// Model-systematics floor of each fitted band \[mag\] (the likelihood's floor).
     #[serde(default)]
     pub floors: Vec<(String, f64)>,
     /// Fitted relative extinction correction kappa_b of each band whose extinction is
@@ -95,13 +95,13 @@ pub struct AnchorStat {
     pub source: String,
     /// Anchor stars (low reddening, IRFM Teff available, used in the fit).
     pub n: usize,
-    /// Median label Teff - IRFM Teff [K].
+    /// Median label Teff - IRFM Teff \[K\].
     pub median_label_minus_irfm: f64,
-    /// Median anchored Teff (label - fitted offset) - IRFM Teff [K].
+    /// Median anchored Teff (label - fitted offset) - IRFM Teff \[K\].
     pub median_anchored_minus_irfm: f64,
-    /// Robust scatter of label - IRFM [K].
+    /// Robust scatter of label - IRFM \[K\].
     pub scatter: f64,
-    /// Median label Teff of the anchor stars [K].
+    /// Median label Teff of the anchor stars \[K\].
     pub median_teff: f64,
 }
 

@@ -58,9 +58,9 @@ const MAX_KS_ERR: f64 = 0.05;
 /// IRFM Teff of one star from its photometry.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct IrfmTeff {
-    /// Weighted mean over the usable colours [K].
+    /// Weighted mean over the usable colours \[K\].
     pub teff: f64,
-    /// Its 1-sigma error [K]: the colours' errors (photometry, reddening, relation) treated
+    /// Its 1-sigma error \[K\]: the colours' errors (photometry, reddening, relation) treated
     /// as fully correlated (weighted RMS of the per-colour errors).
     pub sigma: f64,
     /// Colours used.
@@ -70,9 +70,9 @@ pub struct IrfmTeff {
 /// Settings of the anchor sample.
 #[derive(Clone, Copy, Debug)]
 pub struct IrfmSettings {
-    /// Largest reddening prior E(B-V) of an anchor star [mag].
+    /// Largest reddening prior E(B-V) of an anchor star \[mag\].
     pub max_ebv: f64,
-    /// Scatter of the relations about IRFM Teff per colour [K].
+    /// Scatter of the relations about IRFM Teff per colour \[K\].
     pub sigma_relation: f64,
 }
 

@@ -13,17 +13,17 @@ use crate::util::stats::{median, robust_scatter};
 use serde::Serialize;
 use std::fmt::Write as _;
 
-/// Edges of the Teff bins of the report [K] (last bin open-ended).
+/// Edges of the Teff bins of the report \[K\] (last bin open-ended).
 pub const TEFF_BINS: [f64; 9] = [
     3500.0, 4000.0, 4500.0, 5000.0, 5500.0, 6000.0, 6500.0, 7000.0, 7500.0,
 ];
-/// Acceptance: robust scatter of recovered Teff after calibration [K].
+/// Acceptance: robust scatter of recovered Teff after calibration \[K\].
 pub const MAX_TEFF_SCATTER: f64 = 90.0;
-/// Acceptance: largest |median Teff bias| of a Teff bin with more than `BIG_BIN` stars [K].
+/// Acceptance: largest |median Teff bias| of a Teff bin with more than `BIG_BIN` stars \[K\].
 pub const MAX_BIN_BIAS: f64 = 40.0;
 /// Bins with more stars than this count for the bias acceptance.
 pub const BIG_BIN: usize = 100;
-/// Acceptance: robust scatter of the BP-RP residual after calibration [mag].
+/// Acceptance: robust scatter of the BP-RP residual after calibration \[mag\].
 pub const MAX_BP_RP_SCATTER: f64 = 0.030;
 
 /// Colours reported besides every band minus G: (name, band, band).
@@ -94,17 +94,17 @@ pub struct ColourStat {
     pub colour: String,
     /// Stars with both bands (and residuals before and after).
     pub n: usize,
-    /// Median residual (obs - model) before [mag].
+    /// Median residual (obs - model) before \[mag\].
     pub median_before: f64,
-    /// Robust scatter before [mag].
+    /// Robust scatter before \[mag\].
     pub scatter_before: f64,
-    /// Median after [mag].
+    /// Median after \[mag\].
     pub median_after: f64,
-    /// Robust scatter after [mag].
+    /// Robust scatter after \[mag\].
     pub scatter_after: f64,
 }
 
-/// Teff differences from the IRFM Teff of one label source's low-reddening stars [K]:
+/// Teff differences from the IRFM Teff of one label source's low-reddening stars \[K\]:
 /// median and robust scatter of label - IRFM, raw recovery - IRFM and calibrated
 /// recovery - IRFM (the independent scale).
 #[derive(Clone, Debug, Serialize)]
@@ -124,24 +124,24 @@ pub struct IrfmRow {
 /// Acceptance figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct Acceptance {
-    /// Robust Teff scatter before [K].
+    /// Robust Teff scatter before \[K\].
     pub teff_scatter_before: f64,
-    /// Robust Teff scatter after [K] (limit `MAX_TEFF_SCATTER`), against the anchored
+    /// Robust Teff scatter after \[K\] (limit `MAX_TEFF_SCATTER`), against the anchored
     /// labels.
     pub teff_scatter_after: f64,
-    /// Worst |bias| among Teff bins with more than `BIG_BIN` stars, after [K], against the
+    /// Worst |bias| among Teff bins with more than `BIG_BIN` stars, after \[K\], against the
     /// anchored labels.
     pub worst_bin_bias_after: f64,
     /// Which bin.
     pub worst_bin: String,
-    /// Standard error of that bin's median after [K]: sqrt(pi/2) x robust scatter / sqrt(n)
+    /// Standard error of that bin's median after \[K\]: sqrt(pi/2) x robust scatter / sqrt(n)
     /// (how much of the bias the bin's own noise explains).
     pub worst_bin_bias_se_after: f64,
-    /// The same figure before [K].
+    /// The same figure before \[K\].
     pub worst_bin_bias_before: f64,
-    /// BP-RP robust scatter before [mag].
+    /// BP-RP robust scatter before \[mag\].
     pub bp_rp_scatter_before: f64,
-    /// BP-RP robust scatter after [mag] (limit `MAX_BP_RP_SCATTER`).
+    /// BP-RP robust scatter after \[mag\] (limit `MAX_BP_RP_SCATTER`).
     pub bp_rp_scatter_after: f64,
     /// All three limits met.
     pub passed: bool,

@@ -20,9 +20,9 @@ pub const SUN: (f64, f64) = (5772.0, 4.44);
 /// Solar absolute magnitudes and colour: M_G and BP-RP (Gaia DR2; Casagrande & VandenBerg
 /// 2018, MNRAS 479, L102), M_Ks (2MASS; Willmer 2018, ApJS 236, 47).
 pub const SUN_REFERENCE: [f64; 3] = [0.82, 4.67, 3.27];
-/// Tolerances of the Sun check (BP-RP, M_G, M_Ks) [mag].
+/// Tolerances of the Sun check (BP-RP, M_G, M_Ks) \[mag\].
 pub const SUN_TOLERANCE: [f64; 3] = [0.02, 0.03, 0.05];
-/// Tolerance of the dwarf-sequence BP-RP check [mag].
+/// Tolerance of the dwarf-sequence BP-RP check \[mag\].
 pub const SEQUENCE_BP_RP_TOLERANCE: f64 = 0.04;
 /// Quantities compared.
 pub const QUANTITIES: [&str; 3] = ["BP-RP", "M_G", "M_Ks"];
@@ -40,7 +40,7 @@ fn bands(release: &str) -> [&'static str; 4] {
 pub struct Standard {
     /// Spectral type.
     pub spt: String,
-    /// Teff [K].
+    /// Teff \[K\].
     pub teff: f64,
     /// log g derived from Mamajek's mass and radius.
     pub logg: f64,
@@ -106,13 +106,13 @@ pub struct SunCheck {
 pub struct SequenceRow {
     /// Spectral type.
     pub spt: String,
-    /// Teff [K] and log g of the row.
+    /// Teff \[K\] and log g of the row.
     pub teff: f64,
     /// log g.
     pub logg: f64,
-    /// Model - table (BP-RP, M_G, M_Ks), raw model [mag].
+    /// Model - table (BP-RP, M_G, M_Ks), raw model \[mag\].
     pub raw: Option<[f64; 3]>,
-    /// The same, calibrated [mag].
+    /// The same, calibrated \[mag\].
     pub calibrated: Option<[f64; 3]>,
 }
 

@@ -49,6 +49,9 @@ impl Column {
     }
 }
 
+/// Column names in file order, and each column's values as f64 (nulls as NaN).
+pub type NumericTable = (Vec<String>, HashMap<String, Vec<f64>>);
+
 /// Whether a path names a Parquet file (by extension).
 pub fn is_parquet(path: &Path) -> bool {
     matches!(
@@ -58,7 +61,7 @@ pub fn is_parquet(path: &Path) -> bool {
 }
 
 /// Read all columns that can be cast to f64 from a CSV or Parquet file. Nulls become NaN.
-pub fn read_numeric(path: &Path) -> Result<(Vec<String>, HashMap<String, Vec<f64>>)> {
+pub fn read_numeric(path: &Path) -> Result<NumericTable> {
     if is_parquet(path) {
         read_parquet_numeric(path)
     } else {
@@ -73,7 +76,7 @@ pub fn parquet_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<st
         .with_context(|| format!("{}: not a readable Parquet file", path.display()))
 }
 
-fn read_parquet_numeric(path: &Path) -> Result<(Vec<String>, HashMap<String, Vec<f64>>)> {
+fn read_parquet_numeric(path: &Path) -> Result<NumericTable> {
     let reader = parquet_builder(path)?.build()?;
     let mut names = Vec::new();
     let mut cols: HashMap<String, Vec<f64>> = HashMap::new();
@@ -94,7 +97,7 @@ fn read_parquet_numeric(path: &Path) -> Result<(Vec<String>, HashMap<String, Vec
     Ok((names, cols))
 }
 
-fn read_csv_numeric(path: &Path) -> Result<(Vec<String>, HashMap<String, Vec<f64>>)> {
+fn read_csv_numeric(path: &Path) -> Result<NumericTable> {
     let t = TextTable::read(path)?;
     let mut map = HashMap::new();
     for n in t.names() {

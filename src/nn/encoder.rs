@@ -73,7 +73,7 @@ impl LayerNorm {
 pub struct Linear {
     /// Weight [out, in].
     pub weight: Tensor,
-    /// Bias [out].
+    /// Bias \[out\].
     pub bias: Tensor,
 }
 
@@ -110,7 +110,7 @@ pub fn softmax_last(s: &Tensor, key_mask: &Tensor) -> Result<Tensor> {
     e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
 }
 
-/// Bias [out] added to [N, out] through an outer product.
+/// Bias \[out\] added to [N, out] through an outer product.
 pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let ones = Tensor::ones((x.dim(0)?, 1), x.dtype(), x.device())?;
     let o = bias.dim(0)?;

@@ -51,7 +51,7 @@ impl FlowConfig {
 /// MADE degrees of one block.
 #[derive(Clone, Debug)]
 pub struct Degrees {
-    /// rank[i] + 1 for input variable i (1..=D).
+    /// rank\[i\] + 1 for input variable i (1..=D).
     pub input: Vec<usize>,
     /// Degree of hidden unit j (0..D-1), same for both hidden layers.
     pub hidden: Vec<usize>,
@@ -71,7 +71,7 @@ impl Degrees {
         }
     }
 
-    /// Masks (row-major, [out][in]): input->hidden, hidden->hidden, hidden->output (2D outputs:
+    /// Masks (row-major, \[out\]\[in\]): input->hidden, hidden->hidden, hidden->output (2D outputs:
     /// mu for every variable, then alpha).
     pub fn masks(&self) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let (d, h) = (self.input.len(), self.hidden.len());
@@ -100,13 +100,13 @@ impl Degrees {
 pub struct Made {
     /// Input -> hidden weight [H, D] (unmasked values).
     pub w1: Tensor,
-    /// Bias [H].
+    /// Bias \[H\].
     pub b1: Tensor,
     /// Context -> hidden 1 (no bias).
     pub c1: Linear,
     /// Hidden -> hidden [H, H].
     pub w2: Tensor,
-    /// Bias [H].
+    /// Bias \[H\].
     pub b2: Tensor,
     /// Context -> hidden 2 (no bias).
     pub c2: Linear,
@@ -215,7 +215,7 @@ impl Maf {
         })
     }
 
-    /// log q(u | ctx) [N] for u [N, D], ctx [N, C].
+    /// log q(u | ctx) \[N\] for u [N, D], ctx [N, C].
     pub fn log_prob(&self, u: &Tensor, ctx: &Tensor) -> Result<Tensor> {
         let mut z = u.clone();
         let mut ladj: Option<Tensor> = None;

@@ -41,7 +41,7 @@ pub struct TrainingRecord {
     pub batch: usize,
     /// Simulated examples seen.
     pub examples: usize,
-    /// Wall time [s].
+    /// Wall time \[s\].
     pub wall_seconds: f64,
     /// Examples per second (simulation + training).
     pub examples_per_second: f64,
@@ -149,7 +149,7 @@ impl NeuralPosterior {
         Ok(sorted.index_select(&idx, 0)?)
     }
 
-    /// log q(u | obs) [b] for targets u (row-major [b][6]).
+    /// log q(u | obs) \[b\] for targets u (row-major \[b\]\[6\]).
     pub fn log_prob_u(&self, tb: &TokenBatch, u: &[f32]) -> Result<Tensor> {
         let ctx = self.context(tb)?;
         let ut = Tensor::from_vec(u.to_vec(), (tb.b, self.cfg.flow.dim), &self.device)?;

@@ -11,7 +11,7 @@ use crate::likelihood::StarObs;
 /// Scalar features per token.
 pub const N_FEAT: usize = 3;
 
-/// A padded batch of token sets, row-major [stars][tokens].
+/// A padded batch of token sets, row-major \[stars\]\[tokens\].
 #[derive(Clone, Debug, Default)]
 pub struct TokenBatch {
     /// Stars.
@@ -21,7 +21,7 @@ pub struct TokenBatch {
     /// Token ids: band id, `n_bands` for parallax, `n_bands + 1` for padding,
     /// `n_bands + 2` for the reddening prior.
     pub ids: Vec<u32>,
-    /// Features [b][t][N_FEAT].
+    /// Features \[b\]\[t\][N_FEAT].
     pub feats: Vec<f32>,
     /// 1 for the parallax token.
     pub is_plx: Vec<f32>,

@@ -206,7 +206,7 @@ impl AdamW {
 pub struct Examples {
     /// Tokens.
     pub tokens: TokenBatch,
-    /// Targets u, row-major [b][6].
+    /// Targets u, row-major \[b\]\[6\].
     pub u: Vec<f32>,
     /// log |du/dtheta| per example.
     pub log_jac: Vec<f64>,

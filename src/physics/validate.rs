@@ -11,7 +11,7 @@ use super::interp::{cubic, Stencil};
 use crate::util::stats::percentile;
 use anyhow::{bail, Result};
 
-/// Error statistics of one band [mag].
+/// Error statistics of one band \[mag\].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BandErrors {
     /// Band name.

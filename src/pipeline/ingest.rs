@@ -56,7 +56,7 @@ pub struct WideBand {
     pub error: Option<String>,
     /// Flux-over-error column, if present in the file.
     pub flux_over_error: Option<String>,
-    /// Error floor [mag].
+    /// Error floor \[mag\].
     pub floor: f32,
 }
 
@@ -106,11 +106,11 @@ pub const LINDEGREN_COLUMNS: [&str; 5] = [
 /// How observed parallaxes become the likelihood's: zero point and error model.
 #[derive(Clone, Debug)]
 pub struct ParallaxRule {
-    /// Z [mas] where no per-star zero point applies (parallax used: parallax - Z).
+    /// Z \[mas\] where no per-star zero point applies (parallax used: parallax - Z).
     pub zero_point: f64,
     /// Factor on the quoted errors.
     pub error_scale: f64,
-    /// Added in quadrature [mas].
+    /// Added in quadrature \[mas\].
     pub error_floor: f64,
 }
 

@@ -94,15 +94,15 @@ pub struct RunSummary {
     pub effective_samples: f64,
     /// Proposal samples per star.
     pub samples_per_star: usize,
-    /// Wall time of the processing phase [s].
+    /// Wall time of the processing phase \[s\].
     pub wall_s: f64,
-    /// Wall time of planning (listing, footers, resume checks) [s].
+    /// Wall time of planning (listing, footers, resume checks) \[s\].
     pub plan_s: f64,
-    /// Busy time of the reader stage (read + decode + ingest) [s].
+    /// Busy time of the reader stage (read + decode + ingest) \[s\].
     pub read_s: f64,
-    /// Busy time of the inference stage [s].
+    /// Busy time of the inference stage \[s\].
     pub infer_s: f64,
-    /// Busy time of the writer stage (reorder + encode + upload) [s].
+    /// Busy time of the writer stage (reorder + encode + upload) \[s\].
     pub write_s: f64,
     /// CPU seconds per inference sub-stage reported by the engine (summed over threads).
     pub engine_stages: Vec<(&'static str, f64)>,

@@ -21,13 +21,13 @@ pub const DR2_GLOBAL_ZERO_POINT_MAS: f64 = -0.029;
 /// Inputs of the Lindegren et al. (2021) recipe for one source (Gaia archive column names).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ZeroPointInput {
-    /// `phot_g_mean_mag` [mag].
+    /// `phot_g_mean_mag` \[mag\].
     pub g_mag: f64,
     /// `nu_eff_used_in_astrometry` [1/µm]; used by 5-parameter solutions only.
     pub nu_eff_used_in_astrometry: f64,
     /// `pseudocolour` [1/µm]; used by 6-parameter solutions only.
     pub pseudocolour: f64,
-    /// `ecl_lat`, ecliptic latitude [deg].
+    /// `ecl_lat`, ecliptic latitude \[deg\].
     pub ecl_lat_deg: f64,
     /// `astrometric_params_solved`: 31 (5-parameter), 95 (6-parameter), 3 (2-parameter).
     pub astrometric_params_solved: i64,

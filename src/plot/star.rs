@@ -178,11 +178,11 @@ impl RunContext {
 pub struct SedPoint {
     /// Band name.
     pub band: String,
-    /// Pivot wavelength [um].
+    /// Pivot wavelength \[um\].
     pub wavelength_um: f64,
     /// Observed magnitude.
     pub mag: f64,
-    /// The likelihood's error: reported error and the model floor in quadrature [mag].
+    /// The likelihood's error: reported error and the model floor in quadrature \[mag\].
     pub err: f64,
     /// 16th, 50th and 84th percentiles of the predicted magnitude over the draws.
     pub predicted: [f64; 3],
@@ -242,11 +242,11 @@ pub struct StarFigure {
 pub struct StarAxes {
     /// Range of every parameter's corner-plot axis.
     pub params: [(f64, f64); 6],
-    /// Wavelength range of the SED [um] (log axis).
+    /// Wavelength range of the SED \[um\] (log axis).
     pub wavelength_um: (f64, f64),
     /// Magnitude range of the SED (bright at the top).
     pub mag: (f64, f64),
-    /// Residual range (observed - predicted median) [mag].
+    /// Residual range (observed - predicted median) \[mag\].
     pub residual: (f64, f64),
 }
 

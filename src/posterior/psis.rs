@@ -109,7 +109,7 @@ mod tests {
         assert!(k < 0.3, "bounded weights: k {k}");
         // zero weights are part of the body; all-zero gives NaN
         let mut with_zeros = log_w.clone();
-        with_zeros.extend(std::iter::repeat(f64::NEG_INFINITY).take(100));
+        with_zeros.extend(std::iter::repeat_n(f64::NEG_INFINITY, 100));
         assert!(pareto_k_hat(&with_zeros) < 0.3);
         assert!(pareto_k_hat(&[f64::NEG_INFINITY; 10]).is_nan());
     }

@@ -3,7 +3,7 @@
 //! (`io::table`), the embedded tables (standards, pivot wavelengths) and the checks.
 //!
 //! [`TextTable`] reads every field as text, so that the caller decides how to parse it
-//! (integers above 2^53 never pass through f64); [`write`] writes a record batch.
+//! (integers above 2^53 never pass through f64); [`write()`] writes a record batch.
 
 use anyhow::{bail, Context, Result};
 use arrow::array::{Array, AsArray, StringArray};

@@ -320,8 +320,8 @@ mod tests {
             assert!((gamma_q(1.0, x) - (-x).exp()).abs() < 1e-14 * (-x).exp().max(1e-300));
         }
         // a = 2: (1 + x) e^-x
-        for x in [0.3, 3.0, 12.0] {
-            let q = (1.0 + x) * (-x as f64).exp();
+        for x in [0.3f64, 3.0, 12.0] {
+            let q = (1.0 + x) * (-x).exp();
             assert!((gamma_q(2.0, x) - q).abs() < 1e-13 * q, "{x}");
         }
         assert!((gamma_q(0.5, 1.0) - 0.157_299_207_050_285_13).abs() < 1e-14);
