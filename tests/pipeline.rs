@@ -263,10 +263,7 @@ fn every_input_row_gets_one_output_row_and_corrupt_files_are_named() {
     for batch in r {
         let batch = batch.unwrap();
         let teff = batch.column_by_name("teff").unwrap();
-        let l = teff
-            .as_any()
-            .downcast_ref::<arrow::array::ListArray>()
-            .unwrap();
+        let l = arrow::array::AsArray::as_list::<i32>(teff);
         for i in 0..batch.num_rows() {
             let processed = expect[n + i] & flags::NOT_PROCESSED == 0;
             if processed && a[n + i].flags as u32 & flags::ALL_WEIGHTS_ZERO == 0 {

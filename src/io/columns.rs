@@ -3,10 +3,9 @@
 //! batch of the projected columns, whatever the number of rows.
 
 use super::table::parquet_builder;
+use crate::util::column;
 use anyhow::{Context, Result};
-use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
-use arrow::compute::cast;
-use arrow::datatypes::DataType;
+use arrow::array::{Array, ArrayRef};
 use parquet::arrow::ProjectionMask;
 use std::path::Path;
 
@@ -36,37 +35,21 @@ impl ColumnBatch {
 
     /// A numeric column as f64, nulls as NaN.
     pub fn f64(&self, name: &str) -> Result<Vec<f64>> {
-        let c = cast(self.column(name)?, &DataType::Float64)
-            .with_context(|| format!("column '{name}' is not numeric"))?;
-        let c = c.as_any().downcast_ref::<Float64Array>().unwrap();
-        Ok((0..c.len())
-            .map(|i| if c.is_null(i) { f64::NAN } else { c.value(i) })
-            .collect())
+        let c = column::f64s(self.column(name)?, &format!("column '{name}'"))?;
+        Ok(column::nan_for_null(&c).collect())
     }
 
     /// An integer column (ids, flags), nulls as None.
     pub fn i64(&self, name: &str) -> Result<Vec<Option<i64>>> {
-        let c = cast(self.column(name)?, &DataType::Int64)
-            .with_context(|| format!("column '{name}' is not an integer column"))?;
-        let c = c.as_any().downcast_ref::<Int64Array>().unwrap();
-        Ok((0..c.len())
-            .map(|i| (!c.is_null(i)).then(|| c.value(i)))
-            .collect())
+        let c = column::i64s(self.column(name)?, &format!("column '{name}'"))?;
+        Ok(c.iter().collect())
     }
 
     /// A string column, nulls as "".
     pub fn strings(&self, name: &str) -> Result<Vec<String>> {
-        let c = cast(self.column(name)?, &DataType::Utf8)
-            .with_context(|| format!("column '{name}' is not a string column"))?;
-        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
-        Ok((0..c.len())
-            .map(|i| {
-                if c.is_null(i) {
-                    String::new()
-                } else {
-                    c.value(i).to_string()
-                }
-            })
+        let c = column::strings(self.column(name)?, &format!("column '{name}'"))?;
+        Ok(c.iter()
+            .map(|v| v.unwrap_or_default().to_string())
             .collect())
     }
 

@@ -2,6 +2,7 @@
 //! read named numeric columns from CSV or Parquet, write f64/f32/i64/string columns back.
 //! The survey pipeline streams through `io::source`/`io::sink` instead.
 
+use crate::util::column;
 use crate::util::csv::TextTable;
 use anyhow::{bail, Context, Result};
 use arrow::array::{Array, ArrayRef, Float32Array, Float64Array, Int64Array, StringArray};
@@ -83,15 +84,14 @@ fn read_parquet_numeric(path: &Path) -> Result<NumericTable> {
     for batch in reader {
         let batch = batch.with_context(|| format!("reading {}", path.display()))?;
         for (f, col) in batch.schema().fields().iter().zip(batch.columns()) {
-            let Ok(c) = cast(col, &DataType::Float64) else {
+            let Ok(c) = column::f64s(col, f.name()) else {
                 continue;
             };
-            let c = c.as_any().downcast_ref::<Float64Array>().unwrap();
             let entry = cols.entry(f.name().clone()).or_insert_with(|| {
                 names.push(f.name().clone());
                 Vec::new()
             });
-            entry.extend((0..c.len()).map(|i| if c.is_null(i) { f64::NAN } else { c.value(i) }));
+            entry.extend(column::nan_for_null(&c));
         }
     }
     Ok((names, cols))
@@ -226,14 +226,8 @@ pub fn read_i64(path: &Path, column: &str) -> Result<Vec<Option<i64>>> {
     let mut out = Vec::new();
     for batch in one_column(path, column)? {
         let batch = batch?;
-        let c = cast(batch.column(0), &DataType::Int64).with_context(|| {
-            format!(
-                "{}: column '{column}' is not an integer column",
-                path.display()
-            )
-        })?;
-        let c = c.as_any().downcast_ref::<Int64Array>().unwrap();
-        out.extend((0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i))));
+        let what = format!("{}: column '{column}'", path.display());
+        out.extend(&column::i64s(batch.column(0), &what)?);
     }
     Ok(out)
 }
@@ -261,9 +255,9 @@ pub fn read_strings(path: &Path, column: &str) -> Result<Vec<Option<String>>> {
     let mut out = Vec::new();
     for batch in one_column(path, column)? {
         let batch = batch?;
-        let c = cast(batch.column(0), &DataType::Utf8)?;
-        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
-        out.extend((0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i).to_string())));
+        let what = format!("{}: column '{column}'", path.display());
+        let c = column::strings(batch.column(0), &what)?;
+        out.extend(c.iter().map(|v| v.map(str::to_string)));
     }
     Ok(out)
 }

@@ -212,7 +212,7 @@ impl FastMaf {
     ) {
         #[cfg(target_arch = "x86_64")]
         {
-            if crate::physics::forward::has_avx2_fma() {
+            if crate::util::has_avx2_fma() {
                 // SAFETY: the CPU supports avx2 and fma (checked at run time).
                 unsafe { self.sample_avx2(z, n, ctx1, ctx2, ws, u, log_q) };
                 return;
@@ -329,7 +329,7 @@ impl FastMaf {
     ) {
         #[cfg(target_arch = "x86_64")]
         {
-            if crate::physics::forward::has_avx2_fma() {
+            if crate::util::has_avx2_fma() {
                 // SAFETY: the CPU supports avx2 and fma (checked at run time).
                 unsafe { self.log_prob_avx2(u, n, ctx1, ctx2, ws, log_q) };
                 return;

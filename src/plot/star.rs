@@ -18,7 +18,8 @@ use crate::posterior::band_names;
 use crate::prior::reddening::ReddeningModel;
 use crate::prior::PriorConfig;
 use anyhow::{bail, Context, Result};
-use arrow::array::{Array, Float32Array, ListArray};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Float32Type;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -92,16 +93,14 @@ fn draws_of_row(b: &crate::io::columns::ColumnBatch, k: usize) -> Result<Option<
     for p in PARAM_NAMES {
         let list = b
             .array(p)?
-            .as_any()
-            .downcast_ref::<ListArray>()
+            .as_list_opt::<i32>()
             .with_context(|| format!("samples column {p} is not a list"))?;
         if list.is_null(k) {
             return Ok(None);
         }
         let v = list.value(k);
         let v = v
-            .as_any()
-            .downcast_ref::<Float32Array>()
+            .as_primitive_opt::<Float32Type>()
             .with_context(|| format!("samples column {p} is not a list of float32"))?;
         per_param.push(v.values().to_vec());
     }
