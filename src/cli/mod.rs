@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod alloc;
 mod bench;
 mod bench_pipeline;
 mod calibrate;
@@ -60,6 +61,10 @@ enum Command {
 /// Parse the command line and run; returns the process exit code.
 pub fn run() -> Result<i32> {
     let cli = Cli::parse();
+    alloc::tune(match cli.command {
+        Command::Run(_) => alloc::Workload::Pipeline,
+        _ => alloc::Workload::Tensors,
+    });
     match cli.command {
         Command::Forward(a) => forward::run(a),
         Command::ForwardCheck(a) => forward::check(a),

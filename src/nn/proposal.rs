@@ -337,7 +337,7 @@ mod tests {
     /// `n` simulated catalogue stars (seed `seed`).
     fn simulated(n: usize, seed: u64) -> Vec<StarObs> {
         let fm = crate::physics::ForwardModel::embedded();
-        let sims = crate::cli::simulate::simulate_catalogue(
+        let sims = crate::pipeline::simulated::simulate_catalogue(
             fm,
             n,
             seed,

@@ -129,11 +129,12 @@ pub enum InputFormat {
     Long,
 }
 
-/// Which Gaia passbands the Gaia-archive columns are.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+/// Which Gaia passbands the Gaia-archive columns are (`[input] gaia_release`, and
+/// `sedflow simulate --gaia-release`).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum GaiaRelease {
-    /// Gaia DR3 / EDR3 passbands (gaia_g, gaia_bp, gaia_rp).
+    /// Gaia DR3 / EDR3 passbands (gaia_g, gaia_bp, gaia_rp; the default mapping).
     Dr3,
     /// Gaia DR2 passbands (gaia_dr2_g, ...).
     Dr2,
