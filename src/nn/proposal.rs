@@ -129,25 +129,6 @@ impl FlowProposal {
         }
         ContextTerms { c1, c2 }
     }
-
-    /// Draw for one star from base noise (candle reference path; used on GPUs and in
-    /// tests). Returns u row-major [n][6] and log q(u).
-    pub fn sample_reference(
-        &self,
-        star: &StarObs,
-        z: &[f32],
-        n: usize,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let enc = &self.card.config.encoder;
-        let tb =
-            TokenBatch::build_with(std::slice::from_ref(star), enc.n_bands, enc.reddening_token);
-        let ctx = self.model.context(&tb)?;
-        let c = ctx.dim(1)?;
-        let ctx = ctx.broadcast_as((n, c))?.contiguous()?;
-        let zt = Tensor::from_vec(z.to_vec(), (n, 6), &self.model.device)?;
-        let (u, lq) = self.model.flow.sample(&zt, &ctx)?;
-        Ok((u.flatten_all()?.to_vec1::<f32>()?, lq.to_vec1::<f32>()?))
-    }
 }
 
 /// Base noise of one star: `n` standard-normal 6-vectors drawn sample-major from the star's
@@ -341,7 +322,7 @@ mod tests {
             fm,
             n,
             seed,
-            crate::cli::simulate::GaiaRelease::Dr3,
+            crate::pipeline::config::GaiaRelease::Dr3,
         );
         sims.unwrap().into_iter().map(|s| s.obs).collect()
     }

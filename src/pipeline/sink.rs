@@ -119,16 +119,6 @@ const SAMPLING_COLUMNS: [&str; 12] = [
     "flag_reason",
 ];
 
-/// Names of the posterior table's columns without predicted bands; with
-/// `chain_diagnostics` (reference MCMC) also `{p}_rhat` and `{p}_ess` for every parameter.
-pub fn posterior_columns_for(chain_diagnostics: bool) -> Vec<String> {
-    PosteriorLayout {
-        chain_diagnostics,
-        predict_bands: Vec::new(),
-    }
-    .columns()
-}
-
 fn f32_opt(x: f32) -> Option<f32> {
     if x.is_nan() {
         None

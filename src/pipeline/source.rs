@@ -35,11 +35,6 @@ impl ObjectReader {
             size: obj.size,
         }
     }
-
-    /// Reader for any object of known size.
-    pub fn for_path(store: Arc<dyn ObjectStore>, path: ObjPath, size: u64) -> ObjectReader {
-        ObjectReader { store, path, size }
-    }
 }
 
 fn to_parquet_err(e: object_store::Error) -> ParquetError {

@@ -109,13 +109,6 @@ impl Rng {
         }
     }
 
-    /// Fill a slice with standard normal deviates (f32).
-    pub fn fill_normal_f32(&mut self, out: &mut [f32]) {
-        for x in out.iter_mut() {
-            *x = self.normal() as f32;
-        }
-    }
-
     /// Bernoulli(p).
     #[inline]
     pub fn chance(&mut self, p: f64) -> bool {

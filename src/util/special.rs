@@ -248,30 +248,6 @@ fn gamma_q_fraction(a: f64, x: f64, ln_pre: f64) -> f64 {
     ln_pre.exp() * h
 }
 
-/// log of the standard normal density.
-#[inline]
-pub fn log_norm_pdf(x: f64) -> f64 {
-    -0.5 * x * x - 0.918_938_533_204_672_8
-}
-
-/// log(sum(exp(x))) of the finite entries; -inf if none.
-pub fn log_sum_exp(xs: &[f64]) -> f64 {
-    let m = xs
-        .iter()
-        .cloned()
-        .filter(|x| x.is_finite())
-        .fold(f64::NEG_INFINITY, f64::max);
-    if !m.is_finite() {
-        return f64::NEG_INFINITY;
-    }
-    m + xs
-        .iter()
-        .filter(|x| x.is_finite())
-        .map(|x| (x - m).exp())
-        .sum::<f64>()
-        .ln()
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
