@@ -14,10 +14,10 @@
 
 pub mod calib;
 pub mod cli;
-pub mod eval;
+pub(crate) mod eval;
 pub mod io;
 pub mod likelihood;
-pub mod nn;
+pub(crate) mod nn;
 pub mod physics;
 pub mod pipeline;
 pub mod plot;

@@ -514,7 +514,9 @@ impl<'a> Simulator<'a> {
     }
 
     /// Simulate `n` catalogue stars deterministically from `seed` (star k uses its own
-    /// stream, so results do not depend on threads). Source ids are 1..=n.
+    /// stream, so results do not depend on threads). Source ids are 1..=n. (Tests; callers
+    /// use [`Simulator::simulate_many_where`].)
+    #[cfg(test)]
     pub fn simulate_many(&self, n: usize, seed: u64) -> Vec<SimStar> {
         self.simulate_many_where(n, seed, |_| true)
     }

@@ -6,22 +6,22 @@
 //! * [`fit`]: fit smooth per-band corrections delta_b(Teff, log g, [M/H]) by maximising the
 //!   marginal likelihood of the photometry given the labels (with their errors), the
 //!   parallax and a per-star extinction under its prior (linear-Gaussian marginalisation),
-//!   jointly with per-survey label offsets ([`offsets`]) anchored to IRFM Teff ([`irfm`]).
+//!   jointly with per-survey label offsets ([`offsets`]) anchored to IRFM Teff (`irfm`).
 //! * [`recover`]: Teff recovery with log g and [M/H] at the labels, A_V free under its prior,
 //!   distance constrained by the parallax; colour residuals at the labels.
-//! * [`validate`]: k-fold cross-validation of both, before and after calibration.
-//! * [`report`]: breakdowns (Teff bins, dwarfs/giants, label source) as text and JSON.
-//! * [`standards`]: the raw and calibrated model against the Sun and a standard dwarf
+//! * `validate`: k-fold cross-validation of both, before and after calibration.
+//! * `report`: breakdowns (Teff bins, dwarfs/giants, label source) as text and JSON.
+//! * `standards`: the raw and calibrated model against the Sun and a standard dwarf
 //!   sequence (a check, not a fit input).
 
 pub mod data;
 pub mod fit;
-pub mod irfm;
+pub(crate) mod irfm;
 pub mod offsets;
 pub mod recover;
-pub mod report;
-pub mod standards;
-pub mod validate;
+pub(crate) mod report;
+pub(crate) mod standards;
+pub(crate) mod validate;
 
 use data::LabelledStar;
 use serde::{Deserialize, Serialize};

@@ -9,14 +9,14 @@ mod bench_pipeline;
 mod calibrate;
 mod compare;
 mod compare_posteriors;
-pub mod engine;
+pub(crate) mod engine;
 mod evaluate;
 mod forward;
 mod mcmc;
 mod plot;
 mod report;
 mod run;
-pub mod simulate;
+pub(crate) mod simulate;
 mod train;
 
 /// sedflow: Bayesian posteriors of stellar parameters from broadband photometry.

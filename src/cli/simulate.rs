@@ -16,7 +16,7 @@ use std::path::PathBuf;
 /// Arguments of `sedflow simulate`.
 #[derive(Args, Debug)]
 #[command(after_help = "Example:\n  sedflow simulate --stars 250000 --seed 1 --output sim.parquet")]
-pub struct SimulateArgs {
+pub(crate) struct SimulateArgs {
     /// Number of catalogue stars.
     #[arg(long)]
     stars: usize,
@@ -47,7 +47,7 @@ pub struct SimulateArgs {
 }
 
 /// Run `sedflow simulate`.
-pub fn run(a: SimulateArgs) -> Result<i32> {
+pub(crate) fn run(a: SimulateArgs) -> Result<i32> {
     let fm = if a.raw {
         ForwardModel::embedded_raw()
     } else {

@@ -26,44 +26,44 @@ use std::time::Instant;
 
 /// Training settings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TrainConfig {
+pub(crate) struct TrainConfig {
     /// Optimiser steps.
-    pub steps: usize,
+    pub(crate) steps: usize,
     /// Examples per step.
-    pub batch: usize,
+    pub(crate) batch: usize,
     /// Peak learning rate.
-    pub lr: f64,
+    pub(crate) lr: f64,
     /// Decoupled weight decay (weights only).
-    pub weight_decay: f64,
+    pub(crate) weight_decay: f64,
     /// Linear warm-up steps.
-    pub warmup: usize,
+    pub(crate) warmup: usize,
     /// Final learning rate as a fraction of the peak (cosine decay).
-    pub lr_final_fraction: f64,
+    pub(crate) lr_final_fraction: f64,
     /// Gradient-norm clip.
-    pub grad_clip: f64,
+    pub(crate) grad_clip: f64,
     /// Validate and checkpoint every this many steps.
-    pub val_every: usize,
+    pub(crate) val_every: usize,
     /// Validation examples (fixed).
-    pub val_size: usize,
+    pub(crate) val_size: usize,
     /// Seed (initialisation, simulation, validation set).
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// Encoder width.
-    pub d_model: usize,
+    pub(crate) d_model: usize,
     /// Attention heads.
-    pub heads: usize,
+    pub(crate) heads: usize,
     /// Attention blocks.
-    pub layers: usize,
+    pub(crate) layers: usize,
     /// Feed-forward width.
-    pub ffn: usize,
+    pub(crate) ffn: usize,
     /// Context width.
-    pub ctx: usize,
+    pub(crate) ctx: usize,
     /// MADE blocks.
-    pub flow_blocks: usize,
+    pub(crate) flow_blocks: usize,
     /// MADE hidden units.
-    pub flow_hidden: usize,
+    pub(crate) flow_hidden: usize,
     /// Give the encoder a reddening-prior token (the simulator's map values).
     #[serde(default)]
-    pub reddening_token: bool,
+    pub(crate) reddening_token: bool,
 }
 
 impl Default for TrainConfig {
@@ -203,17 +203,17 @@ impl AdamW {
 }
 
 /// One training example's tensors.
-pub struct Examples {
+pub(crate) struct Examples {
     /// Tokens.
-    pub tokens: TokenBatch,
+    pub(crate) tokens: TokenBatch,
     /// Targets u, row-major \[b\]\[6\].
-    pub u: Vec<f32>,
+    pub(crate) u: Vec<f32>,
     /// log |du/dtheta| per example.
-    pub log_jac: Vec<f64>,
+    pub(crate) log_jac: Vec<f64>,
 }
 
 /// Simulate `n` catalogue stars for (seed, stream, step), deterministically.
-pub fn simulate_batch(
+pub(crate) fn simulate_batch(
     sim: &Simulator,
     n: usize,
     seed: u64,
@@ -235,7 +235,7 @@ pub fn simulate_batch(
 
 /// Turn simulated stars into network inputs and targets.
 /// `reddening`: the model takes reddening-prior tokens.
-pub fn make_examples(
+pub(crate) fn make_examples(
     stars: &[SimStar],
     tr: &ParamTransform,
     (n_bands, reddening): (usize, bool),
@@ -252,7 +252,7 @@ pub fn make_examples(
 }
 
 /// Fit the standardisation of v on simulated catalogue stars.
-pub fn fit_transform(sim: &Simulator, seed: u64) -> ParamTransform {
+pub(crate) fn fit_transform(sim: &Simulator, seed: u64) -> ParamTransform {
     let stars = simulate_batch(sim, 50_000, seed, 0x7F, 0);
     let mut mean = [0f64; 6];
     let mut var = [0f64; 6];
@@ -282,7 +282,7 @@ fn lr_at(cfg: &TrainConfig, step: usize) -> f64 {
 }
 
 /// Mean -log q(theta) over examples (physical units), in chunks, without gradients.
-pub fn mean_nll(model: &NeuralPosterior, ex: &Examples, chunk: usize) -> Result<f64> {
+pub(crate) fn mean_nll(model: &NeuralPosterior, ex: &Examples, chunk: usize) -> Result<f64> {
     let b = ex.tokens.b;
     let mut total = 0f64;
     let mut start = 0;
@@ -302,29 +302,29 @@ pub fn mean_nll(model: &NeuralPosterior, ex: &Examples, chunk: usize) -> Result<
 }
 
 /// Everything training needs besides the settings.
-pub struct TrainSetup<'a> {
+pub(crate) struct TrainSetup<'a> {
     /// Forward model used by the simulator (calibrated).
-    pub fm: &'a ForwardModel,
+    pub(crate) fm: &'a ForwardModel,
     /// Prior settings.
-    pub prior: PriorConfig,
+    pub(crate) prior: PriorConfig,
     /// Simulator settings.
-    pub simulator: SimulatorConfig,
+    pub(crate) simulator: SimulatorConfig,
     /// Output directory (weights.safetensors, card.json, checkpoint/).
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Resume from out/checkpoint if present.
-    pub resume: bool,
+    pub(crate) resume: bool,
     /// Progress log file (plain lines).
-    pub log: Option<PathBuf>,
+    pub(crate) log: Option<PathBuf>,
     /// Command line, for the card.
-    pub command: String,
+    pub(crate) command: String,
     /// Show a progress bar.
-    pub progress: bool,
+    pub(crate) progress: bool,
     /// Do not train: write weights + card from the latest checkpoint (e.g. to ship a run
     /// that had to stop early).
-    pub export_only: bool,
+    pub(crate) export_only: bool,
     /// Train at most this many steps in this invocation, then checkpoint and return
     /// (for time-limited batch jobs; resume later).
-    pub stop_after: Option<usize>,
+    pub(crate) stop_after: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -338,7 +338,7 @@ struct CheckpointMeta {
 
 /// Train; returns the model card, or None when `stop_after` ended this invocation early.
 /// Checkpoints go to `out/checkpoint/`.
-pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<ModelCard>> {
+pub(crate) fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<ModelCard>> {
     let dev = Device::Cpu;
     let prior = Prior::new(setup.fm, setup.prior.clone());
     let noise = NoiseModel::default_for(setup.fm);

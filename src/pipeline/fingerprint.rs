@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 /// Dotted config keys that change neither an output value nor a column (throughput and
 /// file layout only). Everything else is in the fingerprint.
-pub const NOT_IN_FINGERPRINT: &[&str] = &[
+pub(crate) const NOT_IN_FINGERPRINT: &[&str] = &[
     // how stars are grouped for the engine: results are per star, seeded per star id
     "batching",
     // rows decoded at a time
@@ -24,12 +24,12 @@ pub const NOT_IN_FINGERPRINT: &[&str] = &[
 ];
 
 /// Metadata key of the settings JSON in every output file.
-pub const SETTINGS_KEY: &str = "sedflow.settings";
+pub(crate) const SETTINGS_KEY: &str = "sedflow.settings";
 /// Metadata key of the fingerprint (hash of the settings JSON) in every output file.
-pub const FINGERPRINT_KEY: &str = "sedflow.fingerprint";
+pub(crate) const FINGERPRINT_KEY: &str = "sedflow.fingerprint";
 
 /// The settings that determine output values and columns, as canonical JSON (keys sorted).
-pub fn settings(model_id: &str, cfg: &PipelineConfig) -> Value {
+pub(crate) fn settings(model_id: &str, cfg: &PipelineConfig) -> Value {
     let mut config = serde_json::to_value(cfg).expect("config serialises");
     for key in NOT_IN_FINGERPRINT {
         remove(&mut config, key);
@@ -38,7 +38,7 @@ pub fn settings(model_id: &str, cfg: &PipelineConfig) -> Value {
 }
 
 /// The fingerprint of [`settings`]: 16 hex digits.
-pub fn fingerprint(settings: &Value) -> String {
+pub(crate) fn fingerprint(settings: &Value) -> String {
     format!("{:016x}", fnv1a64(settings.to_string().as_bytes()))
 }
 
@@ -54,7 +54,7 @@ fn remove(v: &mut Value, dotted: &str) {
 
 /// Dotted keys whose values differ between two settings JSONs (a key on one side only
 /// counts), sorted.
-pub fn changed_keys(old: &Value, new: &Value) -> Vec<String> {
+pub(crate) fn changed_keys(old: &Value, new: &Value) -> Vec<String> {
     let (mut a, mut b) = (Map::new(), Map::new());
     flatten("", old, &mut a);
     flatten("", new, &mut b);
@@ -90,7 +90,7 @@ fn flatten(prefix: &str, v: &Value, out: &mut Map<String, Value>) {
 
 /// Why an existing output cannot be reused: its settings against `now`, with the changed
 /// keys named (or a note that the file predates recorded settings).
-pub fn mismatch(uri: &str, recorded: Option<&str>, now: &Value) -> String {
+pub(crate) fn mismatch(uri: &str, recorded: Option<&str>, now: &Value) -> String {
     let what = match recorded.and_then(|s| serde_json::from_str::<Value>(s).ok()) {
         Some(old) => {
             let keys = changed_keys(&old, now);

@@ -94,7 +94,7 @@ pub struct ReddeningColumns {
 }
 
 /// The catalogue columns the Lindegren et al. (2021) recipe needs, in
-/// [`ZeroPointInput`]'s order.
+/// `parallax_zero_point::ZeroPointInput`'s order.
 pub const LINDEGREN_COLUMNS: [&str; 5] = [
     "phot_g_mean_mag",
     "nu_eff_used_in_astrometry",

@@ -16,21 +16,21 @@
 //! writer knows when a part is complete. This module plans and wires; the stages are in
 //! `stages.rs`. Only these two files know about channels.
 
-pub mod batcher;
-pub mod catalogue;
+pub(crate) mod batcher;
+pub(crate) mod catalogue;
 pub mod config;
-pub mod fingerprint;
+pub(crate) mod fingerprint;
 pub mod ingest;
-pub mod location;
+pub(crate) mod location;
 pub mod memory_ingest;
-pub mod parallax_zero_point;
+pub(crate) mod parallax_zero_point;
 pub mod progress;
 pub mod shard;
 pub mod simulated;
 pub mod sink;
 pub mod source;
 mod stages;
-pub mod storage_error;
+pub(crate) mod storage_error;
 
 use crate::posterior::{flags, Engine};
 use anyhow::{bail, Context, Result};

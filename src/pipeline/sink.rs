@@ -309,7 +309,7 @@ impl SinkSettings {
 type Writer = AsyncArrowWriter<BufWriter>;
 
 /// One output part being written: reorders results into input order and streams them out.
-pub struct PartSink {
+pub(crate) struct PartSink {
     /// Output file name.
     pub name: String,
     /// Output URI (for messages).

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 const TABLE: &str = include_str!("../../models/filters/pivot_wavelengths.csv");
 
 /// Pivot wavelength of `band` \[um\].
-pub fn pivot_wavelength_um(band: &str) -> Result<f64> {
+pub(crate) fn pivot_wavelength_um(band: &str) -> Result<f64> {
     let t = crate::util::csv::TextTable::parse("pivot_wavelengths.csv", TABLE.as_bytes())?;
     let bands = t.column("band")?;
     let pivots = t.f64s("pivot_angstrom", false)?;

@@ -7,28 +7,28 @@ use arrow::array::{Array, AsArray, Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
 
 /// `array` cast to f64 (nulls kept); `what` names the column in the error.
-pub fn f64s(array: &dyn Array, what: &str) -> Result<Float64Array> {
+pub(crate) fn f64s(array: &dyn Array, what: &str) -> Result<Float64Array> {
     let c = arrow::compute::cast(array, &DataType::Float64)
         .with_context(|| format!("{what} is not numeric"))?;
     Ok(c.as_primitive::<Float64Type>().clone())
 }
 
 /// `array` cast to i64 (nulls kept); `what` names the column in the error.
-pub fn i64s(array: &dyn Array, what: &str) -> Result<Int64Array> {
+pub(crate) fn i64s(array: &dyn Array, what: &str) -> Result<Int64Array> {
     let c = arrow::compute::cast(array, &DataType::Int64)
         .with_context(|| format!("{what} is not an integer column"))?;
     Ok(c.as_primitive::<Int64Type>().clone())
 }
 
 /// `array` cast to UTF-8 strings (nulls kept); `what` names the column in the error.
-pub fn strings(array: &dyn Array, what: &str) -> Result<StringArray> {
+pub(crate) fn strings(array: &dyn Array, what: &str) -> Result<StringArray> {
     let c = arrow::compute::cast(array, &DataType::Utf8)
         .with_context(|| format!("{what} is not a string column"))?;
     Ok(c.as_string::<i32>().clone())
 }
 
 /// The values of an f64 column with nulls as NaN.
-pub fn nan_for_null(c: &Float64Array) -> impl Iterator<Item = f64> + '_ {
+pub(crate) fn nan_for_null(c: &Float64Array) -> impl Iterator<Item = f64> + '_ {
     c.iter().map(|v| v.unwrap_or(f64::NAN))
 }
 

@@ -15,13 +15,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The CSV dialect read everywhere: a header line, `#` comment lines.
-pub fn format() -> Format {
+pub(crate) fn format() -> Format {
     Format::default().with_header(true).with_comment(b'#')
 }
 
 /// A CSV table, every column as text (an empty field is null).
 #[derive(Debug)]
-pub struct TextTable {
+pub(crate) struct TextTable {
     origin: String,
     names: Vec<String>,
     columns: Vec<StringArray>,
@@ -29,13 +29,13 @@ pub struct TextTable {
 
 impl TextTable {
     /// Read a file.
-    pub fn read(path: &Path) -> Result<TextTable> {
+    pub(crate) fn read(path: &Path) -> Result<TextTable> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         TextTable::parse(&path.display().to_string(), &bytes)
     }
 
     /// Parse CSV text; `origin` names it in errors.
-    pub fn parse(origin: &str, bytes: &[u8]) -> Result<TextTable> {
+    pub(crate) fn parse(origin: &str, bytes: &[u8]) -> Result<TextTable> {
         // the header only: names as the parser reads them (quotes removed)
         let (header, _) = format()
             .infer_schema(Cursor::new(bytes), Some(0))
@@ -88,27 +88,17 @@ impl TextTable {
     }
 
     /// Column names (trimmed), in file order.
-    pub fn names(&self) -> &[String] {
+    pub(crate) fn names(&self) -> &[String] {
         &self.names
     }
 
     /// Rows.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.columns.first().map_or(0, |c| c.len())
     }
 
-    /// Whether the table has no rows.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Where the table came from (a path, or the name of an embedded table).
-    pub fn origin(&self) -> &str {
-        &self.origin
-    }
-
     /// A column by name; the error names the table and the column.
-    pub fn column(&self, name: &str) -> Result<&StringArray> {
+    pub(crate) fn column(&self, name: &str) -> Result<&StringArray> {
         self.names
             .iter()
             .position(|n| n == name)
@@ -117,19 +107,13 @@ impl TextTable {
     }
 
     /// A column by position.
-    pub fn column_at(&self, i: usize) -> &StringArray {
+    pub(crate) fn column_at(&self, i: usize) -> &StringArray {
         &self.columns[i]
-    }
-
-    /// Field `row` of column `name`, trimmed; None when empty.
-    pub fn get(&self, name: &str, row: usize) -> Result<Option<&str>> {
-        let c = self.column(name)?;
-        Ok(c.is_valid(row).then(|| c.value(row).trim()))
     }
 
     /// A column as f64: empty, `null` or `nan` fields are NaN, anything else that does not
     /// parse as a number is NaN too when `lenient`, an error naming the row otherwise.
-    pub fn f64s(&self, name: &str, lenient: bool) -> Result<Vec<f64>> {
+    pub(crate) fn f64s(&self, name: &str, lenient: bool) -> Result<Vec<f64>> {
         let c = self.column(name)?;
         (0..c.len())
             .map(|i| {
@@ -149,7 +133,7 @@ impl TextTable {
 
     /// A column as i64 (parsed from the text: ids above 2^53 stay exact); empty or
     /// unparsable fields are None.
-    pub fn i64s(&self, name: &str) -> Result<Vec<Option<i64>>> {
+    pub(crate) fn i64s(&self, name: &str) -> Result<Vec<Option<i64>>> {
         let c = self.column(name)?;
         Ok((0..c.len())
             .map(|i| {
@@ -171,7 +155,7 @@ fn parse_f64(s: &str) -> Option<f64> {
 
 /// Write a record batch as CSV (header line; nulls as empty fields; strings quoted where
 /// they need it, `"` doubled).
-pub fn write(path: &Path, batch: &RecordBatch) -> Result<()> {
+pub(crate) fn write(path: &Path, batch: &RecordBatch) -> Result<()> {
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = arrow::csv::WriterBuilder::new()
@@ -193,8 +177,9 @@ mod tests {
         let t = TextTable::parse("t", text.as_bytes()).unwrap();
         assert_eq!(t.names(), ["id", "na,me", "x"]);
         assert_eq!(t.len(), 2);
-        assert_eq!(t.get("na,me", 0).unwrap(), Some("a, \"b\"\nc"));
-        assert_eq!(t.get("na,me", 1).unwrap(), None);
+        let c = t.column("na,me").unwrap();
+        assert_eq!(c.value(0), "a, \"b\"\nc");
+        assert!(c.is_null(1));
         let x = t.f64s("x", false).unwrap();
         assert_eq!(x[0], 2.5);
         assert!(x[1].is_nan());

@@ -2,13 +2,13 @@
 //! random numbers, CSV, safetensors reading, statistics, small dense linear algebra, CPU
 //! feature detection, a vectorisable dot product.
 
-pub mod column;
-pub mod csv;
-pub mod linalg;
+pub(crate) mod column;
+pub(crate) mod csv;
+pub(crate) mod linalg;
 pub mod rng;
-pub mod safetensors;
-pub mod special;
-pub mod stats;
+pub(crate) mod safetensors;
+pub(crate) mod special;
+pub(crate) mod stats;
 
 /// Whether the CPU has AVX2 and FMA (checked once).
 #[cfg(target_arch = "x86_64")]

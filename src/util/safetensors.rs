@@ -8,15 +8,15 @@ use safetensors::Dtype;
 use std::collections::HashMap;
 
 /// A parsed safetensors file; tensors are copied out on request.
-pub struct SafeTensors<'a> {
+pub(crate) struct SafeTensors<'a> {
     inner: safetensors::SafeTensors<'a>,
     /// String metadata stored under `__metadata__`.
-    pub metadata: HashMap<String, String>,
+    pub(crate) metadata: HashMap<String, String>,
 }
 
 impl<'a> SafeTensors<'a> {
     /// Parse the header of an in-memory safetensors file.
-    pub fn parse(bytes: &'a [u8]) -> Result<Self> {
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Self> {
         let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
             .context("not a readable safetensors file")?;
         let inner = safetensors::SafeTensors::deserialize(bytes)
@@ -55,7 +55,11 @@ impl<'a> SafeTensors<'a> {
     }
 
     /// Copy out an F32 tensor, checking its shape when `shape` is given.
-    pub fn f32(&self, name: &str, shape: Option<&[usize]>) -> Result<(Vec<usize>, Vec<f32>)> {
+    pub(crate) fn f32(
+        &self,
+        name: &str,
+        shape: Option<&[usize]>,
+    ) -> Result<(Vec<usize>, Vec<f32>)> {
         let (shape, raw) = self.raw(name, Dtype::F32, shape)?;
         let v = raw
             .chunks_exact(4)
@@ -65,7 +69,11 @@ impl<'a> SafeTensors<'a> {
     }
 
     /// Copy out an I32 tensor, checking its shape when `shape` is given.
-    pub fn i32(&self, name: &str, shape: Option<&[usize]>) -> Result<(Vec<usize>, Vec<i32>)> {
+    pub(crate) fn i32(
+        &self,
+        name: &str,
+        shape: Option<&[usize]>,
+    ) -> Result<(Vec<usize>, Vec<i32>)> {
         let (shape, raw) = self.raw(name, Dtype::I32, shape)?;
         let v = raw
             .chunks_exact(4)
@@ -75,7 +83,7 @@ impl<'a> SafeTensors<'a> {
     }
 
     /// Copy out a U8 tensor, checking its shape when `shape` is given.
-    pub fn u8(&self, name: &str, shape: Option<&[usize]>) -> Result<(Vec<usize>, Vec<u8>)> {
+    pub(crate) fn u8(&self, name: &str, shape: Option<&[usize]>) -> Result<(Vec<usize>, Vec<u8>)> {
         let (shape, raw) = self.raw(name, Dtype::U8, shape)?;
         Ok((shape, raw.to_vec()))
     }
