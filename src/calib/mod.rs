@@ -151,7 +151,7 @@ impl Default for CalibSettings {
             // the anchored fit (scripts/calibrate-anchored.toml) is not the default: on the
             // benchmark stars its IRFM-anchored Teff scale disagrees with every survey's
             // cool-dwarf labels by 160-450 K, more than the relations' own errors allow, and
-            // its K dwarfs miss the standard sequence (README, Empirical calibration)
+            // its K dwarfs miss the standard sequence (docs/model.md, Empirical calibration)
             label_offsets: false,
             label_offset_degree: 3,
             label_offset_sigma: [300.0, 300.0, 0.2],

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 /// Arguments of `sedflow train`.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "The default model was made with (see the README for its history):\n  sedflow train --out models/default --steps 12000 --seed 1 --layers 1 --log train.log"
+    after_help = "The default model was made with (see docs/model.md for its history):\n  sedflow train --out models/default --steps 12000 --seed 1 --layers 1 --log train.log"
 )]
 pub struct TrainArgs {
     /// Output directory: weights.safetensors, card.json and checkpoint/ (required: there
