@@ -11,40 +11,40 @@ use serde::Serialize;
 
 /// Metrics of one parameter over a set of stars.
 #[derive(Clone, Debug, Serialize)]
-pub struct ParamMetrics {
+pub(crate) struct ParamMetrics {
     /// Parameter name.
-    pub param: String,
+    pub(crate) param: String,
     /// Stars with a posterior.
-    pub n: usize,
+    pub(crate) n: usize,
     /// Median |p50 - truth| (distance: fractional).
-    pub median_abs_error: f64,
+    pub(crate) median_abs_error: f64,
     /// Robust scatter (1.4826 MAD) of p50 - truth.
-    pub robust_scatter: f64,
+    pub(crate) robust_scatter: f64,
     /// Median of p50 - truth.
-    pub bias: f64,
+    pub(crate) bias: f64,
     /// Fraction of truths inside [p16, p84].
-    pub coverage68: f64,
+    pub(crate) coverage68: f64,
     /// Fraction of truths inside [p05, p95].
-    pub coverage90: f64,
+    pub(crate) coverage90: f64,
     /// Fraction of truths inside [p2.5, p97.5].
-    pub coverage95: f64,
+    pub(crate) coverage95: f64,
 }
 
 /// Metrics of a group of stars.
 #[derive(Clone, Debug, Serialize)]
-pub struct GroupMetrics {
+pub(crate) struct GroupMetrics {
     /// Group name.
-    pub group: String,
+    pub(crate) group: String,
     /// Stars in the group.
-    pub n_stars: usize,
+    pub(crate) n_stars: usize,
     /// Median importance-sampling efficiency.
-    pub median_efficiency: f64,
+    pub(crate) median_efficiency: f64,
     /// Per-parameter metrics.
-    pub params: Vec<ParamMetrics>,
+    pub(crate) params: Vec<ParamMetrics>,
 }
 
 /// Filter-set class of a star: which surveys it has.
-pub fn filter_set(obs: &StarObs, fm: &ForwardModel) -> &'static str {
+pub(crate) fn filter_set(obs: &StarObs, fm: &ForwardModel) -> &'static str {
     let names: Vec<&str> = obs
         .phot
         .iter()
@@ -65,7 +65,7 @@ pub fn filter_set(obs: &StarObs, fm: &ForwardModel) -> &'static str {
 }
 
 /// Metrics of one group.
-pub fn group_metrics(group: &str, items: &[(&Theta, &StarResult)]) -> GroupMetrics {
+pub(crate) fn group_metrics(group: &str, items: &[(&Theta, &StarResult)]) -> GroupMetrics {
     let ok: Vec<&(&Theta, &StarResult)> = items
         .iter()
         .filter(|(_, r)| r.params[0].q[2].is_finite())
@@ -119,7 +119,7 @@ pub fn group_metrics(group: &str, items: &[(&Theta, &StarResult)]) -> GroupMetri
 }
 
 /// Overall, per filter set, and per filter set x parallax.
-pub fn evaluate(
+pub(crate) fn evaluate(
     fm: &ForwardModel,
     truths: &[Theta],
     obs: &[StarObs],
@@ -177,7 +177,7 @@ pub fn evaluate(
 }
 
 /// A plain-text table of the metrics.
-pub fn format_table(groups: &[GroupMetrics]) -> String {
+pub(crate) fn format_table(groups: &[GroupMetrics]) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     writeln!(

@@ -6,7 +6,6 @@ fn main() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
-    tune_allocator();
     let code = match sedflow::cli::run() {
         Ok(code) => code,
         Err(e) => {
@@ -24,23 +23,3 @@ fn main() {
     };
     std::process::exit(code);
 }
-
-/// Keep freed tensor buffers in the heap instead of returning them to the OS: candle
-/// allocates a fresh multi-MB buffer per operation, and glibc's default 128 kB mmap
-/// threshold turns each into page faults and zeroing (measured ~15% of training time).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn tune_allocator() {
-    extern "C" {
-        fn mallopt(param: i32, value: i32) -> i32;
-    }
-    const M_TRIM_THRESHOLD: i32 = -1;
-    const M_MMAP_THRESHOLD: i32 = -3;
-    // SAFETY: mallopt only changes allocator tuning parameters.
-    unsafe {
-        mallopt(M_MMAP_THRESHOLD, 256 << 20);
-        mallopt(M_TRIM_THRESHOLD, 1 << 30);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn tune_allocator() {}

@@ -19,13 +19,13 @@ pub struct BandModel {
     pub band: String,
     /// Magnitude at 50% detection probability.
     pub limit: f64,
-    /// Width of the logistic detection fall-off [mag].
+    /// Width of the logistic detection fall-off \[mag\].
     pub limit_width: f64,
     /// Brighter than this, the band is saturated and missing (logistic, width 0.3 mag).
     pub saturation: f64,
-    /// Reported-error floor [mag].
+    /// Reported-error floor \[mag\].
     pub err_floor: f64,
-    /// Reported error at the reference magnitude [mag].
+    /// Reported error at the reference magnitude \[mag\].
     pub err_ref: f64,
     /// Reference magnitude of `err_ref`.
     pub mag_ref: f64,
@@ -61,9 +61,9 @@ pub struct SimulatorConfig {
     pub parallax_fraction: f64,
     /// Faintest G with a parallax.
     pub parallax_g_limit: f64,
-    /// Parallax error law: sqrt(floor^2 + (ref * 10^(slope (G - 20)))^2) [mas].
+    /// Parallax error law: sqrt(floor^2 + (ref * 10^(slope (G - 20)))^2) \[mas\].
     pub parallax_err_floor: f64,
-    /// Parallax error at G = 20 [mas].
+    /// Parallax error at G = 20 \[mas\].
     pub parallax_err_ref: f64,
     /// Slope of the parallax error law.
     pub parallax_err_slope: f64,
@@ -73,7 +73,7 @@ pub struct SimulatorConfig {
     /// err; 0: none).
     #[serde(default)]
     pub reddening_fraction: f64,
-    /// Quoted E(B-V) error law: hypot(floor, relative * E(B-V)) [mag], scattered by
+    /// Quoted E(B-V) error law: hypot(floor, relative * E(B-V)) \[mag\], scattered by
     /// `err_scatter_dex`.
     #[serde(default = "default_ebv_error_floor")]
     pub reddening_error_floor: f64,
@@ -81,7 +81,7 @@ pub struct SimulatorConfig {
     #[serde(default = "default_ebv_error_relative")]
     pub reddening_error_relative: f64,
     /// Largest per-survey error floor of a catalogue: each star's survey gets a floor drawn
-    /// uniformly in [0, this] [mag], already added in quadrature to the quoted errors (as
+    /// uniformly in [0, this] \[mag\], already added in quadrature to the quoted errors (as
     /// real catalogues quote them); 0: none.
     #[serde(default)]
     pub quoted_floor_max: f64,
@@ -94,7 +94,7 @@ pub struct SimulatorConfig {
     /// `bright_distance_pc` (training proposals that must cover parallax S/N up to ~1000).
     #[serde(default)]
     pub bright_fraction: f64,
-    /// Distance range of the bright regime [pc].
+    /// Distance range of the bright regime \[pc\].
     #[serde(default = "default_bright_distance")]
     pub bright_distance_pc: (f64, f64),
     /// Log-normal scatter (dex) of reported errors around the survey's law.
@@ -514,7 +514,9 @@ impl<'a> Simulator<'a> {
     }
 
     /// Simulate `n` catalogue stars deterministically from `seed` (star k uses its own
-    /// stream, so results do not depend on threads). Source ids are 1..=n.
+    /// stream, so results do not depend on threads). Source ids are 1..=n. (Tests; callers
+    /// use [`Simulator::simulate_many_where`].)
+    #[cfg(test)]
     pub fn simulate_many(&self, n: usize, seed: u64) -> Vec<SimStar> {
         self.simulate_many_where(n, seed, |_| true)
     }
@@ -579,7 +581,7 @@ mod tests {
         let n_sizes: Vec<usize> = stars.iter().map(|s| s.obs.phot.len()).collect();
         assert!(n_plx > 1500 && n_plx < 3000, "parallaxes {n_plx}");
         assert!(n_neg > 10, "negative parallaxes must occur: {n_neg}");
-        assert!(n_sizes.iter().any(|&k| k == 2) && n_sizes.iter().any(|&k| k >= 15));
+        assert!(n_sizes.contains(&2) && n_sizes.iter().any(|&k| k >= 15));
         // the noise added matches the error reported (plus the model floor)
         let var = residual_variance(fm, &noise, &stars[..500]);
         assert!(

@@ -13,7 +13,7 @@
 
 use arbitrary::{Result as ArbResult, Unstructured};
 use arrow::array::{
-    Array, ArrayRef, Float64Array, Int64Array, ListArray, StringArray, StructArray,
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, StringArray, StructArray,
 };
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::datatypes::{DataType, Field, Fields, Float64Type, Schema, TimeUnit};
@@ -175,7 +175,7 @@ fn column(u: &mut Unstructured, name: &str, dt: &DataType, n: usize) -> ArbResul
 fn convert(base: ArrayRef, dt: &DataType) -> ArrayRef {
     match dt {
         DataType::List(_) => {
-            let f = base.as_any().downcast_ref::<Float64Array>();
+            let f = base.as_primitive_opt::<Float64Type>();
             let lists = (0..base.len()).map(|i| {
                 f.filter(|a| !a.is_null(i))
                     .map(|a| vec![Some(a.value(i)), None])

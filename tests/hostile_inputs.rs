@@ -128,7 +128,8 @@ fn the_oracle_passes_an_intact_catalogue_and_notices_a_missing_row() {
 fn fuzz_regressions_stay_fixed() {
     let root =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz-regressions");
-    let targets: [(&str, fn(&[u8])); 2] = [
+    type Target = (&'static str, fn(&[u8]));
+    let targets: [Target; 2] = [
         ("parquet_ingest", fuzz_parquet_ingest),
         ("pipeline_toml", fuzz_pipeline_toml),
     ];

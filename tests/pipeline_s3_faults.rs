@@ -280,7 +280,7 @@ fn run_case(
     let secs = t.elapsed().as_secs_f64();
     let injected = b.proxy.injected();
     b.proxy.set_rules(Vec::new());
-    if injected.iter().any(|&n| n == 0) {
+    if injected.contains(&0) {
         return Err(format!(
             "a rule injected nothing ({injected:?}): the case tests nothing\n{out}"
         ));

@@ -1,7 +1,7 @@
 //! Helpers for the `sedflow run` tests: tiny Gaia-style catalogues, running the binary,
 //! reading the outputs back row by row (exact values), and a moto S3 server.
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array};
 use arrow::datatypes::{DataType, Field, Float32Type, Int16Type, Int32Type, Int64Type, Schema};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -172,12 +172,7 @@ pub fn read_rows(bytes: Bytes) -> Vec<Row> {
             .column_by_name("flags")
             .unwrap()
             .as_primitive::<Int64Type>();
-        let fr = b
-            .column_by_name("flag_reason")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
+        let fr = b.column_by_name("flag_reason").unwrap().as_string::<i32>();
         for i in 0..b.num_rows() {
             out.push(Row {
                 source_id: (!sid.is_null(i)).then(|| sid.value(i)),

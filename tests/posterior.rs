@@ -5,9 +5,10 @@
 
 use super::pipeline_util::*;
 use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
-use sedflow::cli::simulate::{catalogue_columns, simulate_catalogue, GaiaRelease};
 use sedflow::io::table::{write_columns, Column};
 use sedflow::physics::ForwardModel;
+use sedflow::pipeline::config::GaiaRelease;
+use sedflow::pipeline::simulated::{catalogue_columns, simulate_catalogue};
 use std::path::Path;
 use std::sync::Arc;
 

@@ -16,4 +16,5 @@ mod pipeline_util;
 mod plots;
 mod posterior;
 mod report;
+mod resume;
 mod slurm;

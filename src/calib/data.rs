@@ -9,10 +9,9 @@
 
 use crate::likelihood::Measurement;
 use crate::physics::ForwardModel;
+use crate::util::column;
 use anyhow::{bail, Context, Result};
-use arrow::array::{Array, Float64Array, Int64Array, StringArray};
-use arrow::compute::cast;
-use arrow::datatypes::DataType;
+use arrow::array::Array;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::HashMap;
 use std::path::Path;
@@ -53,13 +52,13 @@ pub const REQUIRED_NUMERIC: [&str; 8] = [
 pub struct LabelledStar {
     /// Catalogue id.
     pub source_id: i64,
-    /// Spectroscopic labels (Teff [K], log g, [M/H]).
+    /// Spectroscopic labels (Teff \[K\], log g, [M/H]).
     pub labels: [f64; 3],
     /// Their reported 1-sigma errors.
     pub label_err: [f64; 3],
     /// Survey that measured the labels (e.g. "lamost").
     pub label_source: String,
-    /// Parallax and its error as published [mas] (no zero-point correction), if finite.
+    /// Parallax and its error as published \[mas\] (no zero-point correction), if finite.
     pub parallax: Option<(f64, f64)>,
     /// Reddening prior E and its error (SFD scale); either may be null. A null E with an
     /// error means "no map value, reddening of about that size" (half-normal prior).
@@ -145,32 +144,21 @@ fn read_columns(
             let arr = batch
                 .column_by_name(name)
                 .with_context(|| format!("{}: missing column '{name}'", path.display()))?;
+            let what = format!("{}: column '{name}'", path.display());
             match col {
                 Col::F64(v) => {
-                    let c = cast(arr, &DataType::Float64).with_context(|| {
-                        format!("{}: column '{name}' is not numeric", path.display())
-                    })?;
-                    let c = c.as_any().downcast_ref::<Float64Array>().unwrap();
-                    v.extend(
-                        (0..c.len()).map(|i| if c.is_null(i) { f64::NAN } else { c.value(i) }),
-                    );
+                    v.extend(column::nan_for_null(&column::f64s(arr, &what)?));
                 }
                 Col::I64(v) => {
-                    let c = cast(arr, &DataType::Int64).with_context(|| {
-                        format!("{}: column '{name}' is not an integer", path.display())
-                    })?;
-                    let c = c.as_any().downcast_ref::<Int64Array>().unwrap();
+                    let c = column::i64s(arr, &what)?;
                     if c.null_count() > 0 {
                         bail!("{}: column '{name}' has nulls", path.display());
                     }
                     v.extend(c.values().iter().copied());
                 }
                 Col::Str(v) => {
-                    let c = cast(arr, &DataType::Utf8).with_context(|| {
-                        format!("{}: column '{name}' is not a string", path.display())
-                    })?;
-                    let c = c.as_any().downcast_ref::<StringArray>().unwrap();
-                    v.extend((0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i).to_string())));
+                    let c = column::strings(arr, &what)?;
+                    v.extend(c.iter().map(|s| s.map(str::to_string)));
                 }
             }
         }

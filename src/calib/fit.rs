@@ -73,7 +73,7 @@ pub struct FitStats {
     /// Fitted factor on each reddening map's quoted E(B-V) errors (1 where not estimated).
     #[serde(default)]
     pub map_error_scales: Vec<(String, f64)>,
-    /// Model-systematics floor of each fitted band [mag] (the likelihood's floor).
+    /// Model-systematics floor of each fitted band \[mag\] (the likelihood's floor).
     #[serde(default)]
     pub floors: Vec<(String, f64)>,
     /// Fitted relative extinction correction kappa_b of each band whose extinction is
@@ -95,13 +95,13 @@ pub struct AnchorStat {
     pub source: String,
     /// Anchor stars (low reddening, IRFM Teff available, used in the fit).
     pub n: usize,
-    /// Median label Teff - IRFM Teff [K].
+    /// Median label Teff - IRFM Teff \[K\].
     pub median_label_minus_irfm: f64,
-    /// Median anchored Teff (label - fitted offset) - IRFM Teff [K].
+    /// Median anchored Teff (label - fitted offset) - IRFM Teff \[K\].
     pub median_anchored_minus_irfm: f64,
-    /// Robust scatter of label - IRFM [K].
+    /// Robust scatter of label - IRFM \[K\].
     pub scatter: f64,
-    /// Median label Teff of the anchor stars [K].
+    /// Median label Teff of the anchor stars \[K\].
     pub median_teff: f64,
 }
 
@@ -242,21 +242,52 @@ fn source_weights(stars: &[&LabelledStar], max_share: f64) -> Vec<(String, usize
 
 /// Linearise one star around its state; None if the model cannot be evaluated there.
 #[allow(clippy::too_many_arguments)]
-fn linearise(
-    raw: &ForwardModel,
-    cal_model: &ForwardModel,
-    star: &LabelledStar,
-    st: &StarState,
-    prior: &NuisancePrior,
-    s: &CalibSettings,
-    noise: &NoiseModel,
-    cal_index: &[Option<usize>],
-    calib: &Calibration,
+/// What one iteration linearises every star against: the models, the settings, the
+/// current noise model and calibration, and where parameters sit in the design.
+#[derive(Clone, Copy)]
+struct LinContext<'a> {
+    raw: &'a ForwardModel,
+    /// The raw model with the current calibration.
+    cal_model: &'a ForwardModel,
+    s: &'a CalibSettings,
+    noise: &'a NoiseModel,
+    /// Coefficient block of each registry band (None: not calibrated).
+    cal_index: &'a [Option<usize>],
+    calib: &'a Calibration,
+    /// Extinction-scale parameter of each registry band.
+    ext_index: &'a [Option<usize>],
+}
+
+/// One star's inputs to [`linearise`].
+struct StarInput<'a> {
+    star: &'a LabelledStar,
+    st: &'a StarState,
+    prior: &'a NuisancePrior,
+    /// The star's reddening-map scale parameter.
     kappa_index: Option<usize>,
-    ext_index: &[Option<usize>],
-    off: &OffsetDesign,
+    off: &'a OffsetDesign,
+    /// Its label source's weight.
     w: f64,
-) -> Option<Linearised> {
+}
+
+fn linearise(ctx: &LinContext, one: StarInput) -> Option<Linearised> {
+    let LinContext {
+        raw,
+        cal_model,
+        s,
+        noise,
+        cal_index,
+        calib,
+        ext_index,
+    } = *ctx;
+    let StarInput {
+        star,
+        st,
+        prior,
+        kappa_index,
+        off,
+        w,
+    } = one;
     let used: Vec<usize> = (0..star.phot.len()).filter(|&i| !st.clipped[i]).collect();
     let n = used.len();
     if n < 3 {
@@ -677,48 +708,14 @@ pub fn fit(
     let terms = s.terms();
     let nt = terms.len();
     let frame = basis_frame(&inside, s);
-    // bands with enough stars, in registry order
-    let nb_reg = raw.bands().len();
-    let mut counts = vec![0usize; nb_reg];
-    for st in &inside {
-        for m in &st.phot {
-            counts[m.band as usize] += 1;
-        }
-    }
-    let cal_bands: Vec<usize> = (0..nb_reg)
-        .filter(|&b| counts[b] >= s.min_stars_per_band)
-        .collect();
-    if cal_bands.is_empty() {
-        bail!(
-            "no band has {} or more stars with labels inside the model",
-            s.min_stars_per_band
-        );
-    }
-    let band_counts: Vec<usize> = cal_bands.iter().map(|&b| counts[b]).collect();
-    let mut cal_index = vec![None; nb_reg];
+    let (cal_bands, band_counts) = calibrated_bands(raw, &inside, s)?;
+    let mut cal_index = vec![None; raw.bands().len()];
     for (k, &b) in cal_bands.iter().enumerate() {
         cal_index[b] = Some(k);
     }
-    // reddening maps whose scale is fitted: those giving a prior value to some star
-    let mut maps: Vec<String> = inside
-        .iter()
-        .filter(|st| st.ebv.0.is_some() && st.ebv.1.is_some())
-        .map(|st| st.ebv_source.clone())
-        .collect();
-    maps.sort();
-    maps.dedup();
+    let maps = fitted_maps(&inside);
     let n_coef = cal_bands.len() * nt;
-    // extinction scales: every corrected band but the anchor (the common scale is A_V's)
-    let mut ext_index = vec![None; nb_reg];
-    let mut n_ext = 0;
-    if s.ext_scale_sigma > 0.0 {
-        for &b in &cal_bands {
-            if raw.bands().name(b) != s.ext_scale_anchor {
-                ext_index[b] = Some(n_coef + maps.len() + n_ext);
-                n_ext += 1;
-            }
-        }
-    }
+    let (ext_index, n_ext) = extinction_scales(raw, &cal_bands, s, n_coef + maps.len());
     let off_base = n_coef + maps.len() + n_ext;
     let template = offsets_template(&inside, s, frame);
     let designs = offset_designs(raw, &inside, s, template.as_ref(), off_base);
@@ -747,31 +744,9 @@ pub fn fit(
             }
         })
         .collect();
-    // initial state: A_V at its prior mean, mu from the photometry
     let mut states: Vec<StarState> = inside
         .par_iter()
-        .map(|st| {
-            let av0 = NuisancePrior::of(st, s, &[]).av.0.max(0.0);
-            let bands: Vec<usize> = st.phot.iter().map(|m| m.band as usize).collect();
-            let mut m = vec![0f32; bands.len()];
-            let ok = raw
-                .magnitudes(&theta(st.labels, av0, s.rv, 0.0), &bands, &mut m)
-                .is_ok();
-            let mut d: Vec<f64> = st
-                .phot
-                .iter()
-                .zip(&m)
-                .map(|(o, p)| o.mag as f64 - *p as f64)
-                .collect();
-            d.sort_by(|a, b| a.total_cmp(b));
-            StarState {
-                av0,
-                mu0: if ok { d[d.len() / 2] } else { 0.0 },
-                shift: [0.0, 0.0],
-                clipped: vec![false; st.phot.len()],
-                active: ok,
-            }
-        })
+        .map(|st| initial_state(raw, st, s))
         .collect();
     let mut beta = vec![0.0; dim];
     let mut n_rejected_stars = 0;
@@ -804,6 +779,15 @@ pub fn fit(
             false,
         );
         let cal_model = raw.with_calibration(Some(calib.clone()))?;
+        let ctx = LinContext {
+            raw,
+            cal_model: &cal_model,
+            s,
+            noise,
+            cal_index: &cal_index,
+            calib: &calib,
+            ext_index: &ext_index,
+        };
         let mut lins: Vec<Option<Linearised>> = inside
             .par_iter()
             .zip(&states)
@@ -811,42 +795,26 @@ pub fn fit(
             .zip(&star_w)
             .zip(&kappa_index)
             .zip(&designs)
-            .map(|(((((st, state), pr), &w), &ki), od)| {
-                if !state.active {
+            .map(|(((((star, st), prior), &w), &kappa_index), off)| {
+                if !st.active {
                     return None;
                 }
-                linearise(
-                    raw, &cal_model, st, state, pr, s, noise, &cal_index, &calib, ki, &ext_index,
-                    od, w,
-                )
+                let one = StarInput {
+                    star,
+                    st,
+                    prior,
+                    kappa_index,
+                    off,
+                    w,
+                };
+                linearise(&ctx, one)
             })
             .collect();
         // variance components at the previous coefficients (not against the raw model)
         if iter > 0 && s.variance_steps > 0 {
             variance_components(&mut lins, &beta, &cal_index, &mut floor2, &mut scale2, s);
         }
-        // normal equations, summed in fixed chunks combined in order
-        let partial: Vec<(Vec<f64>, Vec<f64>)> = lins
-            .par_chunks(CHUNK)
-            .map(|chunk| {
-                let mut a = vec![0.0; dim * dim];
-                let mut b = vec![0.0; dim];
-                for lin in chunk.iter().flatten() {
-                    accumulate(lin, dim, &mut a, &mut b);
-                }
-                (a, b)
-            })
-            .collect();
-        let mut a = vec![0.0; dim * dim];
-        let mut b = vec![0.0; dim];
-        for (pa, pb) in &partial {
-            for (x, y) in a.iter_mut().zip(pa) {
-                *x += y;
-            }
-            for (x, y) in b.iter_mut().zip(pb) {
-                *x += y;
-            }
-        }
+        let (mut a, mut b) = normal_equations(&lins, dim);
         for k in 0..cal_bands.len() {
             for (t, e) in terms.iter().enumerate() {
                 let sig = if *e == [0, 0, 0] {
@@ -877,50 +845,10 @@ pub fn fit(
         cholesky_solve(&a, dim, &mut b);
         beta = b;
         // update each star: posterior (mu, A_V), outliers
-        let last = iter + 1 == s.iterations;
         let updates: Vec<(StarState, f64, usize, bool)> = lins
             .par_iter()
             .zip(&states)
-            .map(|(lin, state)| {
-                let mut st = state.clone();
-                let Some(lin) = lin else {
-                    let was = st.active;
-                    st.active = false;
-                    return (st, 0.0, 0, was);
-                };
-                let n = lin.used.len();
-                let pred = predicted(lin, &beta);
-                let e: Vec<f64> = lin.r.iter().zip(&pred).map(|(r, p)| r - p).collect();
-                let v: Vec<f64> = (0..n)
-                    .map(|i| (0..n).map(|j| lin.p[i * n + j] * e[j]).sum())
-                    .collect();
-                let chi2: f64 = e.iter().zip(&v).map(|(a, b)| a * b).sum();
-                let mut du = lin.du_prior;
-                if let Some((m, a_base)) = lin.kappa {
-                    du[1] += beta[n_coef + m] * a_base;
-                }
-                for (q, d) in du.iter_mut().enumerate() {
-                    *d += lin.s[q] * (0..n).map(|k| lin.g[k][q] * v[k]).sum::<f64>();
-                }
-                st.mu0 += du[0];
-                st.av0 = (st.av0 + du[1]).max(0.0);
-                // no outlier decisions against the raw model (iteration 0): its systematics
-                // are what the fit is for
-                if iter > 0 && !last {
-                    if chi2 / n as f64 > MAX_STAR_CHI2_PER_BAND {
-                        st.active = false;
-                        return (st, chi2, n, true);
-                    }
-                    // the worst band only: one outlier inflates the others' residuals
-                    let (worst, z) = (0..n)
-                        .map(|i| (i, (v[i] / lin.p[i * n + i].sqrt()).abs()))
-                        .fold((0, 0.0), |acc, x| if x.1 > acc.1 { x } else { acc });
-                    if z > s.clip_sigma {
-                        st.clipped[lin.used[worst]] = true;
-                    }
-                }
-                (st, chi2, n, false)
-            })
+            .map(|(lin, state)| update_star(lin.as_ref(), state, &beta, n_coef, (iter, s)))
             .collect();
         let mut chi2_sum = 0.0;
         let mut n_sum = 0;
@@ -998,6 +926,168 @@ pub fn fit(
                 .collect(),
         },
     })
+}
+
+/// The bands with at least `min_stars_per_band` stars, in registry order, and their star
+/// counts.
+fn calibrated_bands(
+    raw: &ForwardModel,
+    inside: &[&LabelledStar],
+    s: &CalibSettings,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let mut counts = vec![0usize; raw.bands().len()];
+    for st in inside {
+        for m in &st.phot {
+            counts[m.band as usize] += 1;
+        }
+    }
+    let cal_bands: Vec<usize> = (0..counts.len())
+        .filter(|&b| counts[b] >= s.min_stars_per_band)
+        .collect();
+    if cal_bands.is_empty() {
+        bail!(
+            "no band has {} or more stars with labels inside the model",
+            s.min_stars_per_band
+        );
+    }
+    let band_counts = cal_bands.iter().map(|&b| counts[b]).collect();
+    Ok((cal_bands, band_counts))
+}
+
+/// Reddening maps whose scale is fitted: those giving a prior value to some star, sorted.
+fn fitted_maps(inside: &[&LabelledStar]) -> Vec<String> {
+    let mut maps: Vec<String> = inside
+        .iter()
+        .filter(|st| st.ebv.0.is_some() && st.ebv.1.is_some())
+        .map(|st| st.ebv_source.clone())
+        .collect();
+    maps.sort();
+    maps.dedup();
+    maps
+}
+
+/// Extinction-scale parameters (numbered from `first`) of every corrected band but the
+/// anchor (the common scale is A_V's), per registry band, and their number.
+fn extinction_scales(
+    raw: &ForwardModel,
+    cal_bands: &[usize],
+    s: &CalibSettings,
+    first: usize,
+) -> (Vec<Option<usize>>, usize) {
+    let mut ext_index = vec![None; raw.bands().len()];
+    let mut n_ext = 0;
+    if s.ext_scale_sigma > 0.0 {
+        for &b in cal_bands {
+            if raw.bands().name(b) != s.ext_scale_anchor {
+                ext_index[b] = Some(first + n_ext);
+                n_ext += 1;
+            }
+        }
+    }
+    (ext_index, n_ext)
+}
+
+/// A star's starting point: A_V at its prior mean, mu the median of observed minus model
+/// magnitudes at its labels (inactive where the model has no magnitudes there).
+fn initial_state(raw: &ForwardModel, st: &LabelledStar, s: &CalibSettings) -> StarState {
+    let av0 = NuisancePrior::of(st, s, &[]).av.0.max(0.0);
+    let bands: Vec<usize> = st.phot.iter().map(|m| m.band as usize).collect();
+    let mut m = vec![0f32; bands.len()];
+    let ok = raw
+        .magnitudes(&theta(st.labels, av0, s.rv, 0.0), &bands, &mut m)
+        .is_ok();
+    let mut d: Vec<f64> = st
+        .phot
+        .iter()
+        .zip(&m)
+        .map(|(o, p)| o.mag as f64 - *p as f64)
+        .collect();
+    d.sort_by(|a, b| a.total_cmp(b));
+    StarState {
+        av0,
+        mu0: if ok { d[d.len() / 2] } else { 0.0 },
+        shift: [0.0, 0.0],
+        clipped: vec![false; st.phot.len()],
+        active: ok,
+    }
+}
+
+/// The stars' normal equations (A, b) of dimension `dim`, summed in fixed chunks combined
+/// in order (the sum does not depend on the thread count).
+fn normal_equations(lins: &[Option<Linearised>], dim: usize) -> (Vec<f64>, Vec<f64>) {
+    let partial: Vec<(Vec<f64>, Vec<f64>)> = lins
+        .par_chunks(CHUNK)
+        .map(|chunk| {
+            let mut a = vec![0.0; dim * dim];
+            let mut b = vec![0.0; dim];
+            for lin in chunk.iter().flatten() {
+                accumulate(lin, dim, &mut a, &mut b);
+            }
+            (a, b)
+        })
+        .collect();
+    let mut a = vec![0.0; dim * dim];
+    let mut b = vec![0.0; dim];
+    for (pa, pb) in &partial {
+        for (x, y) in a.iter_mut().zip(pa) {
+            *x += y;
+        }
+        for (x, y) in b.iter_mut().zip(pb) {
+            *x += y;
+        }
+    }
+    (a, b)
+}
+
+/// One star after an iteration's solve `beta`: its posterior (mu, A_V) update, whether it
+/// is rejected (chi^2 per band too high) and its worst band clipped. Returns the new state,
+/// its chi^2, its number of bands and whether it was rejected now.
+fn update_star(
+    lin: Option<&Linearised>,
+    state: &StarState,
+    beta: &[f64],
+    n_coef: usize,
+    (iter, s): (usize, &CalibSettings),
+) -> (StarState, f64, usize, bool) {
+    let last = iter + 1 == s.iterations;
+    let mut st = state.clone();
+    let Some(lin) = lin else {
+        let was = st.active;
+        st.active = false;
+        return (st, 0.0, 0, was);
+    };
+    let n = lin.used.len();
+    let pred = predicted(lin, beta);
+    let e: Vec<f64> = lin.r.iter().zip(&pred).map(|(r, p)| r - p).collect();
+    let v: Vec<f64> = (0..n)
+        .map(|i| (0..n).map(|j| lin.p[i * n + j] * e[j]).sum())
+        .collect();
+    let chi2: f64 = e.iter().zip(&v).map(|(a, b)| a * b).sum();
+    let mut du = lin.du_prior;
+    if let Some((m, a_base)) = lin.kappa {
+        du[1] += beta[n_coef + m] * a_base;
+    }
+    for (q, d) in du.iter_mut().enumerate() {
+        *d += lin.s[q] * (0..n).map(|k| lin.g[k][q] * v[k]).sum::<f64>();
+    }
+    st.mu0 += du[0];
+    st.av0 = (st.av0 + du[1]).max(0.0);
+    // no outlier decisions against the raw model (iteration 0): its systematics
+    // are what the fit is for
+    if iter > 0 && !last {
+        if chi2 / n as f64 > MAX_STAR_CHI2_PER_BAND {
+            st.active = false;
+            return (st, chi2, n, true);
+        }
+        // the worst band only: one outlier inflates the others' residuals
+        let (worst, z) = (0..n)
+            .map(|i| (i, (v[i] / lin.p[i * n + i].sqrt()).abs()))
+            .fold((0, 0.0), |acc, x| if x.1 > acc.1 { x } else { acc });
+        if z > s.clip_sigma {
+            st.clipped[lin.used[worst]] = true;
+        }
+    }
+    (st, chi2, n, false)
 }
 
 /// The offsets' structure (coefficients zero) if modelled: sources of the training stars,

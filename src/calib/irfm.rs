@@ -57,23 +57,23 @@ const MAX_KS_ERR: f64 = 0.05;
 
 /// IRFM Teff of one star from its photometry.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-pub struct IrfmTeff {
-    /// Weighted mean over the usable colours [K].
-    pub teff: f64,
-    /// Its 1-sigma error [K]: the colours' errors (photometry, reddening, relation) treated
+pub(crate) struct IrfmTeff {
+    /// Weighted mean over the usable colours \[K\].
+    pub(crate) teff: f64,
+    /// Its 1-sigma error \[K\]: the colours' errors (photometry, reddening, relation) treated
     /// as fully correlated (weighted RMS of the per-colour errors).
-    pub sigma: f64,
+    pub(crate) sigma: f64,
     /// Colours used.
-    pub n_colours: usize,
+    pub(crate) n_colours: usize,
 }
 
 /// Settings of the anchor sample.
 #[derive(Clone, Copy, Debug)]
-pub struct IrfmSettings {
-    /// Largest reddening prior E(B-V) of an anchor star [mag].
-    pub max_ebv: f64,
-    /// Scatter of the relations about IRFM Teff per colour [K].
-    pub sigma_relation: f64,
+pub(crate) struct IrfmSettings {
+    /// Largest reddening prior E(B-V) of an anchor star \[mag\].
+    pub(crate) max_ebv: f64,
+    /// Scatter of the relations about IRFM Teff per colour \[K\].
+    pub(crate) sigma_relation: f64,
 }
 
 /// Extinction coefficients R = A / E(B-V) of G, BP, RP at intrinsic colour `c` (BP-RP).
@@ -126,7 +126,11 @@ fn mag(star: &LabelledStar, id: Option<usize>) -> Option<(f64, f64)> {
 
 /// IRFM Teff of a star with low reddening (E(B-V) prior with an error, at most `max_ebv`),
 /// at its label log g and [M/H]; None if it does not qualify.
-pub fn irfm_teff(fm: &ForwardModel, star: &LabelledStar, s: &IrfmSettings) -> Option<IrfmTeff> {
+pub(crate) fn irfm_teff(
+    fm: &ForwardModel,
+    star: &LabelledStar,
+    s: &IrfmSettings,
+) -> Option<IrfmTeff> {
     let (Some(ebv), Some(ebv_err)) = star.ebv else {
         return None;
     };

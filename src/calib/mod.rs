@@ -6,22 +6,22 @@
 //! * [`fit`]: fit smooth per-band corrections delta_b(Teff, log g, [M/H]) by maximising the
 //!   marginal likelihood of the photometry given the labels (with their errors), the
 //!   parallax and a per-star extinction under its prior (linear-Gaussian marginalisation),
-//!   jointly with per-survey label offsets ([`offsets`]) anchored to IRFM Teff ([`irfm`]).
+//!   jointly with per-survey label offsets ([`offsets`]) anchored to IRFM Teff (`irfm`).
 //! * [`recover`]: Teff recovery with log g and [M/H] at the labels, A_V free under its prior,
 //!   distance constrained by the parallax; colour residuals at the labels.
-//! * [`validate`]: k-fold cross-validation of both, before and after calibration.
-//! * [`report`]: breakdowns (Teff bins, dwarfs/giants, label source) as text and JSON.
-//! * [`standards`]: the raw and calibrated model against the Sun and a standard dwarf
+//! * `validate`: k-fold cross-validation of both, before and after calibration.
+//! * `report`: breakdowns (Teff bins, dwarfs/giants, label source) as text and JSON.
+//! * `standards`: the raw and calibrated model against the Sun and a standard dwarf
 //!   sequence (a check, not a fit input).
 
 pub mod data;
 pub mod fit;
-pub mod irfm;
+pub(crate) mod irfm;
 pub mod offsets;
 pub mod recover;
-pub mod report;
-pub mod standards;
-pub mod validate;
+pub(crate) mod report;
+pub(crate) mod standards;
+pub(crate) mod validate;
 
 use data::LabelledStar;
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,7 @@ pub struct CalibSettings {
     pub axis_degree: [u8; 3],
     /// R_V assumed for every calibration star.
     pub rv: f64,
-    /// Gaia parallax zero point [mas]: the corrected parallax is `parallax - zero_point`.
+    /// Gaia parallax zero point \[mas\]: the corrected parallax is `parallax - zero_point`.
     pub parallax_zero_point: f64,
     /// Parallaxes with corrected parallax / error below this constrain the distance only
     /// through the exact parallax likelihood in the recovery; the fit treats them as absent.
@@ -57,23 +57,23 @@ pub struct CalibSettings {
     /// map's error scale (0: keep the default floors and the quoted map errors).
     #[serde(default)]
     pub variance_steps: usize,
-    /// Smallest model-systematics floor a band may get [mag].
+    /// Smallest model-systematics floor a band may get \[mag\].
     #[serde(default)]
     pub floor_min: f64,
     /// Smallest factor on a map's quoted E(B-V) errors.
     #[serde(default)]
     pub map_error_scale_min: f64,
-    /// Floor added in quadrature to the A_V prior width [mag].
+    /// Floor added in quadrature to the A_V prior width \[mag\].
     pub av_sigma_floor: f64,
     /// Width of the half-normal A_V prior of stars with neither a reddening prior nor its
-    /// error [mag] (a null prior with an error gives a half-normal of that error's width).
+    /// error \[mag\] (a null prior with an error gives a half-normal of that error's width).
     pub broad_av_sigma: f64,
-    /// Floors added in quadrature to the label errors (Teff [K], log g, [M/H]): survey
+    /// Floors added in quadrature to the label errors (Teff \[K\], log g, [M/H]): survey
     /// systematics that the quoted errors do not contain.
     pub label_err_floor: [f64; 3],
-    /// Prior width of the constant term of each band's correction [mag].
+    /// Prior width of the constant term of each band's correction \[mag\].
     pub ridge_sigma_const: f64,
-    /// Prior width of every other coefficient [mag] (shrinks where data are sparse).
+    /// Prior width of every other coefficient \[mag\] (shrinks where data are sparse).
     pub ridge_sigma: f64,
     /// Per-band outliers beyond this many standardised sigmas are dropped.
     pub clip_sigma: f64,
@@ -94,8 +94,8 @@ pub struct CalibSettings {
     /// most 1 in log g).
     #[serde(default)]
     pub label_offset_degree: u8,
-    /// Prior widths of the offsets: Teff constant [K], other Teff terms [K], dwarf log g
-    /// offset [dex] (0: no log g offset).
+    /// Prior widths of the offsets: Teff constant \[K\], other Teff terms \[K\], dwarf log g
+    /// offset \[dex\] (0: no log g offset).
     #[serde(default)]
     pub label_offset_sigma: [f64; 3],
     /// Degree in standardised log10 Teff of each survey's dwarf log g offset.
@@ -104,13 +104,13 @@ pub struct CalibSettings {
     /// log g over which the dwarf weight of the log g offset rises from 0 to 1.
     #[serde(default)]
     pub dwarf_ramp: (f64, f64),
-    /// Largest reddening prior E(B-V) of an IRFM anchor star [mag] (0: no anchor).
+    /// Largest reddening prior E(B-V) of an IRFM anchor star \[mag\] (0: no anchor).
     #[serde(default)]
     pub irfm_max_ebv: f64,
-    /// Scatter of the IRFM colour-Teff relations per colour [K].
+    /// Scatter of the IRFM colour-Teff relations per colour \[K\].
     #[serde(default)]
     pub irfm_sigma_relation: f64,
-    /// Width of the solar anchor [mag]: the calibrated model's M_G (DR2) and M_Ks at the
+    /// Width of the solar anchor \[mag\]: the calibrated model's M_G (DR2) and M_Ks at the
     /// Sun are pulled to the reference values (`standards::SUN_REFERENCE`) with this width
     /// (0: no anchor). It fixes the luminosity scale that dwarf log g offsets and the
     /// corrections' common mode otherwise share.
@@ -151,7 +151,7 @@ impl Default for CalibSettings {
             // the anchored fit (scripts/calibrate-anchored.toml) is not the default: on the
             // benchmark stars its IRFM-anchored Teff scale disagrees with every survey's
             // cool-dwarf labels by 160-450 K, more than the relations' own errors allow, and
-            // its K dwarfs miss the standard sequence (README, Empirical calibration)
+            // its K dwarfs miss the standard sequence (docs/model.md, Empirical calibration)
             label_offsets: false,
             label_offset_degree: 3,
             label_offset_sigma: [300.0, 300.0, 0.2],
@@ -189,9 +189,9 @@ impl CalibSettings {
 /// Prior of a star's nuisance parameters, derived from its catalogue entries.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct NuisancePrior {
-    /// A_V prior: mean and width of a Gaussian truncated at 0 [mag].
+    /// A_V prior: mean and width of a Gaussian truncated at 0 \[mag\].
     pub av: (f64, f64),
-    /// Corrected parallax and its error [mas], if measured.
+    /// Corrected parallax and its error \[mas\], if measured.
     pub parallax: Option<(f64, f64)>,
 }
 
@@ -258,7 +258,7 @@ pub fn is_giant(star: &LabelledStar, s: &CalibSettings) -> bool {
     star.labels[1] < s.giant_logg
 }
 
-/// Distance [pc] of a distance modulus.
+/// Distance \[pc\] of a distance modulus.
 #[inline]
 pub fn distance_of_mu(mu: f64) -> f64 {
     10f64.powf(0.2 * mu + 1.0)

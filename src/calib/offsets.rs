@@ -26,9 +26,9 @@ pub struct LabelOffsets {
     pub lo: [f64; 2],
     /// Clamp box, upper corner.
     pub hi: [f64; 2],
-    /// Teff-offset coefficients per source [K].
+    /// Teff-offset coefficients per source \[K\].
     pub teff_coef: Vec<Vec<f64>>,
-    /// Dwarf log g offset per source [dex]: coefficients of 1, x, x^2 ... in standardised
+    /// Dwarf log g offset per source \[dex\]: coefficients of 1, x, x^2 ... in standardised
     /// log10 Teff x (empty: not modelled).
     pub logg_coef: Vec<Vec<f64>>,
     /// log g over which the dwarf weight of the log g offset rises from 0 to 1 (a ramp, so
@@ -74,7 +74,7 @@ impl LabelOffsets {
         ((logg - a) / (b - a)).clamp(0.0, 1.0)
     }
 
-    /// Offset (Teff [K], log g [dex]) of a star's labels; zero for sources not fitted.
+    /// Offset (Teff \[K\], log g \[dex\]) of a star's labels; zero for sources not fitted.
     pub fn offset(&self, star: &LabelledStar) -> [f64; 2] {
         let Some(s) = self.sources.iter().position(|x| *x == star.label_source) else {
             return [0.0, 0.0];

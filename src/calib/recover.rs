@@ -31,11 +31,11 @@ const MU_RANGE: (f64, f64) = (-10.0, 25.0);
 /// Best fit of one star at fixed log g and [M/H].
 #[derive(Clone, Copy, Debug, Serialize, PartialEq)]
 pub struct StarFit {
-    /// Teff [K].
+    /// Teff \[K\].
     pub teff: f64,
-    /// A_V [mag].
+    /// A_V \[mag\].
     pub av: f64,
-    /// Distance modulus [mag].
+    /// Distance modulus \[mag\].
     pub mu: f64,
     /// -2 log posterior (up to constants): photometry + parallax + A_V prior.
     pub chi2: f64,

@@ -13,21 +13,21 @@ use crate::util::stats::{median, robust_scatter};
 use serde::Serialize;
 use std::fmt::Write as _;
 
-/// Edges of the Teff bins of the report [K] (last bin open-ended).
-pub const TEFF_BINS: [f64; 9] = [
+/// Edges of the Teff bins of the report \[K\] (last bin open-ended).
+pub(crate) const TEFF_BINS: [f64; 9] = [
     3500.0, 4000.0, 4500.0, 5000.0, 5500.0, 6000.0, 6500.0, 7000.0, 7500.0,
 ];
-/// Acceptance: robust scatter of recovered Teff after calibration [K].
-pub const MAX_TEFF_SCATTER: f64 = 90.0;
-/// Acceptance: largest |median Teff bias| of a Teff bin with more than `BIG_BIN` stars [K].
-pub const MAX_BIN_BIAS: f64 = 40.0;
+/// Acceptance: robust scatter of recovered Teff after calibration \[K\].
+pub(crate) const MAX_TEFF_SCATTER: f64 = 90.0;
+/// Acceptance: largest |median Teff bias| of a Teff bin with more than `BIG_BIN` stars \[K\].
+pub(crate) const MAX_BIN_BIAS: f64 = 40.0;
 /// Bins with more stars than this count for the bias acceptance.
-pub const BIG_BIN: usize = 100;
-/// Acceptance: robust scatter of the BP-RP residual after calibration [mag].
-pub const MAX_BP_RP_SCATTER: f64 = 0.030;
+pub(crate) const BIG_BIN: usize = 100;
+/// Acceptance: robust scatter of the BP-RP residual after calibration \[mag\].
+pub(crate) const MAX_BP_RP_SCATTER: f64 = 0.030;
 
 /// Colours reported besides every band minus G: (name, band, band).
-pub const NAMED_COLOURS: [(&str, &str, &str); 12] = [
+pub(crate) const NAMED_COLOURS: [(&str, &str, &str); 12] = [
     ("BP-RP", "gaia_dr2_bp", "gaia_dr2_rp"),
     ("g-r", "ps1_g", "ps1_r"),
     ("r-i", "ps1_r", "ps1_i"),
@@ -44,15 +44,15 @@ pub const NAMED_COLOURS: [(&str, &str, &str); 12] = [
 
 /// Median and robust scatter of a group.
 #[derive(Clone, Debug, Serialize)]
-pub struct Stat {
+pub(crate) struct Stat {
     /// Group name.
-    pub group: String,
+    pub(crate) group: String,
     /// Stars in it.
-    pub n: usize,
+    pub(crate) n: usize,
     /// Median.
-    pub bias: f64,
+    pub(crate) bias: f64,
     /// 1.4826 MAD.
-    pub scatter: f64,
+    pub(crate) scatter: f64,
 }
 
 impl Stat {
@@ -72,113 +72,113 @@ impl Stat {
 
 /// Teff recovery (recovered - label) of one model.
 #[derive(Clone, Debug, Serialize)]
-pub struct TeffSummary {
+pub(crate) struct TeffSummary {
     /// All compared stars.
-    pub all: Stat,
+    pub(crate) all: Stat,
     /// Per Teff bin (label Teff).
-    pub by_teff_bin: Vec<Stat>,
+    pub(crate) by_teff_bin: Vec<Stat>,
     /// Per Teff bin, dwarfs only.
-    pub dwarfs_by_teff_bin: Vec<Stat>,
+    pub(crate) dwarfs_by_teff_bin: Vec<Stat>,
     /// Per Teff bin, giants only.
-    pub giants_by_teff_bin: Vec<Stat>,
+    pub(crate) giants_by_teff_bin: Vec<Stat>,
     /// Dwarfs and giants.
-    pub by_class: Vec<Stat>,
+    pub(crate) by_class: Vec<Stat>,
     /// Per label source.
-    pub by_source: Vec<Stat>,
+    pub(crate) by_source: Vec<Stat>,
 }
 
 /// One colour's residuals before and after.
 #[derive(Clone, Debug, Serialize)]
-pub struct ColourStat {
+pub(crate) struct ColourStat {
     /// Colour name.
-    pub colour: String,
+    pub(crate) colour: String,
     /// Stars with both bands (and residuals before and after).
-    pub n: usize,
-    /// Median residual (obs - model) before [mag].
-    pub median_before: f64,
-    /// Robust scatter before [mag].
-    pub scatter_before: f64,
-    /// Median after [mag].
-    pub median_after: f64,
-    /// Robust scatter after [mag].
-    pub scatter_after: f64,
+    pub(crate) n: usize,
+    /// Median residual (obs - model) before \[mag\].
+    pub(crate) median_before: f64,
+    /// Robust scatter before \[mag\].
+    pub(crate) scatter_before: f64,
+    /// Median after \[mag\].
+    pub(crate) median_after: f64,
+    /// Robust scatter after \[mag\].
+    pub(crate) scatter_after: f64,
 }
 
-/// Teff differences from the IRFM Teff of one label source's low-reddening stars [K]:
+/// Teff differences from the IRFM Teff of one label source's low-reddening stars \[K\]:
 /// median and robust scatter of label - IRFM, raw recovery - IRFM and calibrated
 /// recovery - IRFM (the independent scale).
 #[derive(Clone, Debug, Serialize)]
-pub struct IrfmRow {
+pub(crate) struct IrfmRow {
     /// Label source ("all" for every source).
-    pub group: String,
+    pub(crate) group: String,
     /// Stars.
-    pub n: usize,
+    pub(crate) n: usize,
     /// Label - IRFM.
-    pub label: (f64, f64),
+    pub(crate) label: (f64, f64),
     /// Raw model's recovered Teff - IRFM.
-    pub raw: (f64, f64),
+    pub(crate) raw: (f64, f64),
     /// Calibrated model's recovered Teff - IRFM.
-    pub calibrated: (f64, f64),
+    pub(crate) calibrated: (f64, f64),
 }
 
 /// Acceptance figures.
 #[derive(Clone, Debug, Serialize)]
-pub struct Acceptance {
-    /// Robust Teff scatter before [K].
-    pub teff_scatter_before: f64,
-    /// Robust Teff scatter after [K] (limit `MAX_TEFF_SCATTER`), against the anchored
+pub(crate) struct Acceptance {
+    /// Robust Teff scatter before \[K\].
+    pub(crate) teff_scatter_before: f64,
+    /// Robust Teff scatter after \[K\] (limit `MAX_TEFF_SCATTER`), against the anchored
     /// labels.
-    pub teff_scatter_after: f64,
-    /// Worst |bias| among Teff bins with more than `BIG_BIN` stars, after [K], against the
+    pub(crate) teff_scatter_after: f64,
+    /// Worst |bias| among Teff bins with more than `BIG_BIN` stars, after \[K\], against the
     /// anchored labels.
-    pub worst_bin_bias_after: f64,
+    pub(crate) worst_bin_bias_after: f64,
     /// Which bin.
-    pub worst_bin: String,
-    /// Standard error of that bin's median after [K]: sqrt(pi/2) x robust scatter / sqrt(n)
+    pub(crate) worst_bin: String,
+    /// Standard error of that bin's median after \[K\]: sqrt(pi/2) x robust scatter / sqrt(n)
     /// (how much of the bias the bin's own noise explains).
-    pub worst_bin_bias_se_after: f64,
-    /// The same figure before [K].
-    pub worst_bin_bias_before: f64,
-    /// BP-RP robust scatter before [mag].
-    pub bp_rp_scatter_before: f64,
-    /// BP-RP robust scatter after [mag] (limit `MAX_BP_RP_SCATTER`).
-    pub bp_rp_scatter_after: f64,
+    pub(crate) worst_bin_bias_se_after: f64,
+    /// The same figure before \[K\].
+    pub(crate) worst_bin_bias_before: f64,
+    /// BP-RP robust scatter before \[mag\].
+    pub(crate) bp_rp_scatter_before: f64,
+    /// BP-RP robust scatter after \[mag\] (limit `MAX_BP_RP_SCATTER`).
+    pub(crate) bp_rp_scatter_after: f64,
     /// All three limits met.
-    pub passed: bool,
+    pub(crate) passed: bool,
 }
 
 /// The whole report.
 #[derive(Clone, Debug, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// Input file.
-    pub data: ReadSummary,
+    pub(crate) data: ReadSummary,
     /// Folds.
-    pub folds: usize,
+    pub(crate) folds: usize,
     /// Run seed.
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// Stars whose Teff was recovered with both models (the compared set).
-    pub n_teff_compared: usize,
+    pub(crate) n_teff_compared: usize,
     /// Stars without a recovery (labels outside the model) before / after.
-    pub n_teff_failed: (usize, usize),
+    pub(crate) n_teff_failed: (usize, usize),
     /// Teff recovery, raw model.
-    pub teff_before: TeffSummary,
+    pub(crate) teff_before: TeffSummary,
     /// Teff recovery, cross-validated calibration, against the survey labels.
-    pub teff_after: TeffSummary,
+    pub(crate) teff_after: TeffSummary,
     /// Teff recovery, cross-validated calibration, against the anchored labels (label - the
     /// fold's fitted offsets): the scale the calibrated model is fitted to.
-    pub teff_after_anchored: TeffSummary,
+    pub(crate) teff_after_anchored: TeffSummary,
     /// Low-reddening stars with an IRFM Teff: label, raw and calibrated recovery - IRFM.
-    pub irfm_check: Vec<IrfmRow>,
+    pub(crate) irfm_check: Vec<IrfmRow>,
     /// The raw and calibrated model against the Sun and the F0-K5 dwarf sequence.
-    pub standards: Option<StandardsCheck>,
+    pub(crate) standards: Option<StandardsCheck>,
     /// Colour residuals at the labels (band minus G, then named colours).
-    pub colours: Vec<ColourStat>,
+    pub(crate) colours: Vec<ColourStat>,
     /// Acceptance.
-    pub acceptance: Acceptance,
+    pub(crate) acceptance: Acceptance,
     /// Fit statistics per fold.
-    pub fold_fits: Vec<FitStats>,
+    pub(crate) fold_fits: Vec<FitStats>,
     /// Fit statistics of the final calibration (all stars).
-    pub final_fit: FitStats,
+    pub(crate) final_fit: FitStats,
 }
 
 fn bin_label(i: usize) -> String {
@@ -259,7 +259,7 @@ fn worst_bin(t: &TeffSummary) -> (f64, String, f64) {
 
 /// Build the report from the cross-validation.
 #[allow(clippy::too_many_arguments)]
-pub fn build(
+pub(crate) fn build(
     fm: &ForwardModel,
     stars: &[LabelledStar],
     val: &Validation,
@@ -443,7 +443,7 @@ fn stat_rows(out: &mut String, title: &str, before: &[Stat], after: &[Stat]) {
 
 impl Report {
     /// Human-readable text.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut o = String::new();
         let a = &self.acceptance;
         let _ = writeln!(

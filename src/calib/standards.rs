@@ -8,7 +8,7 @@
 //! model's own (MIST mass at that Teff and log g), as for any star.
 
 use crate::physics::{ForwardModel, Theta};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 /// The committed table (models/calibration/standards/mamajek2022_dwarfs.csv).
@@ -16,16 +16,16 @@ const TABLE: &str = include_str!("../../models/calibration/standards/mamajek2022
 
 /// The Sun: Teff 5772 K (IAU 2015 nominal) and log g 4.44, [M/H] 0 (the values of the
 /// issue's `sedflow forward` check).
-pub const SUN: (f64, f64) = (5772.0, 4.44);
+pub(crate) const SUN: (f64, f64) = (5772.0, 4.44);
 /// Solar absolute magnitudes and colour: M_G and BP-RP (Gaia DR2; Casagrande & VandenBerg
 /// 2018, MNRAS 479, L102), M_Ks (2MASS; Willmer 2018, ApJS 236, 47).
-pub const SUN_REFERENCE: [f64; 3] = [0.82, 4.67, 3.27];
-/// Tolerances of the Sun check (BP-RP, M_G, M_Ks) [mag].
-pub const SUN_TOLERANCE: [f64; 3] = [0.02, 0.03, 0.05];
-/// Tolerance of the dwarf-sequence BP-RP check [mag].
-pub const SEQUENCE_BP_RP_TOLERANCE: f64 = 0.04;
+pub(crate) const SUN_REFERENCE: [f64; 3] = [0.82, 4.67, 3.27];
+/// Tolerances of the Sun check (BP-RP, M_G, M_Ks) \[mag\].
+pub(crate) const SUN_TOLERANCE: [f64; 3] = [0.02, 0.03, 0.05];
+/// Tolerance of the dwarf-sequence BP-RP check \[mag\].
+pub(crate) const SEQUENCE_BP_RP_TOLERANCE: f64 = 0.04;
 /// Quantities compared.
-pub const QUANTITIES: [&str; 3] = ["BP-RP", "M_G", "M_Ks"];
+pub(crate) const QUANTITIES: [&str; 3] = ["BP-RP", "M_G", "M_Ks"];
 /// Bands (BP, RP, G, Ks) of the Gaia release named.
 fn bands(release: &str) -> [&'static str; 4] {
     if release == "dr3" {
@@ -37,45 +37,32 @@ fn bands(release: &str) -> [&'static str; 4] {
 
 /// One row of the dwarf sequence.
 #[derive(Clone, Debug, Serialize)]
-pub struct Standard {
+pub(crate) struct Standard {
     /// Spectral type.
-    pub spt: String,
-    /// Teff [K].
-    pub teff: f64,
+    pub(crate) spt: String,
+    /// Teff \[K\].
+    pub(crate) teff: f64,
     /// log g derived from Mamajek's mass and radius.
-    pub logg: f64,
+    pub(crate) logg: f64,
     /// Tabulated BP-RP, M_G, M_Ks.
-    pub observed: [f64; 3],
+    pub(crate) observed: [f64; 3],
 }
 
 /// The embedded dwarf sequence.
-pub fn dwarf_sequence() -> Result<Vec<Standard>> {
-    let mut lines = TABLE.lines().filter(|l| !l.starts_with('#'));
-    let header = lines.next().context("dwarf-sequence table has no header")?;
-    let cols: Vec<&str> = header.split(',').collect();
-    let at = |n: &str| cols.iter().position(|c| *c == n).context(n.to_string());
-    let idx = [
-        at("teff")?,
-        at("logg")?,
-        at("bp_rp")?,
-        at("m_g")?,
-        at("m_ks")?,
-    ];
-    let mut out = Vec::new();
-    for l in lines {
-        let f: Vec<&str> = l.split(',').collect();
-        let num = |i: usize| -> Result<f64> {
-            f.get(i)
-                .and_then(|v| v.parse().ok())
-                .with_context(|| format!("dwarf-sequence row '{l}'"))
-        };
-        out.push(Standard {
-            spt: f[0].to_string(),
-            teff: num(idx[0])?,
-            logg: num(idx[1])?,
-            observed: [num(idx[2])?, num(idx[3])?, num(idx[4])?],
-        });
-    }
+pub(crate) fn dwarf_sequence() -> Result<Vec<Standard>> {
+    let t = crate::util::csv::TextTable::parse("dwarf-sequence table", TABLE.as_bytes())?;
+    let num = |c: &str| t.f64s(c, false);
+    let (teff, logg) = (num("teff")?, num("logg")?);
+    let observed = [num("bp_rp")?, num("m_g")?, num("m_ks")?];
+    let spt = t.column_at(0);
+    let out: Vec<Standard> = (0..t.len())
+        .map(|i| Standard {
+            spt: spt.value(i).to_string(),
+            teff: teff[i],
+            logg: logg[i],
+            observed: observed.each_ref().map(|c| c[i]),
+        })
+        .collect();
     if out.is_empty() {
         bail!("dwarf-sequence table has no rows");
     }
@@ -84,7 +71,12 @@ pub fn dwarf_sequence() -> Result<Vec<Standard>> {
 
 /// Model BP-RP, M_G, M_Ks at (Teff, log g), [M/H] 0, A_V 0, 10 pc, in a Gaia release's
 /// bands; None outside the model.
-pub fn model_values(fm: &ForwardModel, teff: f64, logg: f64, release: &str) -> Option<[f64; 3]> {
+pub(crate) fn model_values(
+    fm: &ForwardModel,
+    teff: f64,
+    logg: f64,
+    release: &str,
+) -> Option<[f64; 3]> {
     let ids: Vec<usize> = bands(release)
         .iter()
         .map(|b| fm.bands().id(b).ok())
@@ -105,49 +97,49 @@ pub fn model_values(fm: &ForwardModel, teff: f64, logg: f64, release: &str) -> O
 
 /// The Sun in one release's bands, raw and calibrated.
 #[derive(Clone, Debug, Serialize)]
-pub struct SunCheck {
+pub(crate) struct SunCheck {
     /// Gaia release of the G/BP/RP bands ("dr2" or "dr3").
-    pub release: String,
+    pub(crate) release: String,
     /// Raw model BP-RP, M_G, M_Ks.
-    pub raw: Option<[f64; 3]>,
+    pub(crate) raw: Option<[f64; 3]>,
     /// Calibrated model.
-    pub calibrated: Option<[f64; 3]>,
+    pub(crate) calibrated: Option<[f64; 3]>,
 }
 
 /// One dwarf-sequence row, model minus table.
 #[derive(Clone, Debug, Serialize)]
-pub struct SequenceRow {
+pub(crate) struct SequenceRow {
     /// Spectral type.
-    pub spt: String,
-    /// Teff [K] and log g of the row.
-    pub teff: f64,
+    pub(crate) spt: String,
+    /// Teff \[K\] and log g of the row.
+    pub(crate) teff: f64,
     /// log g.
-    pub logg: f64,
-    /// Model - table (BP-RP, M_G, M_Ks), raw model [mag].
-    pub raw: Option<[f64; 3]>,
-    /// The same, calibrated [mag].
-    pub calibrated: Option<[f64; 3]>,
+    pub(crate) logg: f64,
+    /// Model - table (BP-RP, M_G, M_Ks), raw model \[mag\].
+    pub(crate) raw: Option<[f64; 3]>,
+    /// The same, calibrated \[mag\].
+    pub(crate) calibrated: Option<[f64; 3]>,
 }
 
 /// The whole check.
 #[derive(Clone, Debug, Serialize)]
-pub struct StandardsCheck {
+pub(crate) struct StandardsCheck {
     /// Reference solar BP-RP, M_G, M_Ks.
-    pub sun_reference: [f64; 3],
+    pub(crate) sun_reference: [f64; 3],
     /// Sun tolerances.
-    pub sun_tolerance: [f64; 3],
+    pub(crate) sun_tolerance: [f64; 3],
     /// Sun in DR2 and DR3 Gaia bands.
-    pub sun: Vec<SunCheck>,
+    pub(crate) sun: Vec<SunCheck>,
     /// Dwarf sequence rows (Gaia DR2 bands).
-    pub sequence: Vec<SequenceRow>,
+    pub(crate) sequence: Vec<SequenceRow>,
     /// Largest |model - table| over the rows (BP-RP, M_G, M_Ks), raw.
-    pub max_abs_raw: [f64; 3],
+    pub(crate) max_abs_raw: [f64; 3],
     /// The same, calibrated.
-    pub max_abs_calibrated: [f64; 3],
+    pub(crate) max_abs_calibrated: [f64; 3],
     /// Median model - table over the rows, raw.
-    pub median_raw: [f64; 3],
+    pub(crate) median_raw: [f64; 3],
     /// The same, calibrated.
-    pub median_calibrated: [f64; 3],
+    pub(crate) median_calibrated: [f64; 3],
 }
 
 fn residual(fm: &ForwardModel, st: &Standard) -> Option<[f64; 3]> {
@@ -170,7 +162,7 @@ fn summarise(rows: &[Option<[f64; 3]>]) -> ([f64; 3], [f64; 3]) {
 }
 
 /// Check the raw and the calibrated model against the Sun and the dwarf sequence.
-pub fn check(raw: &ForwardModel, cal: &ForwardModel) -> Result<StandardsCheck> {
+pub(crate) fn check(raw: &ForwardModel, cal: &ForwardModel) -> Result<StandardsCheck> {
     let seq = dwarf_sequence()?;
     let sun = ["dr2", "dr3"]
         .iter()
@@ -208,7 +200,7 @@ pub fn check(raw: &ForwardModel, cal: &ForwardModel) -> Result<StandardsCheck> {
 impl StandardsCheck {
     /// Whether the calibrated model meets the Sun tolerances (DR2 and DR3 bands) and the
     /// sequence's BP-RP tolerance.
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         let sun_ok = self.sun.iter().all(|s| {
             s.calibrated.is_some_and(|c| {
                 (0..3).all(|q| (c[q] - SUN_REFERENCE[q]).abs() <= SUN_TOLERANCE[q])

@@ -21,40 +21,40 @@ const FOLD_STREAM: u64 = 0xF01D;
 
 /// What was measured for one star.
 #[derive(Clone, Debug, Default)]
-pub struct StarOutcome {
+pub(crate) struct StarOutcome {
     /// Cross-validation fold of the star.
-    pub fold: usize,
+    pub(crate) fold: usize,
     /// Teff recovery with the raw model.
-    pub before: Option<StarFit>,
+    pub(crate) before: Option<StarFit>,
     /// Teff recovery with the calibration fitted without this star's fold.
-    pub after: Option<StarFit>,
+    pub(crate) after: Option<StarFit>,
     /// Fit at the labels (A_V, distance modulus, chi^2), raw model.
-    pub at_labels_before: Option<StarFit>,
+    pub(crate) at_labels_before: Option<StarFit>,
     /// The same with the fold's calibration.
-    pub at_labels_after: Option<StarFit>,
+    pub(crate) at_labels_after: Option<StarFit>,
     /// Residuals obs - model at the labels (star's photometry order), raw model.
-    pub resid_before: Option<Vec<f64>>,
+    pub(crate) resid_before: Option<Vec<f64>>,
     /// The same with the fold's calibration.
-    pub resid_after: Option<Vec<f64>>,
+    pub(crate) resid_after: Option<Vec<f64>>,
     /// Labels the fold's calibration measured the star at: label - the fold's fitted
     /// label offsets (the anchored scale); the labels themselves without offsets.
-    pub anchored: [f64; 3],
+    pub(crate) anchored: [f64; 3],
 }
 
 /// Cross-validation results.
 #[derive(Clone, Debug)]
-pub struct Validation {
+pub(crate) struct Validation {
     /// Number of folds.
-    pub folds: usize,
+    pub(crate) folds: usize,
     /// One outcome per input star, in input order.
-    pub outcomes: Vec<StarOutcome>,
+    pub(crate) outcomes: Vec<StarOutcome>,
     /// Fit statistics of each fold's calibration.
-    pub fold_stats: Vec<FitStats>,
+    pub(crate) fold_stats: Vec<FitStats>,
 }
 
 /// Fold of every star: stars ordered by a hash of (seed, source_id), then dealt round-robin
 /// (balanced folds, independent of file order).
-pub fn assign_folds(stars: &[LabelledStar], k: usize, seed: u64) -> Vec<usize> {
+pub(crate) fn assign_folds(stars: &[LabelledStar], k: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<(u64, usize)> = stars
         .iter()
         .enumerate()
@@ -69,10 +69,10 @@ pub fn assign_folds(stars: &[LabelledStar], k: usize, seed: u64) -> Vec<usize> {
 }
 
 /// What `measure` finds for one star: recovery, fit at the labels, residuals there.
-pub type Measured = (Option<StarFit>, Option<(StarFit, Vec<f64>)>);
+pub(crate) type Measured = (Option<StarFit>, Option<(StarFit, Vec<f64>)>);
 
 /// Measure stars with a model: Teff recovery and the fit at the labels, per star.
-pub fn measure(
+pub(crate) fn measure(
     fm: &ForwardModel,
     stars: &[&LabelledStar],
     s: &CalibSettings,
@@ -90,7 +90,7 @@ pub fn measure(
 }
 
 /// k-fold cross-validation of the calibration fit.
-pub fn cross_validate(
+pub(crate) fn cross_validate(
     raw: &ForwardModel,
     stars: &[LabelledStar],
     s: &CalibSettings,

@@ -192,7 +192,6 @@ pub fn run(a: CalibrateArgs) -> Result<i32> {
         a.stars.display(),
         summary.rows
     );
-    let report: Option<Report>;
     let validation = if a.folds > 0 {
         Some(cross_validate(
             raw,
@@ -216,7 +215,7 @@ pub fn run(a: CalibrateArgs) -> Result<i32> {
     let out = fit(raw, &stars, &s, &noise)?;
     let cal_model = raw.with_calibration(Some(out.calibration.clone()))?;
     let standards = crate::calib::standards::check(raw, &cal_model)?;
-    report = validation.map(|v| {
+    let report: Option<Report> = validation.map(|v| {
         build(
             raw,
             &stars,

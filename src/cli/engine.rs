@@ -12,14 +12,16 @@ use anyhow::Result;
 
 /// The engine over the neural posterior in `model_dir` (weights + card), or over the
 /// embedded default model, on the CPU.
-pub fn flow_engine(model_dir: Option<&std::path::Path>) -> Result<PosteriorEngine<FlowProposal>> {
+pub(crate) fn flow_engine(
+    model_dir: Option<&std::path::Path>,
+) -> Result<PosteriorEngine<FlowProposal>> {
     flow_engine_on(model_dir, "cpu")
 }
 
 /// [`flow_engine`] with the proposal on a device (`cpu`, `cuda`, `cuda:N`). On a GPU the
 /// encoder and the flow's pilot samples run there, batched over whole chunks of stars; the
 /// likelihood, the mode search, the mixture and the summaries stay on the CPU threads.
-pub fn flow_engine_on(
+pub(crate) fn flow_engine_on(
     model_dir: Option<&std::path::Path>,
     device: &str,
 ) -> Result<PosteriorEngine<FlowProposal>> {

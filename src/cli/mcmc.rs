@@ -96,7 +96,7 @@ fn engine(a: &McmcArgs, cfg: &PipelineConfig, selection: Selection) -> McmcEngin
 
 /// Run `sedflow mcmc`.
 pub fn run(a: McmcArgs) -> Result<i32> {
-    if a.walkers < 12 || a.walkers % 2 != 0 {
+    if a.walkers < 12 || !a.walkers.is_multiple_of(2) {
         bail!("--walkers must be even and at least 12 (twice the dimension)");
     }
     let mut cfg = match &a.config {

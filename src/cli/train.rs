@@ -11,11 +11,13 @@ use std::path::PathBuf;
 /// Arguments of `sedflow train`.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "The default model was made with (see the README for its history):\n  sedflow train --out models/default --steps 12000 --seed 1 --layers 1 --log train.log"
+    after_help = "The default model was made with (see docs/model.md for its history):\n  sedflow train --out models/default --steps 12000 --seed 1 --layers 1 --log train.log"
 )]
 pub struct TrainArgs {
-    /// Output directory: weights.safetensors, card.json and checkpoint/.
-    #[arg(long, default_value = "models/default")]
+    /// Output directory: weights.safetensors, card.json and checkpoint/ (required: there
+    /// is no default, so that the embedded model in models/default is never overwritten by
+    /// accident).
+    #[arg(long)]
     out: PathBuf,
     /// Optimiser steps.
     #[arg(long, default_value_t = TrainConfig::default().steps)]

@@ -3,25 +3,24 @@
 //! batch of the projected columns, whatever the number of rows.
 
 use super::table::parquet_builder;
+use crate::util::column;
 use anyhow::{Context, Result};
-use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, StringArray};
-use arrow::compute::cast;
-use arrow::datatypes::DataType;
+use arrow::array::{Array, ArrayRef};
 use parquet::arrow::ProjectionMask;
 use std::path::Path;
 
 /// Rows per decoded batch.
-pub const BATCH_ROWS: usize = 65_536;
+pub(crate) const BATCH_ROWS: usize = 65_536;
 
 /// One decoded batch of the requested columns, in the order they were requested.
-pub struct ColumnBatch {
+pub(crate) struct ColumnBatch {
     columns: Vec<ArrayRef>,
     names: Vec<String>,
 }
 
 impl ColumnBatch {
     /// Rows in the batch.
-    pub fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.columns.first().map_or(0, |c| c.len())
     }
 
@@ -35,49 +34,33 @@ impl ColumnBatch {
     }
 
     /// A numeric column as f64, nulls as NaN.
-    pub fn f64(&self, name: &str) -> Result<Vec<f64>> {
-        let c = cast(self.column(name)?, &DataType::Float64)
-            .with_context(|| format!("column '{name}' is not numeric"))?;
-        let c = c.as_any().downcast_ref::<Float64Array>().unwrap();
-        Ok((0..c.len())
-            .map(|i| if c.is_null(i) { f64::NAN } else { c.value(i) })
-            .collect())
+    pub(crate) fn f64(&self, name: &str) -> Result<Vec<f64>> {
+        let c = column::f64s(self.column(name)?, &format!("column '{name}'"))?;
+        Ok(column::nan_for_null(&c).collect())
     }
 
     /// An integer column (ids, flags), nulls as None.
-    pub fn i64(&self, name: &str) -> Result<Vec<Option<i64>>> {
-        let c = cast(self.column(name)?, &DataType::Int64)
-            .with_context(|| format!("column '{name}' is not an integer column"))?;
-        let c = c.as_any().downcast_ref::<Int64Array>().unwrap();
-        Ok((0..c.len())
-            .map(|i| (!c.is_null(i)).then(|| c.value(i)))
-            .collect())
+    pub(crate) fn i64(&self, name: &str) -> Result<Vec<Option<i64>>> {
+        let c = column::i64s(self.column(name)?, &format!("column '{name}'"))?;
+        Ok(c.iter().collect())
     }
 
     /// A string column, nulls as "".
-    pub fn strings(&self, name: &str) -> Result<Vec<String>> {
-        let c = cast(self.column(name)?, &DataType::Utf8)
-            .with_context(|| format!("column '{name}' is not a string column"))?;
-        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
-        Ok((0..c.len())
-            .map(|i| {
-                if c.is_null(i) {
-                    String::new()
-                } else {
-                    c.value(i).to_string()
-                }
-            })
+    pub(crate) fn strings(&self, name: &str) -> Result<Vec<String>> {
+        let c = column::strings(self.column(name)?, &format!("column '{name}'"))?;
+        Ok(c.iter()
+            .map(|v| v.unwrap_or_default().to_string())
             .collect())
     }
 
     /// The raw array of a column (e.g. list columns of the samples table).
-    pub fn array(&self, name: &str) -> Result<&ArrayRef> {
+    pub(crate) fn array(&self, name: &str) -> Result<&ArrayRef> {
         self.column(name)
     }
 }
 
 /// Call `f` on every batch of `columns` of the Parquet file `path`, in row order.
-pub fn for_each_batch(
+pub(crate) fn for_each_batch(
     path: &Path,
     columns: &[&str],
     mut f: impl FnMut(&ColumnBatch) -> Result<()>,
@@ -117,7 +100,7 @@ pub fn for_each_batch(
 }
 
 /// The key-value metadata of a Parquet file's footer.
-pub fn key_value_metadata(path: &Path) -> Result<Vec<(String, String)>> {
+pub(crate) fn key_value_metadata(path: &Path) -> Result<Vec<(String, String)>> {
     let builder = parquet_builder(path)?;
     Ok(builder
         .metadata()
@@ -132,7 +115,7 @@ pub fn key_value_metadata(path: &Path) -> Result<Vec<(String, String)>> {
 }
 
 /// Rows of a Parquet file from its footer.
-pub fn row_count(path: &Path) -> Result<u64> {
+pub(crate) fn row_count(path: &Path) -> Result<u64> {
     let builder = parquet_builder(path)?;
     Ok(builder.metadata().file_metadata().num_rows() as u64)
 }

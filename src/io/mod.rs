@@ -1,5 +1,5 @@
 //! Input and output: Parquet/CSV tables, object stores, schemas, partitioned writing.
 
-pub mod columns;
-pub mod posteriors;
+pub(crate) mod columns;
+pub(crate) mod posteriors;
 pub mod table;

@@ -10,24 +10,24 @@ use std::path::{Path, PathBuf};
 
 /// One star's row of a posterior table.
 #[derive(Clone, Debug)]
-pub struct PosteriorRow {
+pub(crate) struct PosteriorRow {
     /// Star id.
-    pub source_id: i64,
+    pub(crate) source_id: i64,
     /// Quantiles and means (NaN where the star has no posterior).
-    pub params: [ParamSummary; 6],
+    pub(crate) params: [ParamSummary; 6],
     /// Flags.
-    pub flags: u32,
+    pub(crate) flags: u32,
     /// Samples drawn.
-    pub n_samples: f64,
+    pub(crate) n_samples: f64,
     /// Effective samples.
-    pub n_eff: f64,
+    pub(crate) n_eff: f64,
     /// Sampling efficiency.
-    pub sample_efficiency: f64,
+    pub(crate) sample_efficiency: f64,
 }
 
 /// The posterior tables of a run: the file itself, or the `.parquet` files directly in the
 /// directory (not `samples/`), sorted.
-pub fn posterior_files(p: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn posterior_files(p: &Path) -> Result<Vec<PathBuf>> {
     if p.is_file() {
         return Ok(vec![p.to_path_buf()]);
     }
@@ -44,7 +44,7 @@ pub fn posterior_files(p: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Every row with a source_id of every posterior table under `p`.
-pub fn read_posteriors(p: &Path) -> Result<Vec<PosteriorRow>> {
+pub(crate) fn read_posteriors(p: &Path) -> Result<Vec<PosteriorRow>> {
     let mut out = Vec::new();
     for f in posterior_files(p)? {
         let ids = read_i64(&f, "source_id")?;

@@ -2,9 +2,10 @@
 //! read named numeric columns from CSV or Parquet, write f64/f32/i64/string columns back.
 //! The survey pipeline streams through `io::source`/`io::sink` instead.
 
+use crate::util::column;
+use crate::util::csv::TextTable;
 use anyhow::{bail, Context, Result};
 use arrow::array::{Array, ArrayRef, Float32Array, Float64Array, Int64Array, StringArray};
-use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -49,6 +50,9 @@ impl Column {
     }
 }
 
+/// Column names in file order, and each column's values as f64 (nulls as NaN).
+pub type NumericTable = (Vec<String>, HashMap<String, Vec<f64>>);
+
 /// Whether a path names a Parquet file (by extension).
 pub fn is_parquet(path: &Path) -> bool {
     matches!(
@@ -58,7 +62,7 @@ pub fn is_parquet(path: &Path) -> bool {
 }
 
 /// Read all columns that can be cast to f64 from a CSV or Parquet file. Nulls become NaN.
-pub fn read_numeric(path: &Path) -> Result<(Vec<String>, HashMap<String, Vec<f64>>)> {
+pub fn read_numeric(path: &Path) -> Result<NumericTable> {
     if is_parquet(path) {
         read_parquet_numeric(path)
     } else {
@@ -73,64 +77,34 @@ pub fn parquet_builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<st
         .with_context(|| format!("{}: not a readable Parquet file", path.display()))
 }
 
-fn read_parquet_numeric(path: &Path) -> Result<(Vec<String>, HashMap<String, Vec<f64>>)> {
+fn read_parquet_numeric(path: &Path) -> Result<NumericTable> {
     let reader = parquet_builder(path)?.build()?;
     let mut names = Vec::new();
     let mut cols: HashMap<String, Vec<f64>> = HashMap::new();
     for batch in reader {
         let batch = batch.with_context(|| format!("reading {}", path.display()))?;
         for (f, col) in batch.schema().fields().iter().zip(batch.columns()) {
-            let Ok(c) = cast(col, &DataType::Float64) else {
+            let Ok(c) = column::f64s(col, f.name()) else {
                 continue;
             };
-            let c = c.as_any().downcast_ref::<Float64Array>().unwrap();
             let entry = cols.entry(f.name().clone()).or_insert_with(|| {
                 names.push(f.name().clone());
                 Vec::new()
             });
-            entry.extend((0..c.len()).map(|i| if c.is_null(i) { f64::NAN } else { c.value(i) }));
+            entry.extend(column::nan_for_null(&c));
         }
     }
     Ok((names, cols))
 }
 
-fn read_csv_numeric(path: &Path) -> Result<(Vec<String>, HashMap<String, Vec<f64>>)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut lines = text
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
-    let header: Vec<String> = lines
-        .next()
-        .with_context(|| format!("{}: empty file", path.display()))?
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect();
-    let mut cols: Vec<Vec<f64>> = vec![Vec::new(); header.len()];
-    for (ln, line) in lines.enumerate() {
-        let fields: Vec<&str> = line.split(',').collect();
-        if fields.len() != header.len() {
-            bail!(
-                "{} line {}: {} fields, header has {}",
-                path.display(),
-                ln + 2,
-                fields.len(),
-                header.len()
-            );
-        }
-        for (c, f) in cols.iter_mut().zip(fields) {
-            let f = f.trim();
-            c.push(
-                if f.is_empty() || f.eq_ignore_ascii_case("null") || f.eq_ignore_ascii_case("nan") {
-                    f64::NAN
-                } else {
-                    f.parse::<f64>().unwrap_or(f64::NAN)
-                },
-            );
-        }
+fn read_csv_numeric(path: &Path) -> Result<NumericTable> {
+    let t = TextTable::read(path)?;
+    let mut map = HashMap::new();
+    for n in t.names() {
+        // text that is not a number (a name column) reads as NaN, as in Parquet's casts
+        map.insert(n.clone(), t.f64s(n, true)?);
     }
-    let map = header.iter().cloned().zip(cols).collect();
-    Ok((header, map))
+    Ok((t.names().to_vec(), map))
 }
 
 /// Every column of a CSV (types inferred, `#` comment lines skipped) or Parquet file, with
@@ -158,9 +132,9 @@ pub fn read_all_columns(path: &Path) -> Result<Vec<(String, ArrayRef)>> {
 }
 
 fn read_csv_batches(path: &Path) -> Result<Vec<RecordBatch>> {
-    use arrow::csv::reader::{Format, ReaderBuilder};
+    use arrow::csv::reader::ReaderBuilder;
     let open = || std::fs::File::open(path).with_context(|| format!("opening {}", path.display()));
-    let format = Format::default().with_header(true).with_comment(b'#');
+    let format = crate::util::csv::format();
     let (schema, _) = format
         .infer_schema(open()?, None)
         .with_context(|| format!("{}: not a readable CSV file", path.display()))?;
@@ -240,92 +214,20 @@ fn write_parquet(path: &Path, columns: &[Column], metadata: &[(String, String)])
 }
 
 fn write_csv(path: &Path, columns: &[Column]) -> Result<()> {
-    use arrow::util::display::{ArrayFormatter, FormatOptions};
-    use std::fmt::Write as _;
-    let n = columns.first().map(|c| c.len()).unwrap_or(0);
-    let options = FormatOptions::default();
-    let formatters = columns
-        .iter()
-        .map(|c| match c {
-            Column::Arrow(_, a) => ArrayFormatter::try_new(a.as_ref(), &options).map(Some),
-            _ => Ok(None),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut s = String::new();
-    s.push_str(
-        &columns
-            .iter()
-            .map(|c| c.name())
-            .collect::<Vec<_>>()
-            .join(","),
-    );
-    s.push('\n');
-    for i in 0..n {
-        for (k, c) in columns.iter().enumerate() {
-            if k > 0 {
-                s.push(',');
-            }
-            match c {
-                Column::F64(_, v) if v[i].is_finite() => write!(s, "{}", v[i]).unwrap(),
-                Column::F32(_, v) if v[i].is_finite() => write!(s, "{:.5}", v[i]).unwrap(),
-                Column::I64(_, v) => write!(s, "{}", v[i]).unwrap(),
-                Column::Str(_, v) => {
-                    if let Some(x) = &v[i] {
-                        write!(s, "\"{}\"", x.replace('"', "'")).unwrap()
-                    }
-                }
-                Column::Arrow(_, a) if a.is_valid(i) => {
-                    let f = formatters[k].as_ref().unwrap();
-                    let text = f.value(i).to_string();
-                    if matches!(a.data_type(), DataType::Utf8 | DataType::LargeUtf8) {
-                        write!(s, "\"{}\"", text.replace('"', "'")).unwrap()
-                    } else {
-                        s.push_str(&text)
-                    }
-                }
-                _ => {}
-            }
-        }
-        s.push('\n');
-    }
-    std::fs::write(path, s).with_context(|| format!("writing {}", path.display()))
+    crate::util::csv::write(path, &to_batch(columns)?)
 }
 
 /// Read an integer column (e.g. source_id: Gaia ids exceed 2^53, so never through f64) of
 /// a Parquet or CSV file; nulls as None.
 pub fn read_i64(path: &Path, column: &str) -> Result<Vec<Option<i64>>> {
     if !is_parquet(path) {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut lines = text
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
-        let header = lines
-            .next()
-            .with_context(|| format!("{}: empty file", path.display()))?;
-        let idx = header
-            .split(',')
-            .position(|h| h.trim() == column)
-            .with_context(|| format!("{}: no column '{column}'", path.display()))?;
-        return Ok(lines
-            .map(|l| {
-                l.split(',')
-                    .nth(idx)
-                    .and_then(|f| f.trim().parse::<i64>().ok())
-            })
-            .collect());
+        return TextTable::read(path)?.i64s(column);
     }
     let mut out = Vec::new();
     for batch in one_column(path, column)? {
         let batch = batch?;
-        let c = cast(batch.column(0), &DataType::Int64).with_context(|| {
-            format!(
-                "{}: column '{column}' is not an integer column",
-                path.display()
-            )
-        })?;
-        let c = c.as_any().downcast_ref::<Int64Array>().unwrap();
-        out.extend((0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i))));
+        let what = format!("{}: column '{column}'", path.display());
+        out.extend(&column::i64s(batch.column(0), &what)?);
     }
     Ok(out)
 }
@@ -344,14 +246,60 @@ fn one_column(
     Ok(builder.with_projection(mask).build()?)
 }
 
-/// Read a string column of a Parquet file (nulls as None).
+/// Read a string column of a Parquet or CSV file (nulls and empty CSV fields as None).
 pub fn read_strings(path: &Path, column: &str) -> Result<Vec<Option<String>>> {
+    if !is_parquet(path) {
+        let c = TextTable::read(path)?.column(column)?.clone();
+        return Ok(c.iter().map(|v| v.map(str::to_string)).collect());
+    }
     let mut out = Vec::new();
     for batch in one_column(path, column)? {
         let batch = batch?;
-        let c = cast(batch.column(0), &DataType::Utf8)?;
-        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
-        out.extend((0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i).to_string())));
+        let what = format!("{}: column '{column}'", path.display());
+        let c = column::strings(batch.column(0), &what)?;
+        out.extend(c.iter().map(|v| v.map(str::to_string)));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 22: CSV was split on commas by hand and `"` written as `'`.
+    #[test]
+    fn issue22_csv_round_trip_keeps_quotes_commas_newlines_and_large_ids() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("t.csv");
+        let ids = vec![(1i64 << 53) + 1, i64::MAX, -(1i64 << 60) - 3, 7];
+        let names = vec![
+            Some("say \"hi\", then go".to_string()),
+            Some("two\nlines, one \"field\"".to_string()),
+            None,
+            Some("#not a comment".to_string()),
+        ];
+        let x = vec![1.5, f64::NAN, -2.25e-7, 1e300];
+        write_columns(
+            &path,
+            &[
+                Column::I64("source_id".into(), ids.clone()),
+                Column::Str("name, quoted".into(), names.clone()),
+                Column::F64("x".into(), x.clone()),
+            ],
+            &[],
+        )
+        .unwrap();
+        let got = read_i64(&path, "source_id").unwrap();
+        assert_eq!(got, ids.iter().map(|&i| Some(i)).collect::<Vec<_>>());
+        assert_eq!(read_strings(&path, "name, quoted").unwrap(), names);
+        let (cols, num) = read_numeric(&path).unwrap();
+        assert_eq!(cols, ["source_id", "name, quoted", "x"]);
+        for (a, b) in num["x"].iter().zip(&x) {
+            assert!(a == b || (a.is_nan() && b.is_nan()), "{a} vs {b}");
+        }
+        // the typed reader agrees
+        let all = read_all_columns(&path).unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].1.len(), 4);
+    }
 }

@@ -7,43 +7,43 @@
 //! inference kernels have no backward pass.
 
 use super::tokens::{TokenBatch, N_FEAT};
-use candle_core::{DType, Device, Result, Tensor, D};
+use candle_core::{Device, Result, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 /// Encoder hyper-parameters.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct EncoderConfig {
+pub(crate) struct EncoderConfig {
     /// Bands in the registry (token ids: bands, parallax, padding).
-    pub n_bands: usize,
+    pub(crate) n_bands: usize,
     /// Token width.
-    pub d_model: usize,
+    pub(crate) d_model: usize,
     /// Attention heads.
-    pub heads: usize,
+    pub(crate) heads: usize,
     /// Self-attention blocks.
-    pub layers: usize,
+    pub(crate) layers: usize,
     /// Feed-forward width.
-    pub ffn: usize,
+    pub(crate) ffn: usize,
     /// Context vector width.
-    pub ctx: usize,
+    pub(crate) ctx: usize,
     /// Whether the model takes a reddening-prior token (token id `n_bands + 2`).
     #[serde(default)]
-    pub reddening_token: bool,
+    pub(crate) reddening_token: bool,
 }
 
 impl EncoderConfig {
     /// Rows of the token embedding: bands, parallax, padding (and the reddening prior).
-    pub fn n_embeddings(&self) -> usize {
+    pub(crate) fn n_embeddings(&self) -> usize {
         self.n_bands + 2 + self.reddening_token as usize
     }
 }
 
 /// Layer norm from differentiable ops.
-pub struct LayerNorm {
+pub(crate) struct LayerNorm {
     /// Gain.
-    pub g: Tensor,
+    pub(crate) g: Tensor,
     /// Bias.
-    pub b: Tensor,
+    pub(crate) b: Tensor,
 }
 
 impl LayerNorm {
@@ -55,7 +55,7 @@ impl LayerNorm {
     }
 
     /// Normalise over the last dimension of a 2-D [N, d] tensor.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mean = x.mean_keepdim(D::Minus1)?;
         let xc = x.broadcast_sub(&mean)?;
         let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
@@ -70,16 +70,16 @@ impl LayerNorm {
 
 /// Affine layer y = x W^T + b for 2-D inputs, with the bias added through an outer
 /// product (fast gradient on CPU, see `LayerNorm::forward`).
-pub struct Linear {
+pub(crate) struct Linear {
     /// Weight [out, in].
-    pub weight: Tensor,
-    /// Bias [out].
-    pub bias: Tensor,
+    pub(crate) weight: Tensor,
+    /// Bias \[out\].
+    pub(crate) bias: Tensor,
 }
 
 impl Linear {
     /// Create or load `weight` and `bias` under `vb`.
-    pub fn new(i: usize, o: usize, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(i: usize, o: usize, vb: VarBuilder) -> Result<Self> {
         let bound = 1.0 / (i as f64).sqrt();
         Ok(Linear {
             weight: vb.get_with_hints((o, i), "weight", candle_nn::init::DEFAULT_KAIMING_NORMAL)?,
@@ -95,7 +95,7 @@ impl Linear {
     }
 
     /// Apply to [N, in].
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let ones = Tensor::ones((x.dim(0)?, 1), x.dtype(), x.device())?;
         let o = self.bias.dim(0)?;
         x.matmul(&self.weight.t()?)? + ones.matmul(&self.bias.reshape((1, o))?)?
@@ -105,24 +105,24 @@ impl Linear {
 /// Masked softmax over the last dimension: exp of the scores clamped to [-30, 30] (keeps
 /// exp finite without candle's max-based softmax, whose CPU backward is slow), times the
 /// key mask, so padded keys get exactly zero weight whatever the padding length.
-pub fn softmax_last(s: &Tensor, key_mask: &Tensor) -> Result<Tensor> {
+pub(crate) fn softmax_last(s: &Tensor, key_mask: &Tensor) -> Result<Tensor> {
     let e = s.clamp(-30.0, 30.0)?.exp()?.broadcast_mul(key_mask)?;
     e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
 }
 
-/// Bias [out] added to [N, out] through an outer product.
-pub fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+/// Bias \[out\] added to [N, out] through an outer product.
+pub(crate) fn add_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let ones = Tensor::ones((x.dim(0)?, 1), x.dtype(), x.device())?;
     let o = bias.dim(0)?;
     x + ones.matmul(&bias.reshape((1, o))?)?
 }
 
 /// Two-layer MLP with ReLU.
-pub struct Mlp {
+pub(crate) struct Mlp {
     /// First layer.
-    pub l0: Linear,
+    pub(crate) l0: Linear,
     /// Second layer.
-    pub l1: Linear,
+    pub(crate) l1: Linear,
 }
 
 impl Mlp {
@@ -134,13 +134,13 @@ impl Mlp {
     }
 
     /// Apply.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.l1.forward(&self.l0.forward(x)?.relu()?)
     }
 }
 
 /// One pre-norm self-attention block.
-pub struct Block {
+pub(crate) struct Block {
     pub(crate) ln1: LayerNorm,
     pub(crate) q: Linear,
     pub(crate) k: Linear,
@@ -152,9 +152,9 @@ pub struct Block {
 }
 
 /// The set encoder.
-pub struct SetEncoder {
+pub(crate) struct SetEncoder {
     /// Configuration.
-    pub cfg: EncoderConfig,
+    pub(crate) cfg: EncoderConfig,
     pub(crate) emb: Tensor,
     pub(crate) mag: Mlp,
     pub(crate) err: Mlp,
@@ -169,7 +169,7 @@ pub struct SetEncoder {
 }
 
 /// Token tensors on a device.
-pub struct TokenTensors {
+pub(crate) struct TokenTensors {
     ids: Tensor,
     feats: Tensor,
     f_mag: Tensor,
@@ -183,7 +183,7 @@ pub struct TokenTensors {
 
 impl TokenTensors {
     /// Upload a token batch.
-    pub fn new(tb: &TokenBatch, dev: &Device) -> Result<Self> {
+    pub(crate) fn new(tb: &TokenBatch, dev: &Device) -> Result<Self> {
         // separate feature columns: `narrow` has a costly backward in candle
         let col = |c: usize| {
             tb.feats
@@ -209,7 +209,7 @@ impl TokenTensors {
 
 impl SetEncoder {
     /// Create (or load, depending on the VarBuilder) under prefix `enc`.
-    pub fn new(cfg: &EncoderConfig, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(cfg: &EncoderConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.d_model;
         let emb = vb.get_with_hints(
             (cfg.n_embeddings(), d),
@@ -260,7 +260,7 @@ impl SetEncoder {
     }
 
     /// Context vectors [b, ctx].
-    pub fn forward(&self, tt: &TokenTensors) -> Result<Tensor> {
+    pub(crate) fn forward(&self, tt: &TokenTensors) -> Result<Tensor> {
         let (b, t, d) = (tt.b, tt.t, self.cfg.d_model);
         let h = self.cfg.heads;
         let dh = d / h;
@@ -325,10 +325,5 @@ impl SetEncoder {
             .reshape((b, d))?
             .broadcast_div(&cnt)?;
         self.out.forward(&Tensor::cat(&[pooled, mean], 1)?)
-    }
-
-    /// dtype of the parameters.
-    pub fn dtype(&self) -> DType {
-        self.emb.dtype()
     }
 }

@@ -4,7 +4,7 @@
 //! Inverting a MADE block is sequential over the D dimensions, but every hidden unit
 //! depends only on inputs of lower rank than its degree, so with the units sorted by degree
 //! each unit is computed exactly once (no D-fold recomputation). Activations are stored
-//! dimension-major ([unit][sample]) so the inner loops run over samples with SIMD, and the
+//! dimension-major ([unit]\[sample\]) so the inner loops run over samples with SIMD, and the
 //! context's contribution to every hidden unit is computed once per star.
 
 use super::flow::Maf;
@@ -12,12 +12,14 @@ use anyhow::Result;
 
 /// One MADE block in degree-sorted layout.
 #[derive(Clone, Debug)]
-pub struct FastMade {
+pub(crate) struct FastMade {
     /// Variable index by rank.
     order: Vec<usize>,
     /// Hidden units of degree r are [group_end[r-1], group_end[r]).
     group_end: Vec<usize>,
-    /// Unit permutation: sorted position -> original unit index.
+    /// Unit permutation: sorted position -> original unit index (read by the tests'
+    /// reference path).
+    #[cfg_attr(not(test), allow(dead_code))]
     perm: Vec<usize>,
     /// Layer-1 weights by sorted unit, inputs in rank order [h][d].
     w1: Vec<f32>,
@@ -38,13 +40,13 @@ pub struct FastMade {
 
 /// The whole flow in fast layout.
 #[derive(Clone, Debug)]
-pub struct FastMaf {
+pub(crate) struct FastMaf {
     /// Blocks in data -> base order.
-    pub blocks: Vec<FastMade>,
+    pub(crate) blocks: Vec<FastMade>,
     /// Dimension.
-    pub dim: usize,
+    pub(crate) dim: usize,
     /// Hidden width.
-    pub hidden: usize,
+    pub(crate) hidden: usize,
 }
 
 fn to_vec2(t: &candle_core::Tensor) -> Result<Vec<Vec<f32>>> {
@@ -57,7 +59,7 @@ fn to_vec1(t: &candle_core::Tensor) -> Result<Vec<f32>> {
 
 impl FastMaf {
     /// Copy weights out of a candle flow.
-    pub fn from_maf(maf: &Maf) -> Result<FastMaf> {
+    pub(crate) fn from_maf(maf: &Maf) -> Result<FastMaf> {
         let d = maf.cfg.dim;
         let h = maf.cfg.hidden;
         let mut blocks = Vec::new();
@@ -145,7 +147,13 @@ impl FastMaf {
     }
 
     /// Block k's context terms (sorted layout) from a context vector.
-    pub fn context_terms(&self, k: usize, ctx: &[f32], out1: &mut Vec<f32>, out2: &mut Vec<f32>) {
+    pub(crate) fn context_terms(
+        &self,
+        k: usize,
+        ctx: &[f32],
+        out1: &mut Vec<f32>,
+        out2: &mut Vec<f32>,
+    ) {
         let blk = &self.blocks[k];
         let c = ctx.len();
         out1.clear();
@@ -157,8 +165,9 @@ impl FastMaf {
     }
 
     /// Per-block context terms in sorted layout from the candle flow's context terms
-    /// (cc[k] = (c1(ctx), c2(ctx)) rows of one star).
-    pub fn sorted_context(
+    /// (cc\[k\] = (c1(ctx), c2(ctx)) rows of one star). Tests only: the reference path.
+    #[cfg(test)]
+    pub(crate) fn sorted_context(
         &self,
         k: usize,
         c1: &[f32],
@@ -177,7 +186,7 @@ impl FastMaf {
 /// Reusable buffers for [`FastMaf::sample_star`] and [`FastMaf::log_prob_star`] (no
 /// allocation per sample or per star).
 #[derive(Default)]
-pub struct Workspace {
+pub(crate) struct Workspace {
     x: Vec<f32>,
     /// Inputs of a block in rank order (density pass).
     xr: Vec<f32>,
@@ -193,10 +202,14 @@ pub struct Workspace {
 const TILE: usize = 16;
 
 impl FastMaf {
-    /// Transform base noise `z` (dimension-major [dim][n]) into samples `u` (dimension-major,
+    /// Transform base noise `z` (dimension-major \[dim\]\[n\]) into samples `u` (dimension-major,
     /// written into `u`) and return in `log_q` the log density of each u under the flow.
     /// `ctx1/ctx2[k]` are block k's sorted context terms. `n` must be a multiple of 16.
-    pub fn sample_star(
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the hot kernel takes its buffers separately so that callers reuse them"
+    )]
+    pub(crate) fn sample_star(
         &self,
         z: &[f32],
         n: usize,
@@ -208,7 +221,7 @@ impl FastMaf {
     ) {
         #[cfg(target_arch = "x86_64")]
         {
-            if crate::physics::forward::has_avx2_fma() {
+            if crate::util::has_avx2_fma() {
                 // SAFETY: the CPU supports avx2 and fma (checked at run time).
                 unsafe { self.sample_avx2(z, n, ctx1, ctx2, ws, u, log_q) };
                 return;
@@ -245,7 +258,10 @@ impl FastMaf {
         u: &mut [f32],
         log_q: &mut [f64],
     ) {
-        assert!(n % TILE == 0, "sample count must be a multiple of {TILE}");
+        assert!(
+            n.is_multiple_of(TILE),
+            "sample count must be a multiple of {TILE}"
+        );
         let (d, h) = (self.dim, self.hidden);
         ws.x.clear();
         ws.x.extend_from_slice(&z[..d * n]);
@@ -307,11 +323,11 @@ impl FastMaf {
 }
 
 impl FastMaf {
-    /// log q(u) of given points u (dimension-major [dim][n], `n` a multiple of 16) under the
+    /// log q(u) of given points u (dimension-major \[dim\]\[n\], `n` a multiple of 16) under the
     /// flow with context terms `ctx1/ctx2[k]` of block k: one pass per block in the
     /// data -> base direction (no sequential inversion), every hidden unit computed once.
     #[allow(clippy::too_many_arguments)]
-    pub fn log_prob_star(
+    pub(crate) fn log_prob_star(
         &self,
         u: &[f32],
         n: usize,
@@ -322,7 +338,7 @@ impl FastMaf {
     ) {
         #[cfg(target_arch = "x86_64")]
         {
-            if crate::physics::forward::has_avx2_fma() {
+            if crate::util::has_avx2_fma() {
                 // SAFETY: the CPU supports avx2 and fma (checked at run time).
                 unsafe { self.log_prob_avx2(u, n, ctx1, ctx2, ws, log_q) };
                 return;
@@ -357,7 +373,10 @@ impl FastMaf {
         ws: &mut Workspace,
         log_q: &mut [f64],
     ) {
-        assert!(n % TILE == 0, "point count must be a multiple of {TILE}");
+        assert!(
+            n.is_multiple_of(TILE),
+            "point count must be a multiple of {TILE}"
+        );
         let (d, h) = (self.dim, self.hidden);
         ws.x.clear();
         ws.x.extend_from_slice(&u[..d * n]);
@@ -516,7 +535,11 @@ fn dense<const J: usize, const FMA: bool>(
 
 /// e^x for |x| < 87 with ~2e-7 relative error (vectorisable, no libm).
 #[inline(always)]
-pub fn fast_exp(x: f32) -> f32 {
+#[allow(
+    clippy::manual_clamp,
+    reason = "max/min send NaN to a bound, so no NaN leaves the kernel; clamp would pass it"
+)]
+pub(crate) fn fast_exp(x: f32) -> f32 {
     let x = x.max(-87.0).min(87.0);
     // round to nearest with the 1.5 * 2^23 trick (vectorises, unlike f32::round)
     const MAGIC: f32 = 12_582_912.0;
@@ -533,7 +556,11 @@ pub fn fast_exp(x: f32) -> f32 {
 
 /// tanh(x) via e^(2x) (vectorisable).
 #[inline(always)]
-pub fn fast_tanh(x: f32) -> f32 {
+#[allow(
+    clippy::manual_clamp,
+    reason = "max/min send NaN to a bound, so no NaN leaves the kernel; clamp would pass it"
+)]
+pub(crate) fn fast_tanh(x: f32) -> f32 {
     let x = x.max(-15.0).min(15.0);
     let e = fast_exp(2.0 * x);
     (e - 1.0) / (e + 1.0)

@@ -89,7 +89,7 @@ struct FastBlock {
 
 /// Plain-Rust copy of a trained set encoder.
 #[derive(Clone, Debug)]
-pub struct FastEncoder {
+pub(crate) struct FastEncoder {
     d: usize,
     heads: usize,
     n_bands: usize,
@@ -132,7 +132,7 @@ fn softmax_clamped(s: &mut [f32]) {
 
 impl FastEncoder {
     /// Copy the weights of a candle encoder.
-    pub fn from_encoder(e: &SetEncoder) -> Result<FastEncoder> {
+    pub(crate) fn from_encoder(e: &SetEncoder) -> Result<FastEncoder> {
         let blocks = e
             .blocks
             .iter()
@@ -168,7 +168,7 @@ impl FastEncoder {
     }
 
     /// Context vector of one star (tokens: measurements in order, then parallax).
-    pub fn context(&self, star: &StarObs) -> Vec<f32> {
+    pub(crate) fn context(&self, star: &StarObs) -> Vec<f32> {
         let d = self.d;
         let reddening = star.reddening.filter(|_| self.red.is_some());
         let t = n_tokens(star, self.red.is_some());

@@ -13,23 +13,23 @@ use serde::{Deserialize, Serialize};
 
 /// Flow hyper-parameters.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct FlowConfig {
+pub(crate) struct FlowConfig {
     /// Dimension of theta (6).
-    pub dim: usize,
+    pub(crate) dim: usize,
     /// Context width.
-    pub ctx: usize,
+    pub(crate) ctx: usize,
     /// Hidden units per MADE layer.
-    pub hidden: usize,
+    pub(crate) hidden: usize,
     /// Autoregressive order of each block (permutation of 0..dim, first = conditioned only
     /// on the context).
-    pub orders: Vec<Vec<usize>>,
+    pub(crate) orders: Vec<Vec<usize>>,
     /// Soft clip of the log-scales.
-    pub alpha_clip: f64,
+    pub(crate) alpha_clip: f64,
 }
 
 impl FlowConfig {
     /// Default orders: alternate identity / reversed, then fixed shuffles.
-    pub fn default_orders(dim: usize, blocks: usize, seed: u64) -> Vec<Vec<usize>> {
+    pub(crate) fn default_orders(dim: usize, blocks: usize, seed: u64) -> Vec<Vec<usize>> {
         let mut rng = crate::util::rng::Rng::new(seed);
         (0..blocks)
             .map(|k| match k % 3 {
@@ -50,16 +50,16 @@ impl FlowConfig {
 
 /// MADE degrees of one block.
 #[derive(Clone, Debug)]
-pub struct Degrees {
-    /// rank[i] + 1 for input variable i (1..=D).
-    pub input: Vec<usize>,
+pub(crate) struct Degrees {
+    /// rank\[i\] + 1 for input variable i (1..=D).
+    pub(crate) input: Vec<usize>,
     /// Degree of hidden unit j (0..D-1), same for both hidden layers.
-    pub hidden: Vec<usize>,
+    pub(crate) hidden: Vec<usize>,
 }
 
 impl Degrees {
     /// Degrees for an order and hidden width.
-    pub fn new(order: &[usize], hidden: usize) -> Degrees {
+    pub(crate) fn new(order: &[usize], hidden: usize) -> Degrees {
         let d = order.len();
         let mut input = vec![0; d];
         for (r, &i) in order.iter().enumerate() {
@@ -71,9 +71,9 @@ impl Degrees {
         }
     }
 
-    /// Masks (row-major, [out][in]): input->hidden, hidden->hidden, hidden->output (2D outputs:
+    /// Masks (row-major, \[out\]\[in\]): input->hidden, hidden->hidden, hidden->output (2D outputs:
     /// mu for every variable, then alpha).
-    pub fn masks(&self) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    pub(crate) fn masks(&self) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let (d, h) = (self.input.len(), self.hidden.len());
         let mut m1 = vec![0f32; h * d];
         let mut m2 = vec![0f32; h * h];
@@ -97,32 +97,32 @@ impl Degrees {
 }
 
 /// One conditional MADE block.
-pub struct Made {
+pub(crate) struct Made {
     /// Input -> hidden weight [H, D] (unmasked values).
-    pub w1: Tensor,
-    /// Bias [H].
-    pub b1: Tensor,
+    pub(crate) w1: Tensor,
+    /// Bias \[H\].
+    pub(crate) b1: Tensor,
     /// Context -> hidden 1 (no bias).
-    pub c1: Linear,
+    pub(crate) c1: Linear,
     /// Hidden -> hidden [H, H].
-    pub w2: Tensor,
-    /// Bias [H].
-    pub b2: Tensor,
+    pub(crate) w2: Tensor,
+    /// Bias \[H\].
+    pub(crate) b2: Tensor,
     /// Context -> hidden 2 (no bias).
-    pub c2: Linear,
+    pub(crate) c2: Linear,
     /// Hidden -> shift outputs [D, H].
-    pub w3: Tensor,
+    pub(crate) w3: Tensor,
     /// Shift bias [D].
-    pub b3: Tensor,
+    pub(crate) b3: Tensor,
     /// Hidden -> log-scale outputs [D, H].
-    pub w4: Tensor,
+    pub(crate) w4: Tensor,
     /// Log-scale bias [D].
-    pub b4: Tensor,
+    pub(crate) b4: Tensor,
     m1: Tensor,
     m2: Tensor,
     m3: Tensor,
     /// Degrees.
-    pub degrees: Degrees,
+    pub(crate) degrees: Degrees,
     clip: f64,
 }
 
@@ -171,12 +171,17 @@ impl Made {
     }
 
     /// Context contributions to the two hidden layers ([N, H] each).
-    pub fn context_terms(&self, ctx: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn context_terms(&self, ctx: &Tensor) -> Result<(Tensor, Tensor)> {
         Ok((self.c1.forward(ctx)?, self.c2.forward(ctx)?))
     }
 
     /// (mu, alpha) [N, D] for inputs u [N, D] and context terms.
-    pub fn forward(&self, u: &Tensor, cc1: &Tensor, cc2: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn forward(
+        &self,
+        u: &Tensor,
+        cc1: &Tensor,
+        cc2: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let w1 = (&self.w1 * &self.m1)?;
         let w2 = (&self.w2 * &self.m2)?;
         let w3 = (&self.w3 * &self.m3)?;
@@ -191,18 +196,18 @@ impl Made {
 }
 
 /// The conditional MAF.
-pub struct Maf {
+pub(crate) struct Maf {
     /// Configuration.
-    pub cfg: FlowConfig,
+    pub(crate) cfg: FlowConfig,
     /// Blocks, applied in order in the data -> base direction.
-    pub blocks: Vec<Made>,
+    pub(crate) blocks: Vec<Made>,
 }
 
 const LOG_2PI: f64 = 1.837_877_066_409_345_5;
 
 impl Maf {
     /// Create (or load) under the VarBuilder's prefix.
-    pub fn new(cfg: &FlowConfig, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(cfg: &FlowConfig, vb: VarBuilder) -> Result<Self> {
         let blocks = cfg
             .orders
             .iter()
@@ -215,8 +220,8 @@ impl Maf {
         })
     }
 
-    /// log q(u | ctx) [N] for u [N, D], ctx [N, C].
-    pub fn log_prob(&self, u: &Tensor, ctx: &Tensor) -> Result<Tensor> {
+    /// log q(u | ctx) \[N\] for u [N, D], ctx [N, C].
+    pub(crate) fn log_prob(&self, u: &Tensor, ctx: &Tensor) -> Result<Tensor> {
         let mut z = u.clone();
         let mut ladj: Option<Tensor> = None;
         for blk in &self.blocks {
@@ -236,7 +241,7 @@ impl Maf {
 
     /// Sample u [N, D] from base noise z [N, D] and context [N, C]; returns (u, log q(u)).
     /// Sequential inversion (D MADE passes per block): the reference path used on GPUs.
-    pub fn sample(&self, z: &Tensor, ctx: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn sample(&self, z: &Tensor, ctx: &Tensor) -> Result<(Tensor, Tensor)> {
         let d = self.cfg.dim;
         let dev = z.device();
         let n = z.dim(0)?;

@@ -2,14 +2,14 @@
 //! fast CPU kernels used at inference. [`proposal`] implements the posterior layer's
 //! [`crate::posterior::proposal::Proposal`] with it.
 
-pub mod encoder;
-pub mod fast;
-pub mod fast_encoder;
-pub mod flow;
-pub mod model;
-pub mod proposal;
-pub mod tokens;
-pub mod train;
+pub(crate) mod encoder;
+pub(crate) mod fast;
+pub(crate) mod fast_encoder;
+pub(crate) mod flow;
+pub(crate) mod model;
+pub(crate) mod proposal;
+pub(crate) mod tokens;
+pub(crate) mod train;
 
 #[cfg(test)]
 mod tests;

@@ -17,85 +17,85 @@ use serde::{Deserialize, Serialize};
 
 /// Architecture and coordinates of a neural posterior.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ModelConfig {
+pub(crate) struct ModelConfig {
     /// Set encoder.
-    pub encoder: EncoderConfig,
+    pub(crate) encoder: EncoderConfig,
     /// Flow.
-    pub flow: FlowConfig,
+    pub(crate) flow: FlowConfig,
     /// theta <-> u standardisation.
-    pub transform: ParamTransform,
+    pub(crate) transform: ParamTransform,
     /// Band names by id (must match the forward model's registry).
-    pub bands: Vec<String>,
+    pub(crate) bands: Vec<String>,
 }
 
 /// Training record written into the card.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct TrainingRecord {
+pub(crate) struct TrainingRecord {
     /// Command line that produced the model.
-    pub command: String,
+    pub(crate) command: String,
     /// Seed.
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// Optimiser steps.
-    pub steps: usize,
+    pub(crate) steps: usize,
     /// Examples per step.
-    pub batch: usize,
+    pub(crate) batch: usize,
     /// Simulated examples seen.
-    pub examples: usize,
-    /// Wall time [s].
-    pub wall_seconds: f64,
+    pub(crate) examples: usize,
+    /// Wall time \[s\].
+    pub(crate) wall_seconds: f64,
     /// Examples per second (simulation + training).
-    pub examples_per_second: f64,
+    pub(crate) examples_per_second: f64,
     /// Threads used.
-    pub threads: usize,
+    pub(crate) threads: usize,
     /// Final validation loss (mean -log q(theta) in physical units, nats).
-    pub val_loss: f64,
+    pub(crate) val_loss: f64,
     /// (step, train loss, val loss) history.
-    pub history: Vec<(usize, f64, f64)>,
+    pub(crate) history: Vec<(usize, f64, f64)>,
     /// Peak learning rate.
-    pub lr: f64,
+    pub(crate) lr: f64,
     /// Weight decay.
-    pub weight_decay: f64,
+    pub(crate) weight_decay: f64,
 }
 
 /// The model card (JSON beside the weights).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ModelCard {
+pub(crate) struct ModelCard {
     /// Model id (written into output metadata).
-    pub id: String,
+    pub(crate) id: String,
     /// Creation date (UTC, YYYY-MM-DD).
-    pub created: String,
+    pub(crate) created: String,
     /// Architecture.
-    pub config: ModelConfig,
+    pub(crate) config: ModelConfig,
     /// Prior used in training and importance sampling.
-    pub prior: PriorConfig,
+    pub(crate) prior: PriorConfig,
     /// Simulator settings.
-    pub simulator: SimulatorConfig,
+    pub(crate) simulator: SimulatorConfig,
     /// Model-systematics floors (likelihood).
-    pub noise: NoiseModel,
+    pub(crate) noise: NoiseModel,
     /// Forward model (tables + calibration) id.
-    pub forward_model: String,
+    pub(crate) forward_model: String,
     /// Training record.
-    pub training: TrainingRecord,
+    pub(crate) training: TrainingRecord,
     /// Free-form notes.
     #[serde(default)]
-    pub notes: String,
+    pub(crate) notes: String,
 }
 
 /// Encoder + flow on a device.
-pub struct NeuralPosterior {
+pub(crate) struct NeuralPosterior {
     /// Configuration.
-    pub cfg: ModelConfig,
+    pub(crate) cfg: ModelConfig,
     /// Set encoder.
-    pub encoder: SetEncoder,
+    pub(crate) encoder: SetEncoder,
     /// Flow.
-    pub flow: Maf,
+    pub(crate) flow: Maf,
     /// Device.
-    pub device: Device,
+    pub(crate) device: Device,
 }
 
 impl NeuralPosterior {
     /// Build from a VarBuilder (new variables in a VarMap, or loaded weights).
-    pub fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+    pub(crate) fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
         let device = vb.device().clone();
         Ok(NeuralPosterior {
             cfg: cfg.clone(),
@@ -106,7 +106,7 @@ impl NeuralPosterior {
     }
 
     /// Load weights from safetensors bytes.
-    pub fn from_bytes(cfg: &ModelConfig, bytes: &[u8], device: &Device) -> Result<Self> {
+    pub(crate) fn from_bytes(cfg: &ModelConfig, bytes: &[u8], device: &Device) -> Result<Self> {
         let vb = VarBuilder::from_slice_safetensors(bytes, DType::F32, device)?;
         NeuralPosterior::new(cfg, vb).context("weights do not match the model card's architecture")
     }
@@ -116,7 +116,7 @@ impl NeuralPosterior {
     /// Stars are grouped by token count and each group is padded only to its own longest
     /// set (typical batches mix 3 and 25 tokens; padding everything to the longest doubled
     /// the encoder's cost), then the contexts are put back in input order.
-    pub fn context(&self, tb: &TokenBatch) -> Result<Tensor> {
+    pub(crate) fn context(&self, tb: &TokenBatch) -> Result<Tensor> {
         const GROUPS: usize = 4;
         const MIN_GROUP: usize = 64;
         let b = tb.b;
@@ -149,8 +149,8 @@ impl NeuralPosterior {
         Ok(sorted.index_select(&idx, 0)?)
     }
 
-    /// log q(u | obs) [b] for targets u (row-major [b][6]).
-    pub fn log_prob_u(&self, tb: &TokenBatch, u: &[f32]) -> Result<Tensor> {
+    /// log q(u | obs) \[b\] for targets u (row-major \[b\]\[6\]).
+    pub(crate) fn log_prob_u(&self, tb: &TokenBatch, u: &[f32]) -> Result<Tensor> {
         let ctx = self.context(tb)?;
         let ut = Tensor::from_vec(u.to_vec(), (tb.b, self.cfg.flow.dim), &self.device)?;
         Ok(self.flow.log_prob(&ut, &ctx)?)
@@ -159,7 +159,7 @@ impl NeuralPosterior {
 
 /// Overwrite every variable with values from the project's seeded RNG (candle's CPU
 /// initialisers draw from an unseeded thread RNG), in sorted-name order.
-pub fn init_deterministic(varmap: &VarMap, seed: u64) -> Result<()> {
+pub(crate) fn init_deterministic(varmap: &VarMap, seed: u64) -> Result<()> {
     let data = varmap.data().lock().unwrap();
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
@@ -194,7 +194,7 @@ pub fn init_deterministic(varmap: &VarMap, seed: u64) -> Result<()> {
 }
 
 /// Today's date (UTC) as YYYY-MM-DD.
-pub fn today_utc() -> String {
+pub(crate) fn today_utc() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -18,23 +18,24 @@ use candle_core::{Device, Tensor};
 use std::cell::RefCell;
 
 /// Weights of the default model, embedded in the binary.
-pub static DEFAULT_WEIGHTS: &[u8] = include_bytes!("../../models/default/weights.safetensors");
+pub(crate) static DEFAULT_WEIGHTS: &[u8] =
+    include_bytes!("../../models/default/weights.safetensors");
 /// Card of the default model.
-pub static DEFAULT_CARD: &str = include_str!("../../models/default/card.json");
+pub(crate) static DEFAULT_CARD: &str = include_str!("../../models/default/card.json");
 
 /// Neural posterior proposal.
-pub struct FlowProposal {
+pub(crate) struct FlowProposal {
     /// The network.
-    pub model: NeuralPosterior,
+    pub(crate) model: NeuralPosterior,
     /// Fast CPU sampler built from the same weights.
-    pub fast: FastMaf,
+    pub(crate) fast: FastMaf,
     /// Plain-Rust encoder built from the same weights (one star at a time).
-    pub encoder: FastEncoder,
+    pub(crate) encoder: FastEncoder,
     /// Model card.
-    pub card: ModelCard,
+    pub(crate) card: ModelCard,
     /// Sample with candle on the model's device (a GPU), many stars per call, instead of
     /// the plain-Rust CPU sampler.
-    pub on_device: bool,
+    pub(crate) on_device: bool,
 }
 
 thread_local! {
@@ -43,7 +44,7 @@ thread_local! {
 
 impl FlowProposal {
     /// Load from weights bytes and a card.
-    pub fn from_bytes(weights: &[u8], card: ModelCard, device: &Device) -> Result<Self> {
+    pub(crate) fn from_bytes(weights: &[u8], card: ModelCard, device: &Device) -> Result<Self> {
         let model = NeuralPosterior::from_bytes(&card.config, weights, device)?;
         let fast = FastMaf::from_maf(&model.flow)?;
         let encoder = FastEncoder::from_encoder(&model.encoder)?;
@@ -57,7 +58,7 @@ impl FlowProposal {
     }
 
     /// Load `weights.safetensors` and `card.json` from a directory.
-    pub fn load_dir(dir: &std::path::Path, device: &Device) -> Result<Self> {
+    pub(crate) fn load_dir(dir: &std::path::Path, device: &Device) -> Result<Self> {
         let w = std::fs::read(dir.join("weights.safetensors"))
             .with_context(|| format!("reading {}/weights.safetensors", dir.display()))?;
         let c = std::fs::read_to_string(dir.join("card.json"))
@@ -67,13 +68,14 @@ impl FlowProposal {
         Self::from_bytes(&w, card, device)
     }
 
-    /// The embedded default model.
-    pub fn embedded() -> Result<Self> {
+    /// The embedded default model, on the CPU (tests).
+    #[cfg(test)]
+    pub(crate) fn embedded() -> Result<Self> {
         Self::embedded_on(&Device::Cpu)
     }
 
     /// The embedded default model, on a device.
-    pub fn embedded_on(device: &Device) -> Result<Self> {
+    pub(crate) fn embedded_on(device: &Device) -> Result<Self> {
         let card: ModelCard = serde_json::from_str(DEFAULT_CARD).context("embedded model card")?;
         Self::from_bytes(DEFAULT_WEIGHTS, card, device)
     }
@@ -129,25 +131,6 @@ impl FlowProposal {
         }
         ContextTerms { c1, c2 }
     }
-
-    /// Draw for one star from base noise (candle reference path; used on GPUs and in
-    /// tests). Returns u row-major [n][6] and log q(u).
-    pub fn sample_reference(
-        &self,
-        star: &StarObs,
-        z: &[f32],
-        n: usize,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let enc = &self.card.config.encoder;
-        let tb =
-            TokenBatch::build_with(std::slice::from_ref(star), enc.n_bands, enc.reddening_token);
-        let ctx = self.model.context(&tb)?;
-        let c = ctx.dim(1)?;
-        let ctx = ctx.broadcast_as((n, c))?.contiguous()?;
-        let zt = Tensor::from_vec(z.to_vec(), (n, 6), &self.model.device)?;
-        let (u, lq) = self.model.flow.sample(&zt, &ctx)?;
-        Ok((u.flatten_all()?.to_vec1::<f32>()?, lq.to_vec1::<f32>()?))
-    }
 }
 
 /// Base noise of one star: `n` standard-normal 6-vectors drawn sample-major from the star's
@@ -177,19 +160,19 @@ fn push_sample(
 }
 
 /// Round a sample count up to the fast sampler's tile.
-pub fn padded(n: usize) -> usize {
+pub(crate) fn padded(n: usize) -> usize {
     n.div_ceil(16) * 16
 }
 
 /// The context's contribution to both hidden layers of every MADE block, sorted layout.
-pub struct ContextTerms {
+pub(crate) struct ContextTerms {
     c1: Vec<Vec<f32>>,
     c2: Vec<Vec<f32>>,
 }
 
 /// The flow conditioned on one star: its context terms, computed on first use (the GPU
 /// sampler encodes on the device and needs them only for densities).
-pub struct FlowStar {
+pub(crate) struct FlowStar {
     obs: StarObs,
     terms: std::sync::OnceLock<ContextTerms>,
 }
@@ -300,7 +283,7 @@ impl Proposal for FlowProposal {
 
 /// Report a failure of the device sampler once per process (then the CPU sampler is used
 /// for the chunk).
-pub fn warn_device_failure(e: &anyhow::Error) {
+pub(crate) fn warn_device_failure(e: &anyhow::Error) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         eprintln!("sedflow: warning: device sampling failed ({e:#}); falling back to the CPU sampler for the affected chunks");
@@ -309,7 +292,7 @@ pub fn warn_device_failure(e: &anyhow::Error) {
 
 /// Parse a device name: `cpu`, `cuda` (GPU 0) or `cuda:N`. A binary built without the
 /// `cuda` feature says so instead of silently using the CPU.
-pub fn parse_device(name: &str) -> Result<Device> {
+pub(crate) fn parse_device(name: &str) -> Result<Device> {
     let name = name.trim().to_ascii_lowercase();
     let ordinal = match name.as_str() {
         "cpu" => return Ok(Device::Cpu),
@@ -337,11 +320,11 @@ mod tests {
     /// `n` simulated catalogue stars (seed `seed`).
     fn simulated(n: usize, seed: u64) -> Vec<StarObs> {
         let fm = crate::physics::ForwardModel::embedded();
-        let sims = crate::cli::simulate::simulate_catalogue(
+        let sims = crate::pipeline::simulated::simulate_catalogue(
             fm,
             n,
             seed,
-            crate::cli::simulate::GaiaRelease::Dr3,
+            crate::pipeline::config::GaiaRelease::Dr3,
         );
         sims.unwrap().into_iter().map(|s| s.obs).collect()
     }

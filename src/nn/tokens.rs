@@ -9,37 +9,37 @@
 use crate::likelihood::StarObs;
 
 /// Scalar features per token.
-pub const N_FEAT: usize = 3;
+pub(crate) const N_FEAT: usize = 3;
 
-/// A padded batch of token sets, row-major [stars][tokens].
+/// A padded batch of token sets, row-major \[stars\]\[tokens\].
 #[derive(Clone, Debug, Default)]
-pub struct TokenBatch {
+pub(crate) struct TokenBatch {
     /// Stars.
-    pub b: usize,
+    pub(crate) b: usize,
     /// Tokens per star (padded).
-    pub t: usize,
+    pub(crate) t: usize,
     /// Token ids: band id, `n_bands` for parallax, `n_bands + 1` for padding,
     /// `n_bands + 2` for the reddening prior.
-    pub ids: Vec<u32>,
-    /// Features [b][t][N_FEAT].
-    pub feats: Vec<f32>,
+    pub(crate) ids: Vec<u32>,
+    /// Features \[b\]\[t\][N_FEAT].
+    pub(crate) feats: Vec<f32>,
     /// 1 for the parallax token.
-    pub is_plx: Vec<f32>,
+    pub(crate) is_plx: Vec<f32>,
     /// 1 for the reddening-prior token.
-    pub is_red: Vec<f32>,
+    pub(crate) is_red: Vec<f32>,
     /// 1 for real tokens, 0 for padding.
-    pub mask: Vec<f32>,
+    pub(crate) mask: Vec<f32>,
 }
 
 /// Features of a photometric token.
 #[inline]
-pub fn phot_features(mag: f32, err: f32) -> [f32; N_FEAT] {
+pub(crate) fn phot_features(mag: f32, err: f32) -> [f32; N_FEAT] {
     [(mag - 15.0) / 4.0, err.max(1e-4).log10() + 1.5, 0.0]
 }
 
 /// Features of a parallax token (parallax and error in mas; negative parallaxes allowed).
 #[inline]
-pub fn parallax_features(plx: f32, err: f32) -> [f32; N_FEAT] {
+pub(crate) fn parallax_features(plx: f32, err: f32) -> [f32; N_FEAT] {
     let e = err.max(1e-4);
     [(plx / e).asinh() / 2.0, plx.asinh(), e.log10() + 0.5]
 }
@@ -47,30 +47,30 @@ pub fn parallax_features(plx: f32, err: f32) -> [f32; N_FEAT] {
 /// Features of a reddening-prior token (E(B-V) and its error in mag; small negative
 /// values allowed).
 #[inline]
-pub fn reddening_features(ebv: f32, err: f32) -> [f32; N_FEAT] {
+pub(crate) fn reddening_features(ebv: f32, err: f32) -> [f32; N_FEAT] {
     let e = err.max(1e-3);
     [(ebv / e).asinh() / 2.0, ebv / 0.3, e.log10() + 1.5]
 }
 
 /// Token id of the reddening prior.
-pub fn reddening_id(n_bands: usize) -> u32 {
+pub(crate) fn reddening_id(n_bands: usize) -> u32 {
     (n_bands + 2) as u32
 }
 
 /// Number of tokens of a star (`reddening`: the model takes a reddening-prior token).
-pub fn n_tokens(s: &StarObs, reddening: bool) -> usize {
+pub(crate) fn n_tokens(s: &StarObs, reddening: bool) -> usize {
     s.phot.len() + s.parallax.is_some() as usize + (reddening && s.reddening.is_some()) as usize
 }
 
 impl TokenBatch {
     /// Sub-batch of the stars `idx` (keeps the padded width).
-    pub fn select(&self, idx: &[usize]) -> TokenBatch {
+    pub(crate) fn select(&self, idx: &[usize]) -> TokenBatch {
         self.select_to(idx, self.t)
     }
 
     /// Sub-batch of the stars `idx` truncated to `t` tokens per star (tokens are packed at
     /// the front, so `t` >= every selected star's count loses nothing).
-    pub fn select_to(&self, idx: &[usize], t: usize) -> TokenBatch {
+    pub(crate) fn select_to(&self, idx: &[usize], t: usize) -> TokenBatch {
         let src_t = self.t;
         let f = N_FEAT;
         let mut out = TokenBatch {
@@ -90,13 +90,14 @@ impl TokenBatch {
     }
 
     /// Build the batch for `stars` (token order = measurement order, then parallax), for a
-    /// model without a reddening-prior token.
-    pub fn build(stars: &[StarObs], n_bands: usize) -> TokenBatch {
+    /// model without a reddening-prior token (tests).
+    #[cfg(test)]
+    pub(crate) fn build(stars: &[StarObs], n_bands: usize) -> TokenBatch {
         TokenBatch::build_with(stars, n_bands, false)
     }
 
     /// Build the batch; `reddening`: append each star's reddening-prior token (if any).
-    pub fn build_with(stars: &[StarObs], n_bands: usize, reddening: bool) -> TokenBatch {
+    pub(crate) fn build_with(stars: &[StarObs], n_bands: usize, reddening: bool) -> TokenBatch {
         let t = stars
             .iter()
             .map(|s| n_tokens(s, reddening))

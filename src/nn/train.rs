@@ -26,44 +26,44 @@ use std::time::Instant;
 
 /// Training settings.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct TrainConfig {
+pub(crate) struct TrainConfig {
     /// Optimiser steps.
-    pub steps: usize,
+    pub(crate) steps: usize,
     /// Examples per step.
-    pub batch: usize,
+    pub(crate) batch: usize,
     /// Peak learning rate.
-    pub lr: f64,
+    pub(crate) lr: f64,
     /// Decoupled weight decay (weights only).
-    pub weight_decay: f64,
+    pub(crate) weight_decay: f64,
     /// Linear warm-up steps.
-    pub warmup: usize,
+    pub(crate) warmup: usize,
     /// Final learning rate as a fraction of the peak (cosine decay).
-    pub lr_final_fraction: f64,
+    pub(crate) lr_final_fraction: f64,
     /// Gradient-norm clip.
-    pub grad_clip: f64,
+    pub(crate) grad_clip: f64,
     /// Validate and checkpoint every this many steps.
-    pub val_every: usize,
+    pub(crate) val_every: usize,
     /// Validation examples (fixed).
-    pub val_size: usize,
+    pub(crate) val_size: usize,
     /// Seed (initialisation, simulation, validation set).
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// Encoder width.
-    pub d_model: usize,
+    pub(crate) d_model: usize,
     /// Attention heads.
-    pub heads: usize,
+    pub(crate) heads: usize,
     /// Attention blocks.
-    pub layers: usize,
+    pub(crate) layers: usize,
     /// Feed-forward width.
-    pub ffn: usize,
+    pub(crate) ffn: usize,
     /// Context width.
-    pub ctx: usize,
+    pub(crate) ctx: usize,
     /// MADE blocks.
-    pub flow_blocks: usize,
+    pub(crate) flow_blocks: usize,
     /// MADE hidden units.
-    pub flow_hidden: usize,
+    pub(crate) flow_hidden: usize,
     /// Give the encoder a reddening-prior token (the simulator's map values).
     #[serde(default)]
-    pub reddening_token: bool,
+    pub(crate) reddening_token: bool,
 }
 
 impl Default for TrainConfig {
@@ -203,17 +203,17 @@ impl AdamW {
 }
 
 /// One training example's tensors.
-pub struct Examples {
+pub(crate) struct Examples {
     /// Tokens.
-    pub tokens: TokenBatch,
-    /// Targets u, row-major [b][6].
-    pub u: Vec<f32>,
+    pub(crate) tokens: TokenBatch,
+    /// Targets u, row-major \[b\]\[6\].
+    pub(crate) u: Vec<f32>,
     /// log |du/dtheta| per example.
-    pub log_jac: Vec<f64>,
+    pub(crate) log_jac: Vec<f64>,
 }
 
 /// Simulate `n` catalogue stars for (seed, stream, step), deterministically.
-pub fn simulate_batch(
+pub(crate) fn simulate_batch(
     sim: &Simulator,
     n: usize,
     seed: u64,
@@ -235,7 +235,7 @@ pub fn simulate_batch(
 
 /// Turn simulated stars into network inputs and targets.
 /// `reddening`: the model takes reddening-prior tokens.
-pub fn make_examples(
+pub(crate) fn make_examples(
     stars: &[SimStar],
     tr: &ParamTransform,
     (n_bands, reddening): (usize, bool),
@@ -252,7 +252,7 @@ pub fn make_examples(
 }
 
 /// Fit the standardisation of v on simulated catalogue stars.
-pub fn fit_transform(sim: &Simulator, seed: u64) -> ParamTransform {
+pub(crate) fn fit_transform(sim: &Simulator, seed: u64) -> ParamTransform {
     let stars = simulate_batch(sim, 50_000, seed, 0x7F, 0);
     let mut mean = [0f64; 6];
     let mut var = [0f64; 6];
@@ -282,7 +282,7 @@ fn lr_at(cfg: &TrainConfig, step: usize) -> f64 {
 }
 
 /// Mean -log q(theta) over examples (physical units), in chunks, without gradients.
-pub fn mean_nll(model: &NeuralPosterior, ex: &Examples, chunk: usize) -> Result<f64> {
+pub(crate) fn mean_nll(model: &NeuralPosterior, ex: &Examples, chunk: usize) -> Result<f64> {
     let b = ex.tokens.b;
     let mut total = 0f64;
     let mut start = 0;
@@ -302,29 +302,29 @@ pub fn mean_nll(model: &NeuralPosterior, ex: &Examples, chunk: usize) -> Result<
 }
 
 /// Everything training needs besides the settings.
-pub struct TrainSetup<'a> {
+pub(crate) struct TrainSetup<'a> {
     /// Forward model used by the simulator (calibrated).
-    pub fm: &'a ForwardModel,
+    pub(crate) fm: &'a ForwardModel,
     /// Prior settings.
-    pub prior: PriorConfig,
+    pub(crate) prior: PriorConfig,
     /// Simulator settings.
-    pub simulator: SimulatorConfig,
+    pub(crate) simulator: SimulatorConfig,
     /// Output directory (weights.safetensors, card.json, checkpoint/).
-    pub out: PathBuf,
+    pub(crate) out: PathBuf,
     /// Resume from out/checkpoint if present.
-    pub resume: bool,
+    pub(crate) resume: bool,
     /// Progress log file (plain lines).
-    pub log: Option<PathBuf>,
+    pub(crate) log: Option<PathBuf>,
     /// Command line, for the card.
-    pub command: String,
+    pub(crate) command: String,
     /// Show a progress bar.
-    pub progress: bool,
+    pub(crate) progress: bool,
     /// Do not train: write weights + card from the latest checkpoint (e.g. to ship a run
     /// that had to stop early).
-    pub export_only: bool,
+    pub(crate) export_only: bool,
     /// Train at most this many steps in this invocation, then checkpoint and return
     /// (for time-limited batch jobs; resume later).
-    pub stop_after: Option<usize>,
+    pub(crate) stop_after: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -338,7 +338,7 @@ struct CheckpointMeta {
 
 /// Train; returns the model card, or None when `stop_after` ended this invocation early.
 /// Checkpoints go to `out/checkpoint/`.
-pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<ModelCard>> {
+pub(crate) fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<ModelCard>> {
     let dev = Device::Cpu;
     let prior = Prior::new(setup.fm, setup.prior.clone());
     let noise = NoiseModel::default_for(setup.fm);
@@ -358,34 +358,7 @@ pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<ModelCard>>
             meta.wall_seconds,
         )
     } else {
-        let transform = fit_transform(&sim, cfg.seed);
-        let mc = ModelConfig {
-            encoder: EncoderConfig {
-                n_bands,
-                d_model: cfg.d_model,
-                heads: cfg.heads,
-                layers: cfg.layers,
-                ffn: cfg.ffn,
-                ctx: cfg.ctx,
-                reddening_token: cfg.reddening_token,
-            },
-            flow: FlowConfig {
-                dim: 6,
-                ctx: cfg.ctx,
-                hidden: cfg.flow_hidden,
-                orders: FlowConfig::default_orders(6, cfg.flow_blocks, cfg.seed ^ 0x0DE5),
-                alpha_clip: 3.0,
-            },
-            transform,
-            bands: setup
-                .fm
-                .bands()
-                .names()
-                .into_iter()
-                .map(String::from)
-                .collect(),
-        };
-        (mc, 0, Vec::new(), 0, 0.0)
+        (new_model_config(cfg, setup, &sim), 0, Vec::new(), 0, 0.0)
     };
     if cfg.steps <= start_step {
         bail!(
@@ -412,10 +385,14 @@ pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<ModelCard>>
         if !resuming {
             bail!("--export-only needs a checkpoint in {}", ckpt.display());
         }
-        return write_model(
-            &varmap, model_cfg, cfg, setup, noise, history, examples, wall, start_step,
-        )
-        .map(Some);
+        let done = CheckpointMeta {
+            step: start_step,
+            history,
+            examples,
+            wall_seconds: wall,
+            config: model_cfg,
+        };
+        return write_model(&varmap, done, cfg, setup, noise).map(Some);
     }
     let mut logf = match &setup.log {
         Some(p) => Some(
@@ -428,19 +405,7 @@ pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<ModelCard>>
         None => None,
     };
     let threads = rayon::current_num_threads();
-    let pb = if setup.progress {
-        let pb = indicatif::ProgressBar::new(cfg.steps as u64);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} steps [{elapsed_precise} < {eta_precise}] {msg}",
-            )
-            .unwrap(),
-        );
-        pb.set_position(start_step as u64);
-        Some(pb)
-    } else {
-        None
-    };
+    let pb = setup.progress.then(|| progress_bar(cfg.steps, start_step));
     let mut line = |s: String| {
         if let Some(f) = logf.as_mut() {
             let _ = writeln!(f, "{s}");
@@ -467,36 +432,8 @@ pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<ModelCard>>
     let wall0 = wall;
     let mut recent = Vec::new();
     for step in start_step..cfg.steps {
-        let ts = Instant::now();
-        let stars = simulate_batch(&sim, cfg.batch, cfg.seed, 0x7A, step as u64);
-        let ex = make_examples(
-            &stars,
-            &model_cfg.transform,
-            (n_bands, model_cfg.encoder.reddening_token),
-        );
-        let t_sim = ts.elapsed().as_secs_f64();
-        let ctx = model.context(&ex.tokens)?;
-        let _ = ctx.to_vec2::<f32>()?;
-        let t_enc = ts.elapsed().as_secs_f64();
-        let lp = model.log_prob_u(&ex.tokens, &ex.u)?;
-        let loss = lp.mean_all()?.neg()?;
-        let _ = loss.to_scalar::<f32>()?;
-        let t_fwd = ts.elapsed().as_secs_f64();
-        let grads = loss.backward()?;
-        let t_bwd = ts.elapsed().as_secs_f64();
         let lr = lr_at(cfg, step);
-        opt.step(&grads, lr, cfg.weight_decay, cfg.grad_clip)?;
-        if std::env::var("SEDFLOW_TRAIN_TIMING").is_ok() {
-            eprintln!(
-                "timing: sim {t_sim:.3} enc {:.3} fwd {:.3} bwd {:.3} opt {:.3}",
-                t_enc - t_sim,
-                t_fwd - t_enc,
-                t_bwd - t_fwd,
-                ts.elapsed().as_secs_f64() - t_bwd
-            );
-        }
-        let jac_mean: f64 = ex.log_jac.iter().sum::<f64>() / ex.log_jac.len() as f64;
-        let l = loss.to_scalar::<f32>()? as f64 - jac_mean;
+        let l = train_step(&model, &mut opt, (&sim, &model_cfg, n_bands), cfg, step)?;
         if !l.is_finite() {
             bail!("training diverged at step {step} (loss {l})");
         }
@@ -520,17 +457,6 @@ pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<ModelCard>>
                 wall,
                 examples as f64 / wall.max(1e-9)
             ));
-            // checkpoint: weights, optimiser, meta (written last, atomically)
-            varmap.save(ckpt.join("weights.safetensors.tmp"))?;
-            std::fs::rename(
-                ckpt.join("weights.safetensors.tmp"),
-                ckpt.join("weights.safetensors"),
-            )?;
-            opt.save(&ckpt.join("optimizer.safetensors.tmp"))?;
-            std::fs::rename(
-                ckpt.join("optimizer.safetensors.tmp"),
-                ckpt.join("optimizer.safetensors"),
-            )?;
             let meta = CheckpointMeta {
                 step: step + 1,
                 history: history.clone(),
@@ -538,8 +464,7 @@ pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<ModelCard>>
                 wall_seconds: wall,
                 config: model_cfg.clone(),
             };
-            std::fs::write(ckpt.join("meta.json.tmp"), serde_json::to_string(&meta)?)?;
-            std::fs::rename(ckpt.join("meta.json.tmp"), &meta_path)?;
+            write_checkpoint(&ckpt, &varmap, &opt, &meta)?;
             if stop && !last {
                 if let Some(pb) = &pb {
                     pb.finish_and_clear();
@@ -555,24 +480,138 @@ pub fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<ModelCard>>
     if let Some(pb) = &pb {
         pb.finish_and_clear();
     }
-    write_model(
-        &varmap, model_cfg, cfg, setup, noise, history, examples, wall, cfg.steps,
-    )
-    .map(Some)
+    let done = CheckpointMeta {
+        step: cfg.steps,
+        history,
+        examples,
+        wall_seconds: wall,
+        config: model_cfg,
+    };
+    write_model(&varmap, done, cfg, setup, noise).map(Some)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A new model's configuration: the settings' sizes, the registry's bands, and the input
+/// transform fitted on simulations.
+fn new_model_config(cfg: &TrainConfig, setup: &TrainSetup, sim: &Simulator) -> ModelConfig {
+    ModelConfig {
+        encoder: EncoderConfig {
+            n_bands: setup.fm.bands().len(),
+            d_model: cfg.d_model,
+            heads: cfg.heads,
+            layers: cfg.layers,
+            ffn: cfg.ffn,
+            ctx: cfg.ctx,
+            reddening_token: cfg.reddening_token,
+        },
+        flow: FlowConfig {
+            dim: 6,
+            ctx: cfg.ctx,
+            hidden: cfg.flow_hidden,
+            orders: FlowConfig::default_orders(6, cfg.flow_blocks, cfg.seed ^ 0x0DE5),
+            alpha_clip: 3.0,
+        },
+        transform: fit_transform(sim, cfg.seed),
+        bands: setup
+            .fm
+            .bands()
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    }
+}
+
+/// The progress bar of a run from `start` to `steps`.
+fn progress_bar(steps: usize, start: usize) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(steps as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} steps [{elapsed_precise} < {eta_precise}] {msg}",
+        )
+        .expect("a valid template"),
+    );
+    pb.set_position(start as u64);
+    pb
+}
+
+/// One optimiser step on a fresh simulated batch; returns the batch's loss (negative log
+/// density in theta: the flow's, less the transform's mean log Jacobian).
+fn train_step(
+    model: &NeuralPosterior,
+    opt: &mut AdamW,
+    (sim, model_cfg, n_bands): (&Simulator, &ModelConfig, usize),
+    cfg: &TrainConfig,
+    step: usize,
+) -> Result<f64> {
+    let ts = Instant::now();
+    let stars = simulate_batch(sim, cfg.batch, cfg.seed, 0x7A, step as u64);
+    let ex = make_examples(
+        &stars,
+        &model_cfg.transform,
+        (n_bands, model_cfg.encoder.reddening_token),
+    );
+    let t_sim = ts.elapsed().as_secs_f64();
+    let ctx = model.context(&ex.tokens)?;
+    let _ = ctx.to_vec2::<f32>()?;
+    let t_enc = ts.elapsed().as_secs_f64();
+    let lp = model.log_prob_u(&ex.tokens, &ex.u)?;
+    let loss = lp.mean_all()?.neg()?;
+    let _ = loss.to_scalar::<f32>()?;
+    let t_fwd = ts.elapsed().as_secs_f64();
+    let grads = loss.backward()?;
+    let t_bwd = ts.elapsed().as_secs_f64();
+    opt.step(&grads, lr_at(cfg, step), cfg.weight_decay, cfg.grad_clip)?;
+    if std::env::var("SEDFLOW_TRAIN_TIMING").is_ok() {
+        eprintln!(
+            "timing: sim {t_sim:.3} enc {:.3} fwd {:.3} bwd {:.3} opt {:.3}",
+            t_enc - t_sim,
+            t_fwd - t_enc,
+            t_bwd - t_fwd,
+            ts.elapsed().as_secs_f64() - t_bwd
+        );
+    }
+    let jac_mean: f64 = ex.log_jac.iter().sum::<f64>() / ex.log_jac.len() as f64;
+    Ok(loss.to_scalar::<f32>()? as f64 - jac_mean)
+}
+
+/// Write a checkpoint: weights, optimiser state, then the meta file (last, atomically:
+/// its presence marks a complete checkpoint).
+fn write_checkpoint(
+    ckpt: &Path,
+    varmap: &VarMap,
+    opt: &AdamW,
+    meta: &CheckpointMeta,
+) -> Result<()> {
+    varmap.save(ckpt.join("weights.safetensors.tmp"))?;
+    std::fs::rename(
+        ckpt.join("weights.safetensors.tmp"),
+        ckpt.join("weights.safetensors"),
+    )?;
+    opt.save(&ckpt.join("optimizer.safetensors.tmp"))?;
+    std::fs::rename(
+        ckpt.join("optimizer.safetensors.tmp"),
+        ckpt.join("optimizer.safetensors"),
+    )?;
+    std::fs::write(ckpt.join("meta.json.tmp"), serde_json::to_string(meta)?)?;
+    std::fs::rename(ckpt.join("meta.json.tmp"), ckpt.join("meta.json"))?;
+    Ok(())
+}
+
+/// Write the model (weights and card) of the training state `done`.
 fn write_model(
     varmap: &VarMap,
-    model_cfg: ModelConfig,
+    done: CheckpointMeta,
     cfg: &TrainConfig,
     setup: &TrainSetup,
     noise: NoiseModel,
-    history: Vec<(usize, f64, f64)>,
-    examples: usize,
-    wall: f64,
-    steps: usize,
 ) -> Result<ModelCard> {
+    let CheckpointMeta {
+        step: steps,
+        history,
+        examples,
+        wall_seconds: wall,
+        config: model_cfg,
+    } = done;
     let threads = rayon::current_num_threads();
     let val_loss = history.last().map(|h| h.2).unwrap_or(f64::NAN);
     varmap.save(setup.out.join("weights.safetensors"))?;

@@ -28,7 +28,7 @@ pub struct BandCorrection {
     pub band: String,
     /// Coefficients, one per polynomial term.
     pub coef: Vec<f64>,
-    /// How the correction was obtained ("fitted", or "inherited from <band>").
+    /// How the correction was obtained (`"fitted"`, or `"inherited from <band>"`).
     pub origin: String,
     /// Number of stars used (0 when inherited).
     pub n_stars: usize,
@@ -36,7 +36,7 @@ pub struct BandCorrection {
     /// A_b (1 + ext_kappa) (extinction-law mismatch of G23 in this band; 0: none).
     #[serde(default)]
     pub ext_kappa: f64,
-    /// Model-systematics floor of the band [mag], added in quadrature to reported errors by
+    /// Model-systematics floor of the band \[mag\], added in quadrature to reported errors by
     /// the likelihood (`NoiseModel::default_for`); None: the default floor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub floor: Option<f64>,

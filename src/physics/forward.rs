@@ -23,6 +23,8 @@ use super::calibration::{Calibration, MAX_TERMS};
 use super::interp::{
     cubic, cubic_at, linear, linear_at, locate, pad8, weighted_row_sum, AxisLut, Grid3, Stencil,
 };
+#[cfg(target_arch = "x86_64")]
+pub use crate::util::has_avx2_fma;
 use crate::util::safetensors::SafeTensors;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
@@ -983,13 +985,6 @@ impl Scratch {
             tab: [0.0; MAX_BANDS + MAX_EXT_COEFS],
         }
     }
-}
-
-/// Whether the CPU has AVX2 and FMA (cached).
-#[cfg(target_arch = "x86_64")]
-pub fn has_avx2_fma() -> bool {
-    static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
 /// log10 for positive normal f32 with ~1e-7 relative accuracy (no libm call).

@@ -16,7 +16,7 @@ pub struct Stencil {
     pub w: [f32; 4],
 }
 
-/// Index i with nodes[i] <= x <= nodes[i+1], clamped to [0, n-2]. `nodes` ascending, n >= 2.
+/// Index i with nodes\[i\] <= x <= nodes[i+1], clamped to [0, n-2]. `nodes` ascending, n >= 2.
 #[inline(always)]
 pub fn locate(nodes: &[f64], x: f64) -> usize {
     let n = nodes.len();
@@ -130,7 +130,7 @@ pub fn cubic_at(nodes: &[f64], i: usize, x: f64) -> Stencil {
     }
 }
 
-/// Values of width `width` on the nodes of a 3-D rectilinear grid, row-major [i][j][k][c];
+/// Values of width `width` on the nodes of a 3-D rectilinear grid, row-major \[i\]\[j\]\[k\]\[c\];
 /// each node's row is padded with zeros to `stride` = pad8(width) values.
 #[derive(Clone, Debug)]
 pub struct Grid3 {
@@ -145,7 +145,7 @@ pub struct Grid3 {
 }
 
 impl Grid3 {
-    /// Build from unpadded row-major data [i][j][k][width].
+    /// Build from unpadded row-major data \[i\]\[j\]\[k\]\[width\].
     pub fn new(nodes: [Vec<f64>; 3], width: usize, data: &[f32]) -> Grid3 {
         assert_eq!(
             data.len(),
@@ -165,7 +165,7 @@ impl Grid3 {
         ((i * self.nodes[1].len() + j) * self.nodes[2].len() + k) * self.stride
     }
 
-    /// out[n] += sum over stencil corners of weight * data[corner][cols[n]] for each n.
+    /// out\[n\] += sum over stencil corners of weight * data\[corner\][cols\[n\]] for each n.
     #[inline]
     pub fn accumulate(&self, s: &[Stencil; 3], cols: &[usize], out: &mut [f32]) {
         debug_assert!(out.len() >= cols.len());
@@ -234,7 +234,7 @@ impl Grid3 {
 pub const MAX_CORNERS: usize = 64;
 
 impl Grid3 {
-    /// out[c] = the stencil-weighted sum of column c over the stencil's corners, for every
+    /// out\[c\] = the stencil-weighted sum of column c over the stencil's corners, for every
     /// column of the padded row (out.len() == stride).
     #[inline(always)]
     pub fn interpolate_row<const FMA: bool>(&self, s: &[Stencil; 3], out: &mut [f32]) {
@@ -278,7 +278,7 @@ impl Grid3 {
     }
 }
 
-/// out[c] = sum_k ws[k] * data[offs[k] + c] for c < out.len(), where out.len() is a
+/// out\[c\] = sum_k ws\[k\] * data[offs\[k\] + c] for c < out.len(), where out.len() is a
 /// multiple of 8. Columns are processed in register-resident blocks (32 wide, then one
 /// 8/16/24-wide tail) so the accumulators never round-trip through memory; `FMA` selects
 /// fused multiply-add (only inside code compiled with the `fma` target feature).
@@ -342,7 +342,7 @@ pub const fn pad8(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
 
-/// Copy a [rows][width] table into [rows][pad8(width)] with zero padding.
+/// Copy a \[rows\]\[width\] table into \[rows\]\[pad8(width)\] with zero padding.
 pub fn pad_rows(data: &[f32], width: usize) -> Vec<f32> {
     let wp = pad8(width);
     if wp == width {

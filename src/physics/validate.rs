@@ -9,9 +9,9 @@
 use super::forward::{ForwardModel, Theta};
 use super::interp::{cubic, Stencil};
 use crate::util::stats::percentile;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
-/// Error statistics of one band [mag].
+/// Error statistics of one band \[mag\].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BandErrors {
     /// Band name.
@@ -104,14 +104,8 @@ pub fn extinction_errors(
     model: &ForwardModel,
     csv_path: &std::path::Path,
 ) -> Result<Vec<BandErrors>> {
-    let text = std::fs::read_to_string(csv_path)
-        .with_context(|| format!("reading {}", csv_path.display()))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .context("empty extinction check file")?
-        .split(',')
-        .collect();
+    let table = crate::util::csv::TextTable::read(csv_path)?;
+    let header = table.names();
     if header.len() < 6 || header[..5] != ["teff", "logg", "mh", "av", "rv"] {
         bail!("{}: unexpected header", csv_path.display());
     }
@@ -119,24 +113,24 @@ pub fn extinction_errors(
         .iter()
         .map(|h| model.bands().id(h.trim_start_matches("A_")))
         .collect::<Result<_, _>>()?;
+    let cols: Vec<Vec<f64>> = header
+        .iter()
+        .map(|h| table.f64s(h, false))
+        .collect::<Result<_>>()?;
     let mut errs = vec![Vec::new(); model.bands().len()];
     let mut out = vec![0f32; bands.len()];
-    for line in lines {
-        let v: Vec<f64> = line
-            .split(',')
-            .map(|x| x.parse::<f64>())
-            .collect::<Result<_, _>>()?;
+    for i in 0..table.len() {
         let t = Theta {
-            teff: v[0],
-            logg: v[1],
-            mh: v[2],
-            av: v[3],
-            rv: v[4],
+            teff: cols[0][i],
+            logg: cols[1][i],
+            mh: cols[2][i],
+            av: cols[3][i],
+            rv: cols[4][i],
             distance: 10.0,
         };
         model.extinction(&t, &bands, &mut out);
         for (n, &b) in bands.iter().enumerate() {
-            errs[b].push((out[n] as f64 - v[5 + n]).abs());
+            errs[b].push((out[n] as f64 - cols[5 + n][i]).abs());
         }
     }
     Ok(summarise(model, &errs))

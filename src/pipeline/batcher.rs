@@ -10,7 +10,7 @@ use super::ingest::Ingested;
 use std::collections::VecDeque;
 
 /// Set size used for bucketing; 0 for stars that will not be processed.
-pub fn set_size(s: &Ingested) -> usize {
+pub(crate) fn set_size(s: &Ingested) -> usize {
     if s.null_id {
         0
     } else {
@@ -19,7 +19,7 @@ pub fn set_size(s: &Ingested) -> usize {
 }
 
 /// Groups stars by set size.
-pub struct Batcher {
+pub(crate) struct Batcher {
     batch_size: usize,
     window: u64,
     seq: u64,
@@ -30,7 +30,7 @@ pub struct Batcher {
 
 impl Batcher {
     /// New batcher (`window >= batch_size >= 1`).
-    pub fn new(batch_size: usize, window: usize) -> Batcher {
+    pub(crate) fn new(batch_size: usize, window: usize) -> Batcher {
         Batcher {
             batch_size: batch_size.max(1),
             window: window.max(batch_size).max(1) as u64,
@@ -40,8 +40,9 @@ impl Batcher {
         }
     }
 
-    /// Stars currently held.
-    pub fn held(&self) -> usize {
+    /// Stars currently held (tests).
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> usize {
         self.held
     }
 
@@ -53,7 +54,7 @@ impl Batcher {
     }
 
     /// Add a star; full or overdue buckets are appended to `out`.
-    pub fn push(&mut self, s: Ingested, out: &mut Vec<Vec<Ingested>>) {
+    pub(crate) fn push(&mut self, s: Ingested, out: &mut Vec<Vec<Ingested>>) {
         let k = set_size(&s);
         if self.buckets.len() <= k {
             self.buckets.resize_with(k + 1, VecDeque::new);
@@ -79,7 +80,7 @@ impl Batcher {
     }
 
     /// Emit everything held (end of input), smallest set size first.
-    pub fn flush(&mut self, out: &mut Vec<Vec<Ingested>>) {
+    pub(crate) fn flush(&mut self, out: &mut Vec<Vec<Ingested>>) {
         for k in 0..self.buckets.len() {
             while !self.buckets[k].is_empty() {
                 let b = self.take(k);
@@ -89,7 +90,7 @@ impl Batcher {
     }
 
     /// Drop the held stars of a part (its input failed).
-    pub fn purge_part(&mut self, part: u32) {
+    pub(crate) fn purge_part(&mut self, part: u32) {
         for b in &mut self.buckets {
             let before = b.len();
             b.retain(|(_, s)| s.part != part);

@@ -13,7 +13,7 @@ use futures::StreamExt;
 
 /// Every star of every input file (local or S3), file by file in listing order, rows in
 /// input order (long format: first appearance). `Ingested::part` is the file's index.
-pub fn read_catalogue(
+pub(crate) fn read_catalogue(
     input: &str,
     cfg: &PipelineConfig,
     band_names: &[String],
@@ -27,7 +27,7 @@ pub fn read_catalogue(
 /// Hand every star of the catalogue to `f`, in [`read_catalogue`]'s order, one record
 /// batch at a time (wide format) or one row group at a time (long format): for tools that
 /// look up a few stars in a large catalogue (`sedflow plot star`, `sedflow report`).
-pub fn scan_catalogue(
+pub(crate) fn scan_catalogue(
     input: &str,
     cfg: &PipelineConfig,
     band_names: &[String],

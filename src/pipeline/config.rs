@@ -1,5 +1,5 @@
 //! Pipeline configuration (step 0 of the data path): `pipeline.toml` merged with the
-//! command line into one validated [`RunConfig`], the provenance written into every output
+//! command line into one validated [`PipelineConfig`], the provenance written into every output
 //! file, and the list of secrets that must never be printed.
 
 use anyhow::{bail, Context, Result};
@@ -134,11 +134,12 @@ pub enum InputFormat {
     Long,
 }
 
-/// Which Gaia passbands the Gaia-archive columns are.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+/// Which Gaia passbands the Gaia-archive columns are (`[input] gaia_release`, and
+/// `sedflow simulate --gaia-release`).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum GaiaRelease {
-    /// Gaia DR3 / EDR3 passbands (gaia_g, gaia_bp, gaia_rp).
+    /// Gaia DR3 / EDR3 passbands (gaia_g, gaia_bp, gaia_rp; the default mapping).
     Dr3,
     /// Gaia DR2 passbands (gaia_dr2_g, ...).
     Dr2,
@@ -158,7 +159,7 @@ pub struct BandColumn {
     /// Flux-over-error column, used when the error column is absent or null.
     #[serde(default)]
     pub flux_over_error: Option<String>,
-    /// Added in quadrature to the error [mag].
+    /// Added in quadrature to the error \[mag\].
     #[serde(default)]
     pub error_floor: f32,
 }
@@ -188,11 +189,11 @@ impl Default for LongConfig {
     }
 }
 
-/// The parallax zero point: `"auto"` or a constant Z [mas].
+/// The parallax zero point: `"auto"` or a constant Z \[mas\].
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum ZeroPoint {
-    /// A constant Z [mas].
+    /// A constant Z \[mas\].
     Constant(f64),
     /// `"auto"`: Gaia DR3, Lindegren et al. (2021) per star where the catalogue has its
     /// columns, else the global DR3 offset; Gaia DR2, the global DR2 offset.
@@ -212,11 +213,11 @@ pub enum AutoZeroPoint {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ParallaxConfig {
-    /// Zero point Z [mas] or `"auto"`.
+    /// Zero point Z \[mas\] or `"auto"`.
     pub zero_point: ZeroPoint,
     /// Factor on the quoted parallax errors (>= 1 inflates them).
     pub error_scale: f64,
-    /// Added in quadrature to the scaled errors [mas].
+    /// Added in quadrature to the scaled errors \[mas\].
     pub error_floor: f64,
 }
 
@@ -262,16 +263,16 @@ pub struct InputConfig {
     pub gaia_release: GaiaRelease,
     /// Map the Gaia-archive column names.
     pub default_columns: bool,
-    /// Parallax column [mas].
+    /// Parallax column \[mas\].
     pub parallax_column: String,
-    /// Parallax error column [mas].
+    /// Parallax error column \[mas\].
     pub parallax_error_column: String,
     /// Parallax zero point and error inflation.
     pub parallax: ParallaxConfig,
-    /// Dust-map E(B-V) column (SFD scale) [mag]: the star's reddening prior (absent or null:
+    /// Dust-map E(B-V) column (SFD scale) \[mag\]: the star's reddening prior (absent or null:
     /// the population prior).
     pub ebv_prior_column: String,
-    /// Its 1-sigma error column [mag].
+    /// Its 1-sigma error column \[mag\].
     pub ebv_prior_error_column: String,
     /// Column naming the map each value comes from (optional; names the `[prior.maps]` entry).
     pub ebv_prior_map_column: String,
@@ -385,11 +386,11 @@ pub struct S3Config {
     pub session_token: Option<Secret>,
     /// Retries of a failed request (default 10).
     pub max_retries: Option<usize>,
-    /// Give up retrying a request after this long [s] (default 180).
+    /// Give up retrying a request after this long \[s\] (default 180).
     pub retry_timeout_s: Option<f64>,
-    /// Time allowed to open a connection [s] (default 5).
+    /// Time allowed to open a connection \[s\] (default 5).
     pub connect_timeout_s: Option<f64>,
-    /// Time allowed for one request, answer included [s] (default 30): a stalled request is
+    /// Time allowed for one request, answer included \[s\] (default 30): a stalled request is
     /// abandoned and retried after this long.
     pub request_timeout_s: Option<f64>,
     /// Size of the parts of multipart uploads [bytes] (default 10 MiB; S3 needs >= 5 MiB).

@@ -12,9 +12,9 @@ use super::parallax_zero_point::{
 use crate::likelihood::{Measurement, StarObs};
 use crate::posterior::flags;
 use crate::prior::reddening::{check_map_value, MapReddening, ReddeningModel};
+use crate::util::column;
 use anyhow::{bail, Result};
 use arrow::array::{Array, Float64Array, Int64Array, StringArray};
-use arrow::compute::cast;
 use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
 use std::collections::{HashMap, HashSet};
@@ -56,7 +56,7 @@ pub struct WideBand {
     pub error: Option<String>,
     /// Flux-over-error column, if present in the file.
     pub flux_over_error: Option<String>,
-    /// Error floor [mag].
+    /// Error floor \[mag\].
     pub floor: f32,
 }
 
@@ -94,7 +94,7 @@ pub struct ReddeningColumns {
 }
 
 /// The catalogue columns the Lindegren et al. (2021) recipe needs, in
-/// [`ZeroPointInput`]'s order.
+/// `parallax_zero_point::ZeroPointInput`'s order.
 pub const LINDEGREN_COLUMNS: [&str; 5] = [
     "phot_g_mean_mag",
     "nu_eff_used_in_astrometry",
@@ -106,11 +106,11 @@ pub const LINDEGREN_COLUMNS: [&str; 5] = [
 /// How observed parallaxes become the likelihood's: zero point and error model.
 #[derive(Clone, Debug)]
 pub struct ParallaxRule {
-    /// Z [mas] where no per-star zero point applies (parallax used: parallax - Z).
+    /// Z \[mas\] where no per-star zero point applies (parallax used: parallax - Z).
     pub zero_point: f64,
     /// Factor on the quoted errors.
     pub error_scale: f64,
-    /// Added in quadrature [mas].
+    /// Added in quadrature \[mas\].
     pub error_floor: f64,
 }
 
@@ -411,11 +411,7 @@ fn f64_col(batch: &RecordBatch, name: &str) -> Result<Float64Array> {
     let c = batch
         .column_by_name(name)
         .ok_or_else(|| anyhow::anyhow!("column {name} missing from batch"))?;
-    let c = cast(c, &DataType::Float64)?;
-    Ok(c.as_any()
-        .downcast_ref::<Float64Array>()
-        .expect("cast to Float64 gives Float64Array")
-        .clone())
+    column::f64s(c, &format!("column {name}"))
 }
 
 /// The source_id column of a batch as int64.
@@ -423,11 +419,7 @@ pub fn id_col(batch: &RecordBatch, name: &str) -> Result<Int64Array> {
     let c = batch
         .column_by_name(name)
         .ok_or_else(|| anyhow::anyhow!("column {name} missing from batch"))?;
-    let c = cast(c, &DataType::Int64)?;
-    Ok(c.as_any()
-        .downcast_ref::<Int64Array>()
-        .expect("cast to Int64 gives Int64Array")
-        .clone())
+    column::i64s(c, &format!("column {name}"))
 }
 
 fn get(a: &Float64Array, i: usize) -> Option<f64> {
@@ -716,13 +708,7 @@ impl RedCols {
                 let col = batch
                     .column_by_name(m)
                     .ok_or_else(|| anyhow::anyhow!("column {m} missing from batch"))?;
-                let col = cast(col, &DataType::Utf8)?;
-                Some(
-                    col.as_any()
-                        .downcast_ref::<StringArray>()
-                        .expect("cast to Utf8 gives StringArray")
-                        .clone(),
-                )
+                Some(column::strings(col, &format!("column {m}"))?)
             }
             None => None,
         };
@@ -819,16 +805,13 @@ impl<'a> LongGrouper<'a> {
         };
         let (bc, mc, ec) = &self.mapper.long_cols;
         let ids = id_col(batch, &self.mapper.source_id)?;
-        let band_col = cast(
+        let band_col = column::strings(
             batch
                 .column_by_name(bc)
                 .ok_or_else(|| anyhow::anyhow!("column {bc} missing from batch"))?,
-            &DataType::Utf8,
+            &format!("column {bc}"),
         )?;
-        let band_col = band_col
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("cast to Utf8 gives StringArray");
+        let band_col = &band_col;
         let mags = f64_col(batch, mc)?;
         let errs = f64_col(batch, ec)?;
         for i in 0..batch.num_rows() {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// A parsed URI.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Uri {
+pub(crate) enum Uri {
     /// A local path (may contain a glob pattern).
     Local(String),
     /// `s3://bucket/key` (the key may be empty or contain a glob pattern).
@@ -28,7 +28,7 @@ pub enum Uri {
 
 impl Uri {
     /// Parse `s3://bucket/key` or a local path.
-    pub fn parse(s: &str) -> Result<Uri> {
+    pub(crate) fn parse(s: &str) -> Result<Uri> {
         if let Some(rest) = s.strip_prefix("s3://") {
             let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
@@ -72,7 +72,7 @@ fn strip_ext(name: &str) -> &str {
 /// a request that stalls is abandoned after `request_timeout_s` (30 s), a connection attempt
 /// after `connect_timeout_s` (5 s). Reads resume a broken answer where it stopped; uploads
 /// resend the part. Other 4xx answers are final.
-pub fn s3_store(bucket: &str, cfg: &S3Config) -> Result<Arc<dyn ObjectStore>> {
+pub(crate) fn s3_store(bucket: &str, cfg: &S3Config) -> Result<Arc<dyn ObjectStore>> {
     let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
     if let Some(e) = &cfg.endpoint {
         b = b.with_endpoint(e);
@@ -121,21 +121,21 @@ pub fn s3_store(bucket: &str, cfg: &S3Config) -> Result<Arc<dyn ObjectStore>> {
 
 /// One input Parquet object.
 #[derive(Clone, Debug)]
-pub struct InputObject {
+pub(crate) struct InputObject {
     /// Store holding it.
-    pub store: Arc<dyn ObjectStore>,
+    pub(crate) store: Arc<dyn ObjectStore>,
     /// Path in the store.
-    pub path: ObjPath,
+    pub(crate) path: ObjPath,
     /// For messages: the local path or `s3://bucket/key`.
-    pub uri: String,
+    pub(crate) uri: String,
     /// Size in bytes (from the listing).
-    pub size: u64,
+    pub(crate) size: u64,
     /// Output name stem: the path relative to the listed base, `/` -> `__`, no extension.
-    pub stem: String,
+    pub(crate) stem: String,
 }
 
 /// List the Parquet objects an input URI names, sorted by URI. Errors if there are none.
-pub async fn list_inputs(uri: &str, s3: &S3Config) -> Result<Vec<InputObject>> {
+pub(crate) async fn list_inputs(uri: &str, s3: &S3Config) -> Result<Vec<InputObject>> {
     let mut v = match Uri::parse(uri)? {
         Uri::Local(p) => list_local(&p)?,
         Uri::S3 { bucket, key } => list_s3(&bucket, &key, s3).await?,
@@ -294,21 +294,21 @@ async fn list_s3(bucket: &str, key: &str, cfg: &S3Config) -> Result<Vec<InputObj
 
 /// The output directory or prefix.
 #[derive(Clone, Debug)]
-pub struct OutputTarget {
+pub(crate) struct OutputTarget {
     /// Store.
-    pub store: Arc<dyn ObjectStore>,
+    pub(crate) store: Arc<dyn ObjectStore>,
     prefix: Option<ObjPath>,
     uri_base: String,
     /// Part size of multipart uploads [bytes] (also the write buffer of local outputs).
-    pub part_bytes: usize,
+    pub(crate) part_bytes: usize,
 }
 
 /// Default part size of multipart uploads (object_store's `BufWriter` default).
-pub const DEFAULT_UPLOAD_PART_BYTES: usize = 10 * 1024 * 1024;
+pub(crate) const DEFAULT_UPLOAD_PART_BYTES: usize = 10 * 1024 * 1024;
 
 impl OutputTarget {
     /// Open (and for local paths create) the output directory or prefix.
-    pub fn open(uri: &str, s3: &S3Config) -> Result<OutputTarget> {
+    pub(crate) fn open(uri: &str, s3: &S3Config) -> Result<OutputTarget> {
         if is_parquet_name(uri) {
             bail!("--output {uri}: must be a directory or prefix (output files are named after the inputs)");
         }
@@ -351,7 +351,7 @@ impl OutputTarget {
     }
 
     /// Store path of an output file, e.g. `name = "x.parquet"` or `"samples/x.parquet"`.
-    pub fn path(&self, name: &str) -> ObjPath {
+    pub(crate) fn path(&self, name: &str) -> ObjPath {
         let mut p = self.prefix.clone().unwrap_or_default();
         for part in name.split('/') {
             p = p.join(part);
@@ -360,13 +360,13 @@ impl OutputTarget {
     }
 
     /// URI of an output file (for messages).
-    pub fn uri(&self, name: &str) -> String {
+    pub(crate) fn uri(&self, name: &str) -> String {
         format!("{}/{name}", self.uri_base)
     }
 
     /// Names of the completed `*.parquet` files directly in the output directory (staging
     /// files of unfinished uploads are not listed).
-    pub async fn existing(&self) -> Result<std::collections::HashSet<String>> {
+    pub(crate) async fn existing(&self) -> Result<std::collections::HashSet<String>> {
         let res = self
             .store
             .list_with_delimiter(self.prefix.as_ref())

@@ -7,7 +7,8 @@
 use super::config::PipelineConfig;
 use super::location::InputObject;
 use super::source::{self, PartPlan};
-use super::{batch_step, batcher::Batcher, ingest, read_part, Msg};
+use super::stages::{batch_step, read_part, Control, Msg, StarsMsg};
+use super::{batcher::Batcher, ingest};
 use crate::pipeline::ingest::Ingested;
 use crate::prior::reddening::ReddeningModel;
 use anyhow::{Context, Result};
@@ -67,7 +68,7 @@ pub fn ingest_parquet(
     let mut reported_unused = false;
     for (k, plan) in plans.iter().enumerate() {
         let part = k as u32;
-        let send = |m: Msg| {
+        let send = |m: StarsMsg| {
             batch_step(&mut batcher.borrow_mut(), Some(m), &mut out.borrow_mut());
             true
         };
@@ -84,14 +85,14 @@ pub fn ingest_parquet(
             )
         });
         let end = match res {
-            Ok(n) => Msg::End {
+            Ok(n) => Msg::Control(Control::End {
                 part,
                 n_out: n.expect("this sender never stops"),
-            },
-            Err(e) => Msg::Failed {
+            }),
+            Err(e) => Msg::Control(Control::Failed {
                 part,
                 error: super::storage_error::report(&e),
-            },
+            }),
         };
         send(end);
     }
@@ -100,7 +101,7 @@ pub fn ingest_parquet(
 }
 
 /// The batcher's messages sorted into their parts.
-fn collect_parts(plans: Vec<PartPlan>, msgs: Vec<Msg>) -> Vec<IngestedPart> {
+fn collect_parts(plans: Vec<PartPlan>, msgs: Vec<StarsMsg>) -> Vec<IngestedPart> {
     let mut parts: Vec<IngestedPart> = plans
         .into_iter()
         .map(|plan| IngestedPart {
@@ -112,14 +113,16 @@ fn collect_parts(plans: Vec<PartPlan>, msgs: Vec<Msg>) -> Vec<IngestedPart> {
         .collect();
     for m in msgs {
         match m {
-            Msg::Stars(stars) => {
+            Msg::Data(stars) => {
                 for s in stars {
                     parts[s.part as usize].stars.push(s);
                 }
             }
-            Msg::End { part, n_out } => parts[part as usize].n_out = Some(n_out),
-            Msg::Failed { part, error } => parts[part as usize].error = Some(error),
-            Msg::Start { .. } | Msg::Results(_) => {}
+            Msg::Control(Control::End { part, n_out }) => parts[part as usize].n_out = Some(n_out),
+            Msg::Control(Control::Failed { part, error }) => {
+                parts[part as usize].error = Some(error)
+            }
+            Msg::Control(Control::Start { .. }) => {}
         }
     }
     // the writer drops what a failed part sent before it failed: nothing partial is written

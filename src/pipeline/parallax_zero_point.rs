@@ -13,24 +13,24 @@
 
 /// Global DR3 offset used when the recipe's columns are absent: -0.017 mas (Lindegren et al.
 /// 2021, median quasar parallax).
-pub const DR3_GLOBAL_ZERO_POINT_MAS: f64 = -0.017;
+pub(crate) const DR3_GLOBAL_ZERO_POINT_MAS: f64 = -0.017;
 
 /// Gaia DR2 global offset: -0.029 mas (Lindegren et al. 2018, quasars).
-pub const DR2_GLOBAL_ZERO_POINT_MAS: f64 = -0.029;
+pub(crate) const DR2_GLOBAL_ZERO_POINT_MAS: f64 = -0.029;
 
 /// Inputs of the Lindegren et al. (2021) recipe for one source (Gaia archive column names).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ZeroPointInput {
-    /// `phot_g_mean_mag` [mag].
-    pub g_mag: f64,
+pub(crate) struct ZeroPointInput {
+    /// `phot_g_mean_mag` \[mag\].
+    pub(crate) g_mag: f64,
     /// `nu_eff_used_in_astrometry` [1/µm]; used by 5-parameter solutions only.
-    pub nu_eff_used_in_astrometry: f64,
+    pub(crate) nu_eff_used_in_astrometry: f64,
     /// `pseudocolour` [1/µm]; used by 6-parameter solutions only.
-    pub pseudocolour: f64,
-    /// `ecl_lat`, ecliptic latitude [deg].
-    pub ecl_lat_deg: f64,
+    pub(crate) pseudocolour: f64,
+    /// `ecl_lat`, ecliptic latitude \[deg\].
+    pub(crate) ecl_lat_deg: f64,
     /// `astrometric_params_solved`: 31 (5-parameter), 95 (6-parameter), 3 (2-parameter).
-    pub astrometric_params_solved: i64,
+    pub(crate) astrometric_params_solved: i64,
 }
 
 /// Z in mas, in Lindegren's sign convention: corrected parallax = parallax - Z.
@@ -38,7 +38,7 @@ pub struct ZeroPointInput {
 /// Returns None where the recipe is undefined: 2-parameter solutions (params_solved not
 /// 31/95), or a non-finite G, ecliptic latitude or colour of the solution type (nu_eff for
 /// 31, pseudocolour for 95; the other colour is ignored and may be NaN).
-pub fn lindegren2021_zero_point(x: &ZeroPointInput) -> Option<f64> {
+pub(crate) fn lindegren2021_zero_point(x: &ZeroPointInput) -> Option<f64> {
     let z_uas = match x.astrometric_params_solved {
         31 => Z5.eval(x.g_mag, x.nu_eff_used_in_astrometry, x.ecl_lat_deg),
         95 => Z6.eval(x.g_mag, x.pseudocolour, x.ecl_lat_deg),
@@ -170,28 +170,36 @@ mod tests {
 
     const FIXTURE: &str = include_str!("../../tests/fixtures/lindegren2021_zero_point.csv");
 
-    /// Empty CSV field = NaN (input) or None (reference result).
-    fn field(s: &str) -> Option<f64> {
-        (!s.is_empty()).then(|| s.parse().expect("float field"))
-    }
-
-    /// (input, reference zpt_mas, reference zpt_strict_mas) per fixture row.
+    /// (input, reference zpt_mas, reference zpt_strict_mas) per fixture row; an empty field
+    /// is NaN (input) or None (reference result).
     fn rows() -> Vec<(ZeroPointInput, Option<f64>, Option<f64>)> {
-        let mut lines = FIXTURE.lines().filter(|l| !l.starts_with('#'));
-        assert!(lines.next().unwrap().starts_with("phot_g_mean_mag,"));
-        lines
-            .map(|line| {
-                let f: Vec<&str> = line.split(',').collect();
-                assert_eq!(f.len(), 7, "{line}");
-                let nan = |s| field(s).unwrap_or(f64::NAN);
+        let t = crate::util::csv::TextTable::parse("fixture", FIXTURE.as_bytes()).unwrap();
+        assert_eq!(t.names()[0], "phot_g_mean_mag");
+        let col = |n: &str| t.f64s(n, false).unwrap();
+        let opt = |n: &str| -> Vec<Option<f64>> {
+            col(n)
+                .into_iter()
+                .map(|x| x.is_finite().then_some(x))
+                .collect()
+        };
+        let (g, nu, pc, lat) = (
+            col("phot_g_mean_mag"),
+            col("nu_eff_used_in_astrometry"),
+            col("pseudocolour"),
+            col("ecl_lat"),
+        );
+        let solved = t.i64s("astrometric_params_solved").unwrap();
+        let (zpt, strict) = (opt("zpt_mas"), opt("zpt_strict_mas"));
+        (0..t.len())
+            .map(|i| {
                 let x = ZeroPointInput {
-                    g_mag: nan(f[0]),
-                    nu_eff_used_in_astrometry: nan(f[1]),
-                    pseudocolour: nan(f[2]),
-                    ecl_lat_deg: nan(f[3]),
-                    astrometric_params_solved: f[4].parse().unwrap(),
+                    g_mag: g[i],
+                    nu_eff_used_in_astrometry: nu[i],
+                    pseudocolour: pc[i],
+                    ecl_lat_deg: lat[i],
+                    astrometric_params_solved: solved[i].unwrap(),
                 };
-                (x, field(f[5]), field(f[6]))
+                (x, zpt[i], strict[i])
             })
             .collect()
     }

@@ -289,6 +289,6 @@ mod tests {
             load[s] += w[i];
         }
         assert_eq!(load.iter().sum::<u64>(), 232);
-        assert!(load.iter().all(|&l| l >= 30 && l <= 100), "{load:?}");
+        assert!(load.iter().all(|l| (30..=100).contains(l)), "{load:?}");
     }
 }

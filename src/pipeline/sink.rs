@@ -119,16 +119,6 @@ const SAMPLING_COLUMNS: [&str; 12] = [
     "flag_reason",
 ];
 
-/// Names of the posterior table's columns without predicted bands; with
-/// `chain_diagnostics` (reference MCMC) also `{p}_rhat` and `{p}_ess` for every parameter.
-pub fn posterior_columns_for(chain_diagnostics: bool) -> Vec<String> {
-    PosteriorLayout {
-        chain_diagnostics,
-        predict_bands: Vec::new(),
-    }
-    .columns()
-}
-
 fn f32_opt(x: f32) -> Option<f32> {
     if x.is_nan() {
         None
@@ -319,7 +309,7 @@ impl SinkSettings {
 type Writer = AsyncArrowWriter<BufWriter>;
 
 /// One output part being written: reorders results into input order and streams them out.
-pub struct PartSink {
+pub(crate) struct PartSink {
     /// Output file name.
     pub name: String,
     /// Output URI (for messages).

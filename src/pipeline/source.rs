@@ -20,7 +20,7 @@ use std::sync::Arc;
 /// An [`AsyncFileReader`] over one object of an [`ObjectStore`] whose size is known from
 /// the listing (no extra request for the footer position).
 #[derive(Clone, Debug)]
-pub struct ObjectReader {
+pub(crate) struct ObjectReader {
     store: Arc<dyn ObjectStore>,
     path: ObjPath,
     size: u64,
@@ -28,17 +28,12 @@ pub struct ObjectReader {
 
 impl ObjectReader {
     /// Reader for an input object.
-    pub fn new(obj: &InputObject) -> ObjectReader {
+    pub(crate) fn new(obj: &InputObject) -> ObjectReader {
         ObjectReader {
             store: obj.store.clone(),
             path: obj.path.clone(),
             size: obj.size,
         }
-    }
-
-    /// Reader for any object of known size.
-    pub fn for_path(store: Arc<dyn ObjectStore>, path: ObjPath, size: u64) -> ObjectReader {
-        ObjectReader { store, path, size }
     }
 }
 
@@ -108,7 +103,7 @@ impl AsyncFileReader for ObjectReader {
 /// cause, so that the report can say whether retrying helps
 /// ([`super::storage_error::report`]); any other error means the bytes are not valid
 /// Parquet, and is reported as `place: invalid: error`.
-pub fn read_error(place: &str, invalid: &str, e: ParquetError) -> anyhow::Error {
+pub(crate) fn read_error(place: &str, invalid: &str, e: ParquetError) -> anyhow::Error {
     let e = anyhow::Error::new(e);
     if super::storage_error::storage_failure(&e).is_some() {
         e.context(format!("{place}: reading failed"))
@@ -118,7 +113,7 @@ pub fn read_error(place: &str, invalid: &str, e: ParquetError) -> anyhow::Error 
 }
 
 /// The message of a caught panic.
-pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<String>()
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
@@ -128,7 +123,7 @@ pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// Run a step that decodes `uri`, turning a panic into an error of that file. The Parquet
 /// decoder panics on some corrupt files (found by fuzzing: negative column chunk offsets,
 /// dictionary pages missing, empty bit-packed runs); one bad file must not stop the run.
-pub fn guard_decoder<T>(uri: &str, step: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn guard_decoder<T>(uri: &str, step: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|p| {
         bail!(
             "{uri}: {CANNOT_DECODE}: the Parquet decoder failed: {}",
@@ -138,11 +133,11 @@ pub fn guard_decoder<T>(uri: &str, step: impl FnOnce() -> Result<T>) -> Result<T
 }
 
 /// What a decoding error of a row group says.
-pub const CANNOT_DECODE: &str = "cannot decode (corrupt or truncated?)";
+pub(crate) const CANNOT_DECODE: &str = "cannot decode (corrupt or truncated?)";
 
 /// Read an input's footer; the error says the file is not valid Parquet, or that reading
 /// it failed.
-pub async fn read_metadata(obj: &InputObject) -> Result<ArrowReaderMetadata> {
+pub(crate) async fn read_metadata(obj: &InputObject) -> Result<ArrowReaderMetadata> {
     const INVALID: &str = "not a readable Parquet file (corrupt or truncated?)";
     let mut r = ObjectReader::new(obj);
     // the footer parser can panic on corrupt files too (see guard_decoder)
@@ -179,7 +174,12 @@ pub struct PartPlan {
 /// Split a file's row groups (given their row counts) into parts of about `rows_per_part`
 /// rows. Depends only on the file and the setting, never on the shard count, so output names
 /// are stable across reruns with different sharding.
-pub fn plan_parts(file: usize, stem: &str, rg_rows: &[u64], rows_per_part: u64) -> Vec<PartPlan> {
+pub(crate) fn plan_parts(
+    file: usize,
+    stem: &str,
+    rg_rows: &[u64],
+    rows_per_part: u64,
+) -> Vec<PartPlan> {
     let mut groups: Vec<(Vec<usize>, u64)> = Vec::new();
     let mut cur: (Vec<usize>, u64) = (Vec::new(), 0);
     for (i, &n) in rg_rows.iter().enumerate() {
@@ -211,7 +211,7 @@ pub fn plan_parts(file: usize, stem: &str, rg_rows: &[u64], rows_per_part: u64) 
 }
 
 /// Row counts of every row group.
-pub fn row_group_rows(meta: &ArrowReaderMetadata) -> Vec<u64> {
+pub(crate) fn row_group_rows(meta: &ArrowReaderMetadata) -> Vec<u64> {
     meta.metadata()
         .row_groups()
         .iter()
@@ -220,7 +220,7 @@ pub fn row_group_rows(meta: &ArrowReaderMetadata) -> Vec<u64> {
 }
 
 /// A stream of record batches of some columns of some row groups of one input.
-pub fn open_stream(
+pub(crate) fn open_stream(
     obj: &InputObject,
     meta: &ArrowReaderMetadata,
     columns: &[String],
@@ -245,7 +245,7 @@ pub fn open_stream(
 }
 
 /// Read every record batch of one row group of one column (the duplicate pre-pass).
-pub async fn read_column_of_row_group(
+pub(crate) async fn read_column_of_row_group(
     obj: &InputObject,
     meta: &ArrowReaderMetadata,
     column: &str,

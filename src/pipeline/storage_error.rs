@@ -10,7 +10,7 @@ use std::error::Error as StdError;
 
 /// Whether retrying a failed storage operation can help.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Retry {
+pub(crate) enum Retry {
     /// Network, timeout, server error or throttling: a rerun may succeed.
     Transient,
     /// Not found, no permission, a refused request: a rerun fails the same way.
@@ -18,7 +18,7 @@ pub enum Retry {
 }
 
 /// The storage failure in an error's chain of causes, if there is one.
-pub fn storage_failure(e: &anyhow::Error) -> Option<Retry> {
+pub(crate) fn storage_failure(e: &anyhow::Error) -> Option<Retry> {
     e.chain().find_map(classify_cause)
 }
 
@@ -64,7 +64,7 @@ fn http_status(msg: &str) -> Option<u16> {
 
 /// An error as reported: `{e:#}` on one line (servers' XML error bodies span lines), with
 /// what retrying would do when storage failed.
-pub fn report(e: &anyhow::Error) -> String {
+pub(crate) fn report(e: &anyhow::Error) -> String {
     let msg = format!("{e:#}")
         .split_whitespace()
         .collect::<Vec<_>>()

@@ -5,15 +5,15 @@ use anyhow::{Context, Result};
 
 const TABLE: &str = include_str!("../../models/filters/pivot_wavelengths.csv");
 
-/// Pivot wavelength of `band` [um].
-pub fn pivot_wavelength_um(band: &str) -> Result<f64> {
-    TABLE
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .skip(1)
-        .filter_map(|l| l.split_once(','))
-        .find(|(name, _)| *name == band)
-        .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+/// Pivot wavelength of `band` \[um\].
+pub(crate) fn pivot_wavelength_um(band: &str) -> Result<f64> {
+    let t = crate::util::csv::TextTable::parse("pivot_wavelengths.csv", TABLE.as_bytes())?;
+    let bands = t.column("band")?;
+    let pivots = t.f64s("pivot_angstrom", false)?;
+    (0..t.len())
+        .find(|&i| bands.value(i).trim() == band)
+        .map(|i| pivots[i])
+        .filter(|v| v.is_finite())
         .map(|angstrom| angstrom * 1e-4)
         .with_context(|| {
             format!("no pivot wavelength for band {band} (rerun scripts/pivot_wavelengths.py)")
@@ -28,14 +28,10 @@ mod tests {
     /// lambda_p = sqrt(int R l dl / int R / l dl) from the committed curve, trapezoidal.
     fn pivot_from_curve(file: &str) -> f64 {
         let path = format!("{}/models/filters/{file}", env!("CARGO_MANIFEST_DIR"));
-        let rows: Vec<(f64, f64)> = std::fs::read_to_string(path)
-            .unwrap()
-            .lines()
-            .skip(1)
-            .map(|l| {
-                let (a, b) = l.split_once(',').unwrap();
-                (a.parse().unwrap(), b.parse().unwrap())
-            })
+        let t = crate::util::csv::TextTable::read(std::path::Path::new(&path)).unwrap();
+        let (l, r) = (t.column_at(0), t.column_at(1));
+        let rows: Vec<(f64, f64)> = (0..t.len())
+            .map(|i| (l.value(i).parse().unwrap(), r.value(i).parse().unwrap()))
             .collect();
         let (mut num, mut den) = (0.0, 0.0);
         for w in rows.windows(2) {

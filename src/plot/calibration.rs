@@ -80,9 +80,9 @@ pub struct CalibrationFigure {
 /// The axes every panel shares.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CalibrationAxes {
-    /// Teff at the left and right edges [K] (hot on the left).
+    /// Teff at the left and right edges \[K\] (hot on the left).
     pub teff: (f64, f64),
-    /// Residual range [mag]: the 0.5-99.5 percentiles of all residuals, raw and calibrated,
+    /// Residual range \[mag\]: the 0.5-99.5 percentiles of all residuals, raw and calibrated,
     /// widened by 10% (stars beyond are drawn at the edge).
     pub residual: (f64, f64),
 }

@@ -11,22 +11,22 @@ use plotters::prelude::*;
 use std::path::PathBuf;
 
 /// Bins per histogram.
-pub const BINS: usize = 40;
+pub(crate) const BINS: usize = 40;
 
 /// A column to histogram.
 #[derive(Clone, Debug)]
-pub struct HistSpec {
+pub(crate) struct HistSpec {
     /// Column name in the posterior table.
-    pub column: String,
+    pub(crate) column: String,
     /// Axis label, with units.
-    pub label: String,
+    pub(crate) label: String,
     /// Bin log10 of the values (positive values only).
-    pub log10: bool,
+    pub(crate) log10: bool,
 }
 
 impl HistSpec {
     /// A column binned linearly.
-    pub fn linear(column: &str, label: &str) -> HistSpec {
+    pub(crate) fn linear(column: &str, label: &str) -> HistSpec {
         HistSpec {
             column: column.into(),
             label: label.into(),
@@ -35,7 +35,7 @@ impl HistSpec {
     }
 
     /// A column binned in log10.
-    pub fn log(column: &str, label: &str) -> HistSpec {
+    pub(crate) fn log(column: &str, label: &str) -> HistSpec {
         HistSpec {
             column: column.into(),
             label: label.into(),
@@ -51,21 +51,17 @@ impl HistSpec {
 
 /// One histogram.
 #[derive(Clone, Debug)]
-pub struct Hist {
+pub(crate) struct Hist {
     /// What was binned.
-    pub spec: HistSpec,
-    /// Smallest and largest binned value (log10 if the spec says so).
-    pub data: (f64, f64),
+    pub(crate) spec: HistSpec,
     /// Range of the bins.
-    pub range: (f64, f64),
+    pub(crate) range: (f64, f64),
     /// Counts per bin.
-    pub counts: Vec<u64>,
-    /// Rows without a usable value (null, NaN, or not positive for a log10 spec).
-    pub missing: u64,
+    pub(crate) counts: Vec<u64>,
 }
 
 /// The posterior's parameter medians, with units.
-pub fn parameter_specs() -> Vec<HistSpec> {
+pub(crate) fn parameter_specs() -> Vec<HistSpec> {
     vec![
         HistSpec::linear("teff_p50", "Teff [K]"),
         HistSpec::linear("logg_p50", "log g [dex]"),
@@ -77,7 +73,7 @@ pub fn parameter_specs() -> Vec<HistSpec> {
 }
 
 /// Sampling diagnostics.
-pub fn diagnostic_specs() -> Vec<HistSpec> {
+pub(crate) fn diagnostic_specs() -> Vec<HistSpec> {
     vec![
         HistSpec::linear("sample_efficiency", "sample efficiency (n_eff / n_samples)"),
         HistSpec::log("n_eff", "log10 n_eff"),
@@ -85,17 +81,15 @@ pub fn diagnostic_specs() -> Vec<HistSpec> {
 }
 
 /// Histograms of `specs` over the posterior tables `files`.
-pub fn histograms(files: &[PathBuf], specs: &[HistSpec]) -> Result<Vec<Hist>> {
+pub(crate) fn histograms(files: &[PathBuf], specs: &[HistSpec]) -> Result<Vec<Hist>> {
     let cols: Vec<&str> = specs.iter().map(|s| s.column.as_str()).collect();
     let mut data = vec![(f64::INFINITY, -f64::INFINITY); specs.len()];
-    let mut missing = vec![0u64; specs.len()];
     for f in files {
         for_each_batch(f, &cols, |b| {
             for (k, s) in specs.iter().enumerate() {
                 for v in b.f64(&s.column)? {
-                    match s.value(v) {
-                        Some(x) => data[k] = (data[k].0.min(x), data[k].1.max(x)),
-                        None => missing[k] += 1,
+                    if let Some(x) = s.value(v) {
+                        data[k] = (data[k].0.min(x), data[k].1.max(x));
                     }
                 }
             }
@@ -105,15 +99,12 @@ pub fn histograms(files: &[PathBuf], specs: &[HistSpec]) -> Result<Vec<Hist>> {
     let mut hists: Vec<Hist> = specs
         .iter()
         .zip(data)
-        .zip(missing)
-        .map(|((s, d), m)| {
+        .map(|(s, d)| {
             let d = if d.0 > d.1 { (0.0, 1.0) } else { d };
             Hist {
                 spec: s.clone(),
-                data: d,
                 range: padded(d, 1e-3 * d.1.abs().max(1e-3)),
                 counts: vec![0; BINS],
-                missing: m,
             }
         })
         .collect();
@@ -135,20 +126,20 @@ pub fn histograms(files: &[PathBuf], specs: &[HistSpec]) -> Result<Vec<Hist>> {
 }
 
 /// Histograms drawn as a grid of panels, `columns` per row.
-pub struct HistGrid {
+pub(crate) struct HistGrid {
     /// The histograms.
-    pub hists: Vec<Hist>,
+    pub(crate) hists: Vec<Hist>,
     /// Panels per row.
-    pub columns: usize,
+    pub(crate) columns: usize,
 }
 
 /// The axes one panel was drawn with.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct HistAxes {
+pub(crate) struct HistAxes {
     /// x range.
-    pub x: (f64, f64),
+    pub(crate) x: (f64, f64),
     /// Top of the y axis (counts).
-    pub y_max: f64,
+    pub(crate) y_max: f64,
 }
 
 impl Figure for HistGrid {

@@ -25,7 +25,7 @@ pub const BINS: (usize, usize) = (90, 70);
 /// Star counts (and summed [M/H]) on a regular grid in (Teff, log g).
 #[derive(Clone, Debug)]
 pub struct Grid {
-    /// Teff range [K] of the grid (low, high).
+    /// Teff range \[K\] of the grid (low, high).
     pub teff: (f64, f64),
     /// log g range of the grid (low, high).
     pub logg: (f64, f64),
@@ -92,7 +92,7 @@ pub struct KielData {
     pub flagged: Grid,
     /// Rows without a finite Teff and log g median (no posterior).
     pub missing: u64,
-    /// Smallest and largest Teff median over the stars drawn [K].
+    /// Smallest and largest Teff median over the stars drawn \[K\].
     pub teff_data: (f64, f64),
     /// Smallest and largest log g median over the stars drawn.
     pub logg_data: (f64, f64),
@@ -174,7 +174,7 @@ pub fn kiel_data(files: &[PathBuf], flag_mask: u64, colour: KielColour) -> Resul
 /// decreasing to the right, log g increasing downwards.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct KielAxes {
-    /// Teff at the left and right edges [K].
+    /// Teff at the left and right edges \[K\].
     pub teff: (f64, f64),
     /// log g at the top and bottom edges.
     pub logg: (f64, f64),

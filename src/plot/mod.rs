@@ -3,15 +3,15 @@
 //! `sedflow calibrate`. A layer above the pipeline: it reads their outputs and never runs
 //! inside `sedflow run`.
 
-pub mod bands;
+pub(crate) mod bands;
 pub mod calibration;
 pub mod canvas;
 pub mod coverage;
-pub mod hist;
+pub(crate) mod hist;
 pub mod kiel;
-pub mod palette;
-pub mod report;
-pub mod run_stats;
+pub(crate) mod palette;
+pub(crate) mod report;
+pub(crate) mod run_stats;
 pub mod star;
 
 use crate::pipeline::FLAG_NAMES;

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use plotters::style::colors::colormaps::ViridisRGB;
 
 /// Series colours (Okabe & Ito's colour-blind-safe palette).
-pub const SERIES: [RGBColor; 7] = [
+pub(crate) const SERIES: [RGBColor; 7] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
@@ -33,12 +33,12 @@ fn fraction(v: f64, (lo, hi): (f64, f64), log: bool) -> f64 {
 }
 
 /// The viridis colour of `v` on the scale `(lo, hi)`.
-pub fn colour(v: f64, scale: (f64, f64), log: bool) -> RGBColor {
+pub(crate) fn colour(v: f64, scale: (f64, f64), log: bool) -> RGBColor {
     ViridisRGB::get_color_normalized(fraction(v, scale, log), 0.0, 1.0)
 }
 
 /// A vertical colour bar of the scale (a log axis if `log`), labelled, filling `area`.
-pub fn colour_bar<DB: DrawingBackend>(
+pub(crate) fn colour_bar<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     scale: (f64, f64),
     log: bool,

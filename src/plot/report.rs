@@ -17,31 +17,31 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// What to put in the report.
-pub struct ReportOptions {
+pub(crate) struct ReportOptions {
     /// The run's output directory.
-    pub run: PathBuf,
+    pub(crate) run: PathBuf,
     /// The page to write.
-    pub html: PathBuf,
+    pub(crate) html: PathBuf,
     /// The run's summary JSON (`sedflow run --summary-json`), for throughput and timing.
-    pub summary: Option<PathBuf>,
+    pub(crate) summary: Option<PathBuf>,
     /// Stars in each worst-fitting list.
-    pub worst: usize,
+    pub(crate) worst: usize,
 }
 
 /// What the report wrote.
-pub struct ReportOutcome {
+pub(crate) struct ReportOutcome {
     /// Rows of the run.
-    pub rows: u64,
+    pub(crate) rows: u64,
     /// Images embedded.
-    pub images: usize,
+    pub(crate) images: usize,
     /// Star plots written next to the page.
-    pub star_plots: Vec<PathBuf>,
+    pub(crate) star_plots: Vec<PathBuf>,
     /// Why star plots are missing, if they are.
-    pub star_plot_note: Option<String>,
+    pub(crate) star_plot_note: Option<String>,
 }
 
 /// Write the report page (and the star plots next to it).
-pub fn write_report(o: &ReportOptions) -> Result<ReportOutcome> {
+pub(crate) fn write_report(o: &ReportOptions) -> Result<ReportOutcome> {
     let files = posterior_files(&o.run)?;
     let stats = run_stats(&files, o.worst)?;
     let summary = read_summary(o)?;

@@ -10,57 +10,57 @@ use std::path::PathBuf;
 
 /// One star of the worst-fitting lists.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StarLine {
+pub(crate) struct StarLine {
     /// Star id.
-    pub source_id: i64,
+    pub(crate) source_id: i64,
     /// Best-fit chi^2 of the photometry and parallax.
-    pub best_fit_chi2: f64,
+    pub(crate) best_fit_chi2: f64,
     /// Pareto k-hat of the importance weights.
-    pub pareto_k: f64,
+    pub(crate) pareto_k: f64,
     /// Effective samples.
-    pub n_eff: f64,
+    pub(crate) n_eff: f64,
     /// Bands used.
-    pub n_bands: f64,
+    pub(crate) n_bands: f64,
     /// Posterior medians of Teff and log g.
-    pub teff: f64,
+    pub(crate) teff: f64,
     /// Posterior median of log g.
-    pub logg: f64,
+    pub(crate) logg: f64,
     /// Flag reasons.
-    pub flag_reason: String,
+    pub(crate) flag_reason: String,
 }
 
 /// Counts of one flag bit.
 #[derive(Clone, Debug, PartialEq)]
-pub struct FlagCount {
+pub(crate) struct FlagCount {
     /// Bit value.
-    pub bit: u32,
+    pub(crate) bit: u32,
     /// Name.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Rows with the flag.
-    pub count: u64,
+    pub(crate) count: u64,
     /// The reasons of the first row with the flag.
-    pub example: String,
+    pub(crate) example: String,
 }
 
 /// The run's figures.
 #[derive(Clone, Debug)]
-pub struct RunStats {
+pub(crate) struct RunStats {
     /// Posterior tables read.
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     /// Rows.
-    pub rows: u64,
+    pub(crate) rows: u64,
     /// Rows with a posterior (finite Teff median).
-    pub with_posterior: u64,
+    pub(crate) with_posterior: u64,
     /// Rows with any flag.
-    pub any_flag: u64,
+    pub(crate) any_flag: u64,
     /// Per flag bit (every bit, zero counts included).
-    pub flags: Vec<FlagCount>,
+    pub(crate) flags: Vec<FlagCount>,
     /// Highest best-fit chi^2 first.
-    pub worst_chi2: Vec<StarLine>,
+    pub(crate) worst_chi2: Vec<StarLine>,
     /// Highest Pareto k-hat first.
-    pub worst_pareto_k: Vec<StarLine>,
+    pub(crate) worst_pareto_k: Vec<StarLine>,
     /// Key-value metadata of the first table (model id, version, config).
-    pub metadata: Vec<(String, String)>,
+    pub(crate) metadata: Vec<(String, String)>,
 }
 
 const COLUMNS: [&str; 8] = [
@@ -86,7 +86,7 @@ fn keep_top(list: &mut Vec<StarLine>, line: StarLine, key: fn(&StarLine) -> f64,
 }
 
 /// Stream the posterior tables once.
-pub fn run_stats(files: &[PathBuf], worst: usize) -> Result<RunStats> {
+pub(crate) fn run_stats(files: &[PathBuf], worst: usize) -> Result<RunStats> {
     let mut s = RunStats {
         files: files.to_vec(),
         rows: 0,
@@ -154,7 +154,7 @@ fn add_batch(s: &mut RunStats, b: &crate::io::columns::ColumnBatch, worst: usize
 
 impl RunStats {
     /// A metadata value of the first table.
-    pub fn meta(&self, key: &str) -> Option<&str> {
+    pub(crate) fn meta(&self, key: &str) -> Option<&str> {
         self.metadata
             .iter()
             .find(|(k, _)| k == key)

@@ -18,7 +18,8 @@ use crate::posterior::band_names;
 use crate::prior::reddening::ReddeningModel;
 use crate::prior::PriorConfig;
 use anyhow::{bail, Context, Result};
-use arrow::array::{Array, Float32Array, ListArray};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Float32Type;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -92,16 +93,14 @@ fn draws_of_row(b: &crate::io::columns::ColumnBatch, k: usize) -> Result<Option<
     for p in PARAM_NAMES {
         let list = b
             .array(p)?
-            .as_any()
-            .downcast_ref::<ListArray>()
+            .as_list_opt::<i32>()
             .with_context(|| format!("samples column {p} is not a list"))?;
         if list.is_null(k) {
             return Ok(None);
         }
         let v = list.value(k);
         let v = v
-            .as_any()
-            .downcast_ref::<Float32Array>()
+            .as_primitive_opt::<Float32Type>()
             .with_context(|| format!("samples column {p} is not a list of float32"))?;
         per_param.push(v.values().to_vec());
     }
@@ -178,11 +177,11 @@ impl RunContext {
 pub struct SedPoint {
     /// Band name.
     pub band: String,
-    /// Pivot wavelength [um].
+    /// Pivot wavelength \[um\].
     pub wavelength_um: f64,
     /// Observed magnitude.
     pub mag: f64,
-    /// The likelihood's error: reported error and the model floor in quadrature [mag].
+    /// The likelihood's error: reported error and the model floor in quadrature \[mag\].
     pub err: f64,
     /// 16th, 50th and 84th percentiles of the predicted magnitude over the draws.
     pub predicted: [f64; 3],
@@ -242,11 +241,11 @@ pub struct StarFigure {
 pub struct StarAxes {
     /// Range of every parameter's corner-plot axis.
     pub params: [(f64, f64); 6],
-    /// Wavelength range of the SED [um] (log axis).
+    /// Wavelength range of the SED \[um\] (log axis).
     pub wavelength_um: (f64, f64),
     /// Magnitude range of the SED (bright at the top).
     pub mag: (f64, f64),
-    /// Residual range (observed - predicted median) [mag].
+    /// Residual range (observed - predicted median) \[mag\].
     pub residual: (f64, f64),
 }
 

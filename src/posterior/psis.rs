@@ -109,8 +109,29 @@ mod tests {
         assert!(k < 0.3, "bounded weights: k {k}");
         // zero weights are part of the body; all-zero gives NaN
         let mut with_zeros = log_w.clone();
-        with_zeros.extend(std::iter::repeat(f64::NEG_INFINITY).take(100));
+        with_zeros.extend(std::iter::repeat_n(f64::NEG_INFINITY, 100));
         assert!(pareto_k_hat(&with_zeros) < 0.3);
         assert!(pareto_k_hat(&[f64::NEG_INFINITY; 10]).is_nan());
     }
+
+    /// Golden values from ArviZ's psislw (scripts/arviz_golden.py, arviz 0.22.0, reff 1).
+    #[test]
+    fn k_hat_matches_arviz() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/arviz_golden.json")).unwrap();
+        let cases = doc["weights"].as_object().unwrap();
+        assert_eq!(cases.len(), 5);
+        for (name, case) in cases {
+            let lw: Vec<f64> = serde_json::from_value(case["log_weights"].clone()).unwrap();
+            let want = case["k_hat"].as_f64().unwrap();
+            let got = pareto_k_hat(&lw);
+            assert!(
+                (got - want).abs() < K_HAT_TOL,
+                "{name}: {got} vs ArviZ {want}"
+            );
+        }
+    }
+
+    /// Agreement with ArviZ's k-hat on the golden inputs.
+    const K_HAT_TOL: f64 = 1e-9;
 }

@@ -32,17 +32,17 @@ pub struct PriorConfig {
     pub mh_mixture: Vec<(f64, f64, f64)>,
     /// A_V: mixture of exponentials (weight, mean scale in mag).
     pub av_mixture: Vec<(f64, f64)>,
-    /// Upper limit of A_V [mag].
+    /// Upper limit of A_V \[mag\].
     pub av_max: f64,
     /// R_V mean.
     pub rv_mean: f64,
     /// R_V standard deviation (before truncation to [2.3, 5.6]).
     pub rv_sigma: f64,
-    /// Length scale L of p(d) ~ d^2 exp(-d/L) [pc].
+    /// Length scale L of p(d) ~ d^2 exp(-d/L) \[pc\].
     pub distance_scale_pc: f64,
-    /// Smallest distance [pc].
+    /// Smallest distance \[pc\].
     pub distance_min_pc: f64,
-    /// Largest distance [pc].
+    /// Largest distance \[pc\].
     pub distance_max_pc: f64,
     /// Exponent applied to the population density (1 = the physical population; < 1
     /// flattens it, e.g. for training proposals that must also cover rare stars).

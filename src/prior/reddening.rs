@@ -30,7 +30,7 @@ pub struct ReddeningConfig {
     pub reddening_kind: ReddeningKind,
     /// A_V per unit SFD-scale E(B-V) (Schlafly & Finkbeiner 2011: 2.742).
     pub av_per_ebv: f64,
-    /// Floor added in quadrature to the A_V width [mag].
+    /// Floor added in quadrature to the A_V width \[mag\].
     pub av_sigma_floor: f64,
     /// Per-map settings, by the names in the map-source column. Maps the calibration fitted
     /// take its scale and error factors unless set here.
@@ -109,9 +109,9 @@ pub struct MapSettings {
 /// A star's map value, as read from the catalogue (validated by the ingest).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MapReddening {
-    /// E(B-V) on the map's scale [mag].
+    /// E(B-V) on the map's scale \[mag\].
     pub ebv: f32,
-    /// Its 1-sigma error [mag].
+    /// Its 1-sigma error \[mag\].
     pub error: f32,
     /// Index of the map in [`ReddeningModel::maps`]; [`MapReddening::DEFAULT_MAP`] for none.
     pub map: u16,
@@ -122,7 +122,7 @@ impl MapReddening {
     pub const DEFAULT_MAP: u16 = u16::MAX;
 }
 
-/// Largest E(B-V) error that still carries information [mag]; larger errors are flagged.
+/// Largest E(B-V) error that still carries information \[mag\]; larger errors are flagged.
 pub const MAX_EBV_ERROR: f64 = 2.0;
 /// Map values more than this many errors below zero are flagged (values near zero scatter
 /// negative in maps that report noisy estimates).
@@ -164,9 +164,9 @@ pub struct ReddeningModel {
     pub default: MapSettings,
     /// Named maps.
     pub maps: Vec<MapSettings>,
-    /// Floor added in quadrature to the A_V width [mag].
+    /// Floor added in quadrature to the A_V width \[mag\].
     pub av_sigma_floor: f64,
-    /// Upper end of the prior's A_V range [mag] (for the ingest's checks).
+    /// Upper end of the prior's A_V range \[mag\] (for the ingest's checks).
     pub av_max: f64,
 }
 
@@ -260,9 +260,9 @@ pub enum AvPrior {
     Map {
         /// How the map value relates to A_V.
         kind: ReddeningKind,
-        /// k E [mag].
+        /// k E \[mag\].
         centre: f64,
-        /// Width [mag].
+        /// Width \[mag\].
         sigma: f64,
         /// log of the normalisation on [0, A_V,max].
         log_norm: f64,

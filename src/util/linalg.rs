@@ -4,7 +4,7 @@
 
 /// In-place Cholesky factorisation A = L L^T of a symmetric n x n matrix (lower triangle
 /// used, L written into it). Returns false if A is not positive definite.
-pub fn cholesky(a: &mut [f64], n: usize) -> bool {
+pub(crate) fn cholesky(a: &mut [f64], n: usize) -> bool {
     debug_assert_eq!(a.len(), n * n);
     for j in 0..n {
         let mut d = a[j * n + j];
@@ -31,7 +31,7 @@ pub fn cholesky(a: &mut [f64], n: usize) -> bool {
 }
 
 /// Solve L L^T x = b in place given the Cholesky factor L.
-pub fn cholesky_solve(l: &[f64], n: usize, b: &mut [f64]) {
+pub(crate) fn cholesky_solve(l: &[f64], n: usize, b: &mut [f64]) {
     for i in 0..n {
         let mut s = b[i];
         for k in 0..i {
@@ -49,7 +49,7 @@ pub fn cholesky_solve(l: &[f64], n: usize, b: &mut [f64]) {
 }
 
 /// Inverse of a symmetric positive-definite matrix (None if not positive definite).
-pub fn spd_inverse(a: &[f64], n: usize) -> Option<Vec<f64>> {
+pub(crate) fn spd_inverse(a: &[f64], n: usize) -> Option<Vec<f64>> {
     let mut l = a.to_vec();
     if !cholesky(&mut l, n) {
         return None;
@@ -70,7 +70,7 @@ pub fn spd_inverse(a: &[f64], n: usize) -> Option<Vec<f64>> {
 /// Project a small symmetric matrix (row-major n x n) onto the positive semi-definite
 /// cone in place: eigenvalues below zero are set to zero (cyclic Jacobi rotations; n is 2-6
 /// here, so a few sweeps converge to machine precision).
-pub fn clip_to_psd(a: &mut [f64], n: usize) {
+pub(crate) fn clip_to_psd(a: &mut [f64], n: usize) {
     debug_assert_eq!(a.len(), n * n);
     let mut v = vec![0.0; n * n];
     for i in 0..n {

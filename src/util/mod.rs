@@ -1,11 +1,21 @@
-//! Small shared utilities: deterministic random numbers, safetensors reading, statistics,
-//! small dense linear algebra, a vectorisable dot product.
+//! Small shared utilities (the bottom layer: imports nothing of the crate): deterministic
+//! random numbers, CSV, safetensors reading, statistics, small dense linear algebra, CPU
+//! feature detection, a vectorisable dot product.
 
-pub mod linalg;
+pub(crate) mod column;
+pub(crate) mod csv;
+pub(crate) mod linalg;
 pub mod rng;
-pub mod safetensors;
-pub mod special;
-pub mod stats;
+pub(crate) mod safetensors;
+pub(crate) mod special;
+pub(crate) mod stats;
+
+/// Whether the CPU has AVX2 and FMA (checked once).
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx2_fma() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+}
 
 /// Dot product of the common prefix of `a` and `b`: AVX2 + FMA where the CPU has them
 /// (checked once), otherwise eight independent partial sums that the compiler vectorises
@@ -15,7 +25,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     #[cfg(target_arch = "x86_64")]
-    if n >= 16 && crate::physics::forward::has_avx2_fma() {
+    if n >= 16 && has_avx2_fma() {
         // SAFETY: the CPU supports avx2 and fma (checked at run time).
         return unsafe { dot_avx2(a, b) };
     }

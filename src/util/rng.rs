@@ -89,7 +89,7 @@ impl Rng {
     /// Uniform integer in [0, n).
     #[inline]
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 
     /// Standard normal deviate (Marsaglia polar method).
@@ -106,13 +106,6 @@ impl Rng {
                 self.spare = Some(v * m);
                 return u * m;
             }
-        }
-    }
-
-    /// Fill a slice with standard normal deviates (f32).
-    pub fn fill_normal_f32(&mut self, out: &mut [f32]) {
-        for x in out.iter_mut() {
-            *x = self.normal() as f32;
         }
     }
 

@@ -1,188 +1,122 @@
-//! Minimal reader for the safetensors container used by every model artefact under `models/`.
-//!
-//! Format: 8-byte little-endian header length, a JSON header mapping tensor names to
-//! {dtype, shape, data_offsets} (plus optional `__metadata__` strings), then raw data.
-//! Reading it ourselves keeps the physics tables independent of candle.
+//! Reading the safetensors container used by every model artefact under `models/`,
+//! through the `safetensors` crate (the one candle uses): typed copies of named tensors
+//! with their shapes checked, and the `__metadata__` strings. Keeps the physics tables
+//! independent of candle's tensors.
 
 use anyhow::{bail, Context, Result};
+use safetensors::Dtype;
 use std::collections::HashMap;
 
-/// A parsed safetensors file borrowing nothing: tensors are copied out on request.
-pub struct SafeTensors<'a> {
-    header: serde_json::Map<String, serde_json::Value>,
-    data: &'a [u8],
+/// A parsed safetensors file; tensors are copied out on request.
+pub(crate) struct SafeTensors<'a> {
+    inner: safetensors::SafeTensors<'a>,
     /// String metadata stored under `__metadata__`.
-    pub metadata: HashMap<String, String>,
-}
-
-/// One tensor's dtype and shape.
-#[derive(Debug, Clone)]
-pub struct TensorInfo {
-    /// e.g. "F32", "U8", "I32".
-    pub dtype: String,
-    /// Row-major shape.
-    pub shape: Vec<usize>,
-    start: usize,
-    end: usize,
+    pub(crate) metadata: HashMap<String, String>,
 }
 
 impl<'a> SafeTensors<'a> {
     /// Parse the header of an in-memory safetensors file.
-    pub fn parse(bytes: &'a [u8]) -> Result<Self> {
-        if bytes.len() < 8 {
-            bail!("not a safetensors file: {} bytes", bytes.len());
-        }
-        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-        if 8 + n > bytes.len() {
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Self> {
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
+            .context("not a readable safetensors file")?;
+        let inner = safetensors::SafeTensors::deserialize(bytes)
+            .context("not a readable safetensors file")?;
+        Ok(SafeTensors {
+            inner,
+            metadata: meta.metadata().clone().unwrap_or_default(),
+        })
+    }
+
+    /// The raw little-endian bytes of a tensor of type `dtype`, with its shape checked
+    /// against `want` when given.
+    fn raw(
+        &self,
+        name: &str,
+        dtype: Dtype,
+        want: Option<&[usize]>,
+    ) -> Result<(Vec<usize>, &'a [u8])> {
+        let view = self
+            .inner
+            .tensor(name)
+            .with_context(|| format!("tensor '{name}' missing from model file"))?;
+        if view.dtype() != dtype {
             bail!(
-                "truncated safetensors header ({} > {} bytes)",
-                8 + n,
-                bytes.len()
+                "tensor '{name}' has dtype {:?}, expected {dtype:?}",
+                view.dtype()
             );
         }
-        let header: serde_json::Value =
-            serde_json::from_slice(&bytes[8..8 + n]).context("safetensors header is not JSON")?;
-        let mut header = match header {
-            serde_json::Value::Object(m) => m,
-            _ => bail!("safetensors header is not an object"),
-        };
-        let mut metadata = HashMap::new();
-        if let Some(serde_json::Value::Object(m)) = header.remove("__metadata__") {
-            for (k, v) in m {
-                if let serde_json::Value::String(s) = v {
-                    metadata.insert(k, s);
-                }
+        let shape = view.shape().to_vec();
+        if let Some(w) = want {
+            if shape != w {
+                bail!("tensor '{name}' has shape {shape:?}, expected {w:?}");
             }
         }
-        Ok(SafeTensors {
-            header,
-            data: &bytes[8 + n..],
-            metadata,
-        })
-    }
-
-    /// Names of all tensors.
-    pub fn names(&self) -> Vec<&str> {
-        self.header.keys().map(|s| s.as_str()).collect()
-    }
-
-    /// dtype and shape of a tensor.
-    pub fn info(&self, name: &str) -> Result<TensorInfo> {
-        let v = self
-            .header
-            .get(name)
-            .with_context(|| format!("tensor '{name}' missing from model file"))?;
-        let dtype = v["dtype"].as_str().context("dtype")?.to_string();
-        let shape = v["shape"]
-            .as_array()
-            .context("shape")?
-            .iter()
-            .map(|x| x.as_u64().map(|u| u as usize).context("shape entry"))
-            .collect::<Result<Vec<_>>>()?;
-        let offs = v["data_offsets"].as_array().context("data_offsets")?;
-        let start = offs[0].as_u64().context("offset")? as usize;
-        let end = offs[1].as_u64().context("offset")? as usize;
-        if end > self.data.len() || start > end {
-            bail!("tensor '{name}' data out of bounds");
-        }
-        Ok(TensorInfo {
-            dtype,
-            shape,
-            start,
-            end,
-        })
-    }
-
-    fn raw(&self, name: &str, dtype: &str, elem: usize) -> Result<(TensorInfo, &'a [u8])> {
-        let info = self.info(name)?;
-        if info.dtype != dtype {
-            bail!("tensor '{name}' has dtype {}, expected {dtype}", info.dtype);
-        }
-        let count: usize = info.shape.iter().product();
-        if count * elem != info.end - info.start {
-            bail!("tensor '{name}' size does not match its shape");
-        }
-        let raw = &self.data[info.start..info.end];
-        Ok((info, raw))
+        Ok((shape, view.data()))
     }
 
     /// Copy out an F32 tensor, checking its shape when `shape` is given.
-    pub fn f32(&self, name: &str, shape: Option<&[usize]>) -> Result<(Vec<usize>, Vec<f32>)> {
-        let (info, raw) = self.raw(name, "F32", 4)?;
-        check_shape(name, &info.shape, shape)?;
+    pub(crate) fn f32(
+        &self,
+        name: &str,
+        shape: Option<&[usize]>,
+    ) -> Result<(Vec<usize>, Vec<f32>)> {
+        let (shape, raw) = self.raw(name, Dtype::F32, shape)?;
         let v = raw
             .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect();
-        Ok((info.shape, v))
+        Ok((shape, v))
     }
 
-    /// Copy out an I32 tensor.
-    pub fn i32(&self, name: &str, shape: Option<&[usize]>) -> Result<(Vec<usize>, Vec<i32>)> {
-        let (info, raw) = self.raw(name, "I32", 4)?;
-        check_shape(name, &info.shape, shape)?;
+    /// Copy out an I32 tensor, checking its shape when `shape` is given.
+    pub(crate) fn i32(
+        &self,
+        name: &str,
+        shape: Option<&[usize]>,
+    ) -> Result<(Vec<usize>, Vec<i32>)> {
+        let (shape, raw) = self.raw(name, Dtype::I32, shape)?;
         let v = raw
             .chunks_exact(4)
-            .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+            .map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect();
-        Ok((info.shape, v))
+        Ok((shape, v))
     }
 
-    /// Copy out a U8 tensor.
-    pub fn u8(&self, name: &str, shape: Option<&[usize]>) -> Result<(Vec<usize>, Vec<u8>)> {
-        let (info, raw) = self.raw(name, "U8", 1)?;
-        check_shape(name, &info.shape, shape)?;
-        Ok((info.shape, raw.to_vec()))
+    /// Copy out a U8 tensor, checking its shape when `shape` is given.
+    pub(crate) fn u8(&self, name: &str, shape: Option<&[usize]>) -> Result<(Vec<usize>, Vec<u8>)> {
+        let (shape, raw) = self.raw(name, Dtype::U8, shape)?;
+        Ok((shape, raw.to_vec()))
     }
 }
 
-fn check_shape(name: &str, got: &[usize], want: Option<&[usize]>) -> Result<()> {
-    if let Some(w) = want {
-        if got != w {
-            bail!("tensor '{name}' has shape {got:?}, expected {w:?}");
-        }
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Write F32 tensors (and string metadata) as a safetensors file.
-pub fn write_f32(
-    path: &std::path::Path,
-    tensors: &[(&str, Vec<usize>, &[f32])],
-    metadata: &HashMap<String, String>,
-) -> Result<()> {
-    let mut header = serde_json::Map::new();
-    let mut offset = 0usize;
-    let mut sorted: Vec<_> = tensors.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(b.0));
-    for (name, shape, data) in &sorted {
-        let n: usize = shape.iter().product();
-        if n != data.len() {
-            bail!(
-                "tensor '{name}': shape {shape:?} does not match {} values",
-                data.len()
-            );
-        }
-        header.insert(
-            name.to_string(),
-            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + 4 * n]}),
+    #[test]
+    fn reads_what_the_crate_writes_and_names_what_is_wrong() {
+        let data: Vec<u8> = [1.5f32, -2.0, 3.25, 0.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let ints: Vec<u8> = [7i32, -9].iter().flat_map(|x| x.to_le_bytes()).collect();
+        let a = safetensors::tensor::TensorView::new(Dtype::F32, vec![2, 2], &data).unwrap();
+        let b = safetensors::tensor::TensorView::new(Dtype::I32, vec![2], &ints).unwrap();
+        let c = safetensors::tensor::TensorView::new(Dtype::U8, vec![3], &[1, 0, 1]).unwrap();
+        let meta = HashMap::from([("format".to_string(), "x".to_string())]);
+        let bytes = safetensors::serialize([("a", a), ("b", b), ("c8", c)], Some(meta)).unwrap();
+        let st = SafeTensors::parse(&bytes).unwrap();
+        assert_eq!(st.metadata["format"], "x");
+        assert_eq!(
+            st.f32("a", Some(&[2, 2])).unwrap().1,
+            [1.5, -2.0, 3.25, 0.0]
         );
-        offset += 4 * n;
+        assert_eq!(st.i32("b", None).unwrap(), (vec![2], vec![7, -9]));
+        assert_eq!(st.u8("c8", None).unwrap().1, [1, 0, 1]);
+        let e = |r: Result<(Vec<usize>, Vec<f32>)>| format!("{:#}", r.unwrap_err());
+        assert!(e(st.f32("a", Some(&[4]))).contains("shape [2, 2], expected [4]"));
+        assert!(e(st.f32("b", None)).contains("dtype I32"));
+        assert!(e(st.f32("c", None)).contains("'c' missing"));
+        assert!(SafeTensors::parse(&bytes[..5]).is_err());
     }
-    if !metadata.is_empty() {
-        header.insert("__metadata__".into(), serde_json::to_value(metadata)?);
-    }
-    let mut h = serde_json::to_vec(&serde_json::Value::Object(header))?;
-    while h.len() % 8 != 0 {
-        h.push(b' ');
-    }
-    let mut out = Vec::with_capacity(8 + h.len() + offset);
-    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
-    out.extend_from_slice(&h);
-    for (_, _, data) in &sorted {
-        for x in data.iter() {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-    }
-    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }

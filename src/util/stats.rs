@@ -1,12 +1,12 @@
 //! Robust statistics used by evaluation and calibration reports.
 
 /// Median of a slice (NaNs removed); NaN for an empty input.
-pub fn median(xs: &[f64]) -> f64 {
+pub(crate) fn median(xs: &[f64]) -> f64 {
     percentile(xs, 50.0)
 }
 
 /// Linear-interpolated percentile (0..100) of the finite values; NaN if none.
-pub fn percentile(xs: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(xs: &[f64], p: f64) -> f64 {
     let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return f64::NAN;
@@ -19,19 +19,10 @@ pub fn percentile(xs: &[f64], p: f64) -> f64 {
 }
 
 /// Robust scatter: 1.4826 x median absolute deviation about the median.
-pub fn robust_scatter(xs: &[f64]) -> f64 {
+pub(crate) fn robust_scatter(xs: &[f64]) -> f64 {
     let m = median(xs);
     let dev: Vec<f64> = xs.iter().map(|x| (x - m).abs()).collect();
     1.4826 * median(&dev)
-}
-
-/// Mean of finite values.
-pub fn mean(xs: &[f64]) -> f64 {
-    let v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.iter().sum::<f64>() / v.len() as f64
 }
 
 /// Weighted quantiles of values with non-negative weights (weights need not be normalised).
@@ -39,7 +30,7 @@ pub fn mean(xs: &[f64]) -> f64 {
 /// node (it carries no posterior mass). Midpoint rule: the i-th sorted positive-weight value
 /// sits at cumulative weight c_i - w_i / 2, with linear interpolation between such nodes
 /// and the end values beyond the first and last node. `order` is scratch space.
-pub fn weighted_quantiles(
+pub(crate) fn weighted_quantiles(
     values: &[f64],
     weights: &[f64],
     qs: &[f64],
