@@ -3,7 +3,7 @@
 //! Observation model (the simulator draws from exactly this, the importance weights and the
 //! MCMC reference evaluate exactly this):
 //!   m_obs,b = m_b(theta) + e_model + e_phot,  e_model ~ N(0, floor_b^2), e_phot ~ N(0, sigma_b^2)
-//!   parallax_obs = 1000 / d[pc] + N(0, sigma_parallax^2)   [mas]
+//!   parallax_obs = 1000 / d\[pc\] + N(0, sigma_parallax^2)   \[mas\]
 //! with sigma_b the reported error and floor_b a per-band model-systematics floor.
 
 use crate::physics::{ForwardModel, Theta};
@@ -16,7 +16,7 @@ pub struct Measurement {
     pub band: u16,
     /// Apparent magnitude.
     pub mag: f32,
-    /// Reported 1-sigma error [mag].
+    /// Reported 1-sigma error \[mag\].
     pub err: f32,
 }
 
@@ -27,7 +27,7 @@ pub struct StarObs {
     pub source_id: i64,
     /// Photometry (any subset of bands, any order).
     pub phot: Vec<Measurement>,
-    /// Parallax and its error [mas], if measured.
+    /// Parallax and its error \[mas\], if measured.
     pub parallax: Option<(f32, f32)>,
     /// Dust-map reddening value, if the catalogue gives a valid one.
     #[serde(default)]
@@ -37,7 +37,7 @@ pub struct StarObs {
 /// Per-band model-systematics floors added in quadrature to reported errors.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct NoiseModel {
-    /// Floor per band id [mag].
+    /// Floor per band id \[mag\].
     pub floor: Vec<f32>,
 }
 
@@ -83,7 +83,7 @@ pub struct PreparedStar {
     pub mags: Vec<f32>,
     /// 1 / (sigma^2 + floor^2).
     pub inv_var: Vec<f32>,
-    /// Parallax [mas] and 1 / sigma^2.
+    /// Parallax \[mas\] and 1 / sigma^2.
     pub parallax: Option<(f64, f64)>,
     /// Sum of the Gaussian normalisation terms (-0.5 ln 2 pi var).
     pub log_norm: f64,

@@ -157,6 +157,11 @@ fn print_stage_shares(s: &serde_json::Value) {
         .map(|(n, t)| format!("{n} {t:.1} s ({:.0}%)", 100.0 * t / total))
         .collect();
     println!("bench pipeline: busy time by stage: {}", parts.join(", "));
+    for c in s["engine_counters"].as_array().into_iter().flatten() {
+        if let (Some(name), Some(v)) = (c[0].as_str(), c[1].as_f64()) {
+            println!("bench pipeline: {name}: {v:.1}");
+        }
+    }
 }
 
 /// Wait for the child and return (exit code, peak RSS in KiB) from the kernel's rusage.

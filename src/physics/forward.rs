@@ -24,7 +24,7 @@ use super::interp::{
     cubic, cubic_at, linear, linear_at, locate, pad8, weighted_row_sum, AxisLut, Grid3, Stencil,
 };
 #[cfg(target_arch = "x86_64")]
-pub use crate::util::has_avx2_fma;
+use crate::util::has_avx2_fma;
 use crate::util::safetensors::SafeTensors;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
@@ -44,17 +44,17 @@ pub static EMBEDDED_TABLES: &[u8] =
 /// Stellar and extinction parameters of one star.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Theta {
-    /// Effective temperature [K].
+    /// Effective temperature \[K\].
     pub teff: f64,
     /// Surface gravity log10(g / cm s^-2).
     pub logg: f64,
-    /// Metallicity [M/H] [dex].
+    /// Metallicity [M/H] \[dex\].
     pub mh: f64,
-    /// V-band extinction A_V [mag].
+    /// V-band extinction A_V \[mag\].
     pub av: f64,
     /// Total-to-selective extinction ratio R_V.
     pub rv: f64,
-    /// Distance [pc].
+    /// Distance \[pc\].
     pub distance: f64,
 }
 
@@ -110,7 +110,7 @@ pub enum ThetaError {
     /// Inside the ranges but where no MIST star (or no CK04 model) exists.
     #[error("(teff, logg, mh) = ({teff}, {logg}, {mh}) is outside the model's support: no MIST star reaches it or CK04 has no models around it")]
     OutsideSupport {
-        /// Teff [K].
+        /// Teff \[K\].
         teff: f64,
         /// log g.
         logg: f64,
@@ -566,13 +566,13 @@ impl ForwardModel {
         }
     }
 
-    /// log10 of the MIST mass [M_sun] at (Teff, log g, [M/H]).
+    /// log10 of the MIST mass \[M_sun\] at (Teff, log g, [M/H]).
     pub fn log_mass(&self, teff: f64, logg: f64, mh: f64) -> f64 {
         self.pop
             .trilinear(&self.pop.log_mass, teff.log10(), logg, mh) as f64
     }
 
-    /// Stellar radius [R_sun] implied by the MIST mass and log g.
+    /// Stellar radius \[R_sun\] implied by the MIST mass and log g.
     pub fn radius_rsun(&self, teff: f64, logg: f64, mh: f64) -> f64 {
         const LOG10_RSUN_CM: f64 = 10.842_408_3; // log10(6.957e10)
         let lr = 0.5 * (self.log10_gm + self.log_mass(teff, logg, mh) - logg);
@@ -692,9 +692,9 @@ impl ForwardModel {
         }
     }
 
-    /// [`Self::eval_split`] for many thetas on the current thread: `abs` and `ext` are
-    /// row-major [thetas.len()][bands.len()]; NaN rows where theta (its distance aside) is
-    /// invalid or outside the support.
+    /// The split magnitudes (M_b, and A_b at A_V = t.av) for many thetas on the current
+    /// thread: `abs` and `ext` are row-major `[thetas.len()][bands.len()]`; NaN rows where
+    /// theta (its distance aside) is invalid or outside the support.
     pub fn split_many(&self, thetas: &[Theta], bands: &[usize], abs: &mut [f32], ext: &mut [f32]) {
         assert_eq!(abs.len(), thetas.len() * bands.len());
         assert_eq!(ext.len(), abs.len());
@@ -848,7 +848,7 @@ impl ForwardModel {
     }
 
     /// Magnitudes for many thetas on the current thread: `out` is row-major
-    /// [thetas.len()][bands.len()], NaN rows for invalid or unsupported thetas.
+    /// `[thetas.len()][bands.len()]`, NaN rows for invalid or unsupported thetas.
     /// Uses AVX2/FMA code when the CPU has it.
     pub fn magnitudes_many(&self, thetas: &[Theta], bands: &[usize], out: &mut [f32]) {
         assert_eq!(out.len(), thetas.len() * bands.len());

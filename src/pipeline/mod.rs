@@ -109,6 +109,8 @@ pub struct RunSummary {
     pub write_s: f64,
     /// CPU seconds per inference sub-stage reported by the engine (summed over threads).
     pub engine_stages: Vec<(&'static str, f64)>,
+    /// The engine's work counters, e.g. the mode search's forward-model evaluations per star.
+    pub engine_counters: Vec<(&'static str, f64)>,
     /// Error messages (already redacted), one per failed part or file.
     pub errors: Vec<String>,
     /// Peak resident set size of the process [bytes], where the OS reports it.
@@ -145,6 +147,9 @@ impl std::fmt::Display for RunSummary {
             for (name, s) in &self.engine_stages {
                 write!(f, " {name} {s:.2} s ({:.0}%)", 100.0 * s / total)?;
             }
+        }
+        for (name, v) in &self.engine_counters {
+            write!(f, "\nsedflow run: {name}: {v:.1}")?;
         }
         if let Some(r) = self.peak_rss_bytes {
             write!(f, "\nsedflow run: peak RSS {:.1} MiB", r as f64 / 1048576.0)?;
@@ -586,6 +591,7 @@ fn process(
     summary.infer_s = totals.busy.as_secs_f64();
     summary.write_s = write_out.busy.as_secs_f64();
     summary.engine_stages = engine.stage_times();
+    summary.engine_counters = engine.counters();
     summary.parts_written = write_out.written;
     summary.parts_failed += write_out.failed;
     summary.rows = write_out.rows;

@@ -55,11 +55,11 @@ const PARALLAX_STEPS: usize = 2;
 /// leave z undetermined (the prior's mean and standard deviation per coordinate).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ExtrinsicPrior {
-    /// Mean and standard deviation of A_V [mag].
+    /// Mean and standard deviation of A_V \[mag\].
     pub av: (f64, f64),
-    /// Mean and standard deviation of log10 d [dex].
+    /// Mean and standard deviation of log10 d \[dex\].
     pub log_d: (f64, f64),
-    /// Largest A_V of the prior [mag].
+    /// Largest A_V of the prior \[mag\].
     pub av_max: f64,
     /// Support of log10 d.
     pub log_d_range: (f64, f64),
@@ -154,7 +154,7 @@ impl Normal {
     fn solve(&self) -> Option<([f64; 2], [[f64; 2]; 2], f64)> {
         let h = &self.h;
         let det = h[0][0] * h[1][1] - h[0][1] * h[1][0];
-        if !(det > 0.0 && h[0][0] > 0.0) || !det.is_finite() {
+        if !(det > 0.0 && h[0][0] > 0.0 && det.is_finite()) {
             return None;
         }
         let cov = [

@@ -21,10 +21,10 @@ pub const DERIVED_DRAWS: usize = 512;
 pub const DERIVED_QUANTILES: [f64; 3] = [0.16, 0.50, 0.84];
 /// Column suffixes matching [`DERIVED_QUANTILES`].
 pub const DERIVED_SUFFIXES: [&str; 3] = ["p16", "p50", "p84"];
-/// Physical quantities, in [`DerivedSummary::physical`] order: radius [R_sun], mass
-/// [M_sun], luminosity [L_sun], absolute G magnitude (extinction-free, at 10 pc).
+/// Physical quantities, in [`DerivedSummary::physical`] order: radius \[R_sun\], mass
+/// \[M_sun\], luminosity \[L_sun\], absolute G magnitude (extinction-free, at 10 pc).
 pub const PHYSICAL_NAMES: [&str; 4] = ["radius", "mass", "luminosity", "abs_g"];
-/// IAU 2015 nominal solar effective temperature [K] (Resolution B3): L = R^2 (Teff/T_sun)^4.
+/// IAU 2015 nominal solar effective temperature \[K\] (Resolution B3): L = R^2 (Teff/T_sun)^4.
 pub const TEFF_SUN: f64 = 5772.0;
 /// The band of the absolute magnitude.
 pub const ABS_MAG_BAND: &str = "gaia_g";
@@ -51,7 +51,7 @@ pub struct DerivedWork {
     order: Vec<usize>,
 }
 
-/// Luminosity [L_sun] of a star of radius `r` [R_sun] and temperature `teff` [K].
+/// Luminosity \[L_sun\] of a star of radius `r` \[R_sun\] and temperature `teff` \[K\].
 pub fn luminosity_lsun(radius_rsun: f64, teff: f64) -> f64 {
     radius_rsun * radius_rsun * (teff / TEFF_SUN).powi(4)
 }

@@ -146,7 +146,7 @@ impl MixtureLog {
     pub fn add_samples(&mut self, log_q: &[f64], drawn: &[usize]) {
         let k = self.len();
         assert_eq!(drawn.len(), k);
-        let m = if k == 0 { 0 } else { log_q.len() / k };
+        let m = log_q.len().checked_div(k).unwrap_or(0);
         assert_eq!(m * k, log_q.len());
         // the old samples' sums gain the new draws' share of each component
         for (c, &n) in drawn.iter().enumerate() {

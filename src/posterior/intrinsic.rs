@@ -4,9 +4,9 @@
 //! dimensions. Sampling is exact for any degrees of freedom and the density normalised.
 
 use super::conditional::{INTRINSIC, NY};
-use super::student_t::ln_gamma;
 use crate::util::linalg::cholesky;
 use crate::util::rng::Rng;
+use crate::util::special::ln_gamma;
 
 /// A multivariate Student-t in y.
 #[derive(Clone, Debug, PartialEq)]

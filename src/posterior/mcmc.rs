@@ -84,7 +84,7 @@ pub struct McmcResult {
     pub n_eff: f64,
     /// Mean acceptance fraction.
     pub acceptance: f64,
-    /// Wall time [s].
+    /// Wall time \[s\].
     pub seconds: f64,
     /// Log-posterior evaluations.
     pub evaluations: usize,
@@ -226,7 +226,7 @@ pub fn run(
                 }
             }
         }
-        if step >= cfg.burn && (step - cfg.burn) % thin == 0 {
+        if step >= cfg.burn && (step - cfg.burn).is_multiple_of(thin) {
             samples.extend(pos.iter().map(|v| theta_of_s(v).to_array()));
         }
     }

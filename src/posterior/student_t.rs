@@ -6,7 +6,7 @@
 use super::coords::{log_ds_dtheta, theta_of_s, DIM};
 use crate::physics::Theta;
 use crate::util::rng::Rng;
-use crate::util::special::{fast_exp, fast_ln};
+use crate::util::special::{fast_exp, fast_ln, ln_gamma};
 
 const D: usize = DIM;
 
@@ -66,28 +66,6 @@ fn lower_inverse(l: &[[f64; D]; D]) -> [[f64; D]; D] {
         }
     }
     inv
-}
-
-/// ln Gamma(x) for x > 0 (Lanczos, g = 7; ~1e-15 relative).
-pub fn ln_gamma(x: f64) -> f64 {
-    const C: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    let x = x - 1.0;
-    let mut a = C[0];
-    let t = x + 7.5;
-    for (i, &c) in C.iter().enumerate().skip(1) {
-        a += c / (x + i as f64);
-    }
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
 }
 
 impl StudentT {
@@ -215,7 +193,7 @@ impl StudentT {
     pub fn log_pdf_folded_many(&self, s: &[[f64; D]], out: &mut Vec<f64>) {
         let from = out.len();
         #[cfg(target_arch = "x86_64")]
-        if self.integer_nu() && crate::physics::forward::has_avx2_fma() {
+        if self.integer_nu() && crate::util::has_avx2_fma() {
             out.resize(from + s.len(), 0.0);
             // SAFETY: the CPU supports avx2 and fma (checked at run time).
             unsafe { simd::log_pdf_folded_avx2(self, s, &mut out[from..]) };

@@ -114,7 +114,7 @@ pub struct Prior {
     extrinsic: ExtrinsicMoments,
 }
 
-/// Mean and standard deviation of the population prior's A_V [mag] and log10 d [dex]
+/// Mean and standard deviation of the population prior's A_V \[mag\] and log10 d \[dex\]
 /// (the closed-form distance-extinction conditional's regulariser).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ExtrinsicMoments {
