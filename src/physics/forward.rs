@@ -630,22 +630,35 @@ impl ForwardModel {
                 *m += a * f;
             }
         }
-        if let Some(cal) = &self.calibration {
-            let phi = &mut sc.phi[..self.cal_rows.len()];
-            cal.terms_into(lt, t.logg, t.mh, phi);
-            let corr = &mut sc.corr[..nbp];
-            weighted_row_sum::<FMA>(&self.cal_coef, &self.cal_rows, phi, corr);
-            for (m, &c) in sc.surf[..nbp].iter_mut().zip(corr.iter()) {
-                *m += c;
-            }
-        }
+        self.add_calibration::<FMA>(lt, t.logg, t.mh, sc);
         // radius and distance: m = S + A - 5 log10(R / d)
-        let log_m = self.pop.trilinear(&self.pop.log_mass, lt, t.logg, t.mh) as f64;
-        let log_r_cm = 0.5 * (self.log10_gm + log_m - t.logg);
+        let log_r_cm = self.log10_radius_cm(lt, t.logg, t.mh);
         let dist_mod = (5.0 * (t.distance.log10() + self.log10_pc_cm - log_r_cm)) as f32;
         for (o, &b) in out.iter_mut().zip(bands) {
             *o = sc.surf[self.lane_of[b]] + dist_mod;
         }
+    }
+
+    /// Add the calibration's correction of every band to `sc.surf` (nothing without a
+    /// calibration).
+    #[inline(always)]
+    fn add_calibration<const FMA: bool>(&self, lt: f64, logg: f64, mh: f64, sc: &mut Scratch) {
+        let Some(cal) = &self.calibration else { return };
+        let nbp = self.surface.stride;
+        let phi = &mut sc.phi[..self.cal_rows.len()];
+        cal.terms_into(lt, logg, mh, phi);
+        let corr = &mut sc.corr[..nbp];
+        weighted_row_sum::<FMA>(&self.cal_coef, &self.cal_rows, phi, corr);
+        for (m, &c) in sc.surf[..nbp].iter_mut().zip(corr.iter()) {
+            *m += c;
+        }
+    }
+
+    /// log10 of the radius [cm] from the MIST mass and log g.
+    #[inline(always)]
+    fn log10_radius_cm(&self, lt: f64, logg: f64, mh: f64) -> f64 {
+        let log_m = self.pop.trilinear(&self.pop.log_mass, lt, logg, mh) as f64;
+        0.5 * (self.log10_gm + log_m - logg)
     }
 
     /// The two parts of the magnitudes that the closed-form (distance, extinction)
@@ -674,17 +687,8 @@ impl ForwardModel {
         } else {
             sc.ext[..nbp].fill(0.0);
         }
-        if let Some(cal) = &self.calibration {
-            let phi = &mut sc.phi[..self.cal_rows.len()];
-            cal.terms_into(lt, t.logg, t.mh, phi);
-            let corr = &mut sc.corr[..nbp];
-            weighted_row_sum::<FMA>(&self.cal_coef, &self.cal_rows, phi, corr);
-            for (m, &c) in sc.surf[..nbp].iter_mut().zip(corr.iter()) {
-                *m += c;
-            }
-        }
-        let log_m = self.pop.trilinear(&self.pop.log_mass, lt, t.logg, t.mh) as f64;
-        let log_r_cm = 0.5 * (self.log10_gm + log_m - t.logg);
+        self.add_calibration::<FMA>(lt, t.logg, t.mh, sc);
+        let log_r_cm = self.log10_radius_cm(lt, t.logg, t.mh);
         let abs_mod = (5.0 * (1.0 + self.log10_pc_cm - log_r_cm)) as f32;
         for ((o, e), &b) in abs.iter_mut().zip(ext.iter_mut()).zip(bands) {
             *o = sc.surf[self.lane_of[b]] + abs_mod;

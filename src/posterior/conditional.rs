@@ -22,6 +22,7 @@
 //! at a_ref), so that one pass over the forward model's tables gives M_b and k_b
 //! (`ForwardModel::split_many`).
 
+use super::modes::likely_logg;
 use super::target::StarTarget;
 use crate::likelihood::PreparedStar;
 use crate::physics::Theta;
@@ -409,16 +410,6 @@ pub fn temperature_profile_starts(
     peaks.sort_by(|&a, &b| score[b].total_cmp(&score[a]));
     let found = peaks.into_iter().take(max).map(|k| starts[k]).collect();
     (found, pts.len() as u64 + 1)
-}
-
-/// The log g of highest prior density at (log10 Teff, [M/H]) within 0.6 dex of `logg`.
-fn likely_logg(target: &StarTarget, lt: f64, logg: f64, mh: f64) -> Option<f64> {
-    (-12..=12)
-        .map(|k| logg + 0.05 * k as f64)
-        .map(|g| (g, target.prior.log_prob_x(lt, g, mh)))
-        .filter(|a| a.1.is_finite())
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|a| a.0)
 }
 
 /// The intrinsic coordinates y of s.

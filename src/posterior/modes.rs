@@ -566,7 +566,7 @@ pub fn temperature_profile_starts(
 }
 
 /// The log g of highest prior density at (log10 Teff, [M/H]) within 0.6 dex of `logg`.
-fn likely_logg(target: &StarTarget, lt: f64, logg: f64, mh: f64) -> Option<f64> {
+pub(crate) fn likely_logg(target: &StarTarget, lt: f64, logg: f64, mh: f64) -> Option<f64> {
     (-12..=12)
         .map(|k| logg + 0.05 * k as f64)
         .map(|g| (g, target.prior.log_prob_x(lt, g, mh)))
