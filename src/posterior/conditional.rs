@@ -22,7 +22,7 @@
 //! at a_ref), so that one pass over the forward model's tables gives M_b and k_b
 //! (`ForwardModel::split_many`).
 
-use super::modes::likely_logg;
+use super::modes::{likely_logg, profile_peaks};
 use super::target::StarTarget;
 use crate::likelihood::PreparedStar;
 use crate::physics::Theta;
@@ -346,6 +346,10 @@ pub fn temperature_profile_starts(
     // the prior's typical R_V, not v's: a search that went wrong often ends at an edge
     let rv = target.prior.base.config.rv_mean;
     let n = ((hi - lo) / STEP) as usize;
+    let nb = target.prep.bands.len();
+    if n < 2 || nb < 2 {
+        return (Vec::new(), 0);
+    }
     let pts: Vec<[f64; 6]> = (0..n)
         .map(|k| lo + (k as f64 + 0.5) * STEP)
         .flat_map(|lt| metallicities.iter().map(move |&mh| (lt, mh)))
@@ -354,10 +358,6 @@ pub fn temperature_profile_starts(
             [lt, logg, mh, a_ref, rv, 1.0]
         })
         .collect();
-    let nb = target.prep.bands.len();
-    if n < 2 || nb < 2 {
-        return (Vec::new(), 0);
-    }
     // v itself last: peaks far less probable than v are not worth a search
     let mut at: Vec<Theta> = pts.iter().map(|p| split_theta(&y_of_s(p), a_ref)).collect();
     at.push(split_theta(&y_of_s(v), a_ref));
@@ -383,7 +383,9 @@ pub fn temperature_profile_starts(
             score
         })
         .collect();
-    // the profile over Teff: the best metallicity at each grid point
+    // the profile over Teff: the best metallicity at each grid point; points below the
+    // floor cannot be peaks (masking them leaves every other point's comparisons as they
+    // were, since a masked neighbour was lower than any point above the floor)
     let nm = metallicities.len();
     let best: Vec<usize> = (0..n)
         .map(|k| {
@@ -392,23 +394,20 @@ pub fn temperature_profile_starts(
                 .unwrap()
         })
         .collect();
-    let profile = |k: Option<usize>| {
-        k.and_then(|k| best.get(k))
-            .map_or(f64::NEG_INFINITY, |&i| score[i])
-    };
-    let mut peaks: Vec<usize> = (0..n)
-        .filter(|&k| {
-            let (here, left, right) = (
-                profile(Some(k)),
-                profile(k.checked_sub(1)),
-                profile(Some(k + 1)),
-            );
-            here >= floor && here >= left && here >= right && (pts[best[k]][0] - v[0]).abs() >= 0.03
+    let profile: Vec<[f64; 6]> = best.iter().map(|&i| starts[i]).collect();
+    let profile_score: Vec<f64> = best
+        .iter()
+        .map(|&i| {
+            if score[i] >= floor {
+                score[i]
+            } else {
+                f64::NEG_INFINITY
+            }
         })
-        .map(|k| best[k])
         .collect();
-    peaks.sort_by(|&a, &b| score[b].total_cmp(&score[a]));
-    let found = peaks.into_iter().take(max).map(|k| starts[k]).collect();
+    let found = profile_peaks(&profile, &profile_score, max, |p| {
+        (p[0] - v[0]).abs() >= 0.03
+    });
     (found, pts.len() as u64 + 1)
 }
 

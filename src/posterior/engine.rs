@@ -250,10 +250,10 @@ impl<P: Proposal> PosteriorEngine<P> {
         (explore, closed_form): (bool, bool),
         w: &mut Work,
     ) -> Vec<Mode> {
-        let max_starts = match (explore, closed_form) {
-            (false, _) => 1,
-            (true, false) => MAX_STARTS,
-            (true, true) => 1,
+        let max_starts = if explore && !closed_form {
+            MAX_STARTS
+        } else {
+            1
         };
         let mut modes: Vec<Mode> = Vec::new();
         for i in select_starts(&w.pilot_s, &w.pilot_lt, max_starts) {

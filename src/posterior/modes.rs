@@ -470,7 +470,7 @@ pub fn gravity_profile_starts(target: &StarTarget, v: &[f64; D], max: usize) -> 
 
 /// The local maxima of a profile (points `pts` along a line, scores `score`) that satisfy
 /// `far_enough`, best first, up to `max`.
-fn profile_peaks(
+pub(crate) fn profile_peaks(
     pts: &[[f64; D]],
     score: &[f64],
     max: usize,
