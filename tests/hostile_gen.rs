@@ -394,6 +394,7 @@ pub fn run_config(u: &mut Unstructured) -> ArbResult<PipelineConfig> {
             error: Some("mag_error".into()),
             flux_over_error: None,
             error_floor: 0.01,
+            mask: None,
         });
     }
     Ok(cfg)

@@ -162,6 +162,45 @@ pub struct BandColumn {
     /// Added in quadrature to the error \[mag\].
     #[serde(default)]
     pub error_floor: f32,
+    /// Quality mask: the band is used only where this flag column's character is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<QualityMask>,
+}
+
+/// A photometric quality rule of one band (`mask = { column = "ph_qual", position = 1,
+/// accept = "ABC" }`): the band is used only where character `position` (1-based) of the
+/// flag column is one of `accept`; elsewhere it is dropped with the MASKED_BAND flag.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QualityMask {
+    /// Flag column (a string per star, one character per band).
+    pub column: String,
+    /// Which character, counted from 1.
+    pub position: usize,
+    /// Accepted characters.
+    pub accept: String,
+}
+
+/// One `[[input.join]]` entry: a table left-joined to the rows joined so far.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JoinConfig {
+    /// A file, directory, glob or `s3://` prefix (Parquet, CSV[.gz], ECSV[.gz]); relative
+    /// paths are relative to the config file's directory.
+    pub path: String,
+    /// A column of the tables joined so far (the primary table first).
+    pub left_on: String,
+    /// This table's key column.
+    pub right_on: String,
+    /// Renames applied to this table's columns before the join (old = "new").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rename: BTreeMap<String, String>,
+    /// The columns to read (original names; default: all). The key is always read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
+    /// The table's name in flags and messages (default: the file or directory name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// `[input.long]`.
@@ -284,6 +323,12 @@ pub struct InputConfig {
     pub bands: Vec<BandColumn>,
     /// Long-format columns.
     pub long: LongConfig,
+    /// Tables left-joined to the primary table, in order (`[[input.join]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub join: Vec<JoinConfig>,
+    /// Gaia DR3 rule: drop BP and RP where |C*| > this many sigma_C* (Riello et al. 2021,
+    /// eqs. 6 and 18); 0 turns it off.
+    pub bp_rp_excess_sigma: f64,
 }
 
 impl Default for InputConfig {
@@ -303,6 +348,8 @@ impl Default for InputConfig {
             read_batch_rows: 8192,
             bands: Vec::new(),
             long: LongConfig::default(),
+            join: Vec::new(),
+            bp_rp_excess_sigma: 3.0,
         }
     }
 }
@@ -452,7 +499,12 @@ impl PipelineConfig {
     pub fn load(path: &std::path::Path) -> Result<PipelineConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        PipelineConfig::from_toml(&text, &path.display().to_string())
+        let mut cfg = PipelineConfig::from_toml(&text, &path.display().to_string())?;
+        let dir = path.parent().unwrap_or(std::path::Path::new(""));
+        for j in &mut cfg.input.join {
+            j.path = relative_to(dir, &j.path);
+        }
+        Ok(cfg)
     }
 
     /// Check values that serde cannot.
@@ -503,6 +555,24 @@ impl PipelineConfig {
                 );
             }
         }
+        for b in &self.input.bands {
+            if let Some(m) = &b.mask {
+                if m.position == 0 || m.accept.is_empty() || m.column.is_empty() {
+                    bail!(
+                        "input.bands: the mask of column {} needs a column, a position counted from 1 and accepted characters",
+                        b.column
+                    );
+                }
+            }
+        }
+        if !(self.input.bp_rp_excess_sigma.is_finite() && self.input.bp_rp_excess_sigma >= 0.0) {
+            bail!("input.bp_rp_excess_sigma must be >= 0 (0: off)");
+        }
+        for j in &self.input.join {
+            if j.left_on.is_empty() || j.right_on.is_empty() || j.path.is_empty() {
+                bail!("input.join: every entry needs path, left_on and right_on");
+            }
+        }
         if self.shard.count == Some(0) {
             bail!("shard.count must be at least 1");
         }
@@ -544,6 +614,15 @@ impl PipelineConfig {
     }
 }
 
+/// `path` read from a config file in `dir`: relative local paths are taken from `dir`.
+fn relative_to(dir: &std::path::Path, path: &str) -> String {
+    if path.contains("://") || std::path::Path::new(path).is_absolute() {
+        path.to_string()
+    } else {
+        dir.join(path).display().to_string()
+    }
+}
+
 /// The Gaia-archive column names and their bands (schemas/input.md).
 pub fn default_band_columns(release: GaiaRelease) -> Vec<BandColumn> {
     let gaia = match release {
@@ -558,14 +637,17 @@ pub fn default_band_columns(release: GaiaRelease) -> Vec<BandColumn> {
             error: Some(format!("phot_{short}_mean_mag_error")),
             flux_over_error: Some(format!("phot_{short}_mean_flux_over_error")),
             error_floor: 0.0,
+            mask: None,
         });
     }
-    for (m, e, band) in [
-        ("j_m", "j_msigcom", "tmass_j"),
-        ("h_m", "h_msigcom", "tmass_h"),
-        ("ks_m", "ks_msigcom", "tmass_ks"),
-        ("w1mpro", "w1mpro_error", "wise_w1"),
-        ("w2mpro", "w2mpro_error", "wise_w2"),
+    // the standard quality masks (applied where the flag column is present): 2MASS ph_qual
+    // A-C per band (J, H, Ks), AllWISE cc_flags '0' (no artefact) per band (W1, W2)
+    for (m, e, band, (flag, position, accept)) in [
+        ("j_m", "j_msigcom", "tmass_j", ("ph_qual", 1, "ABC")),
+        ("h_m", "h_msigcom", "tmass_h", ("ph_qual", 2, "ABC")),
+        ("ks_m", "ks_msigcom", "tmass_ks", ("ph_qual", 3, "ABC")),
+        ("w1mpro", "w1mpro_error", "wise_w1", ("cc_flags", 1, "0")),
+        ("w2mpro", "w2mpro_error", "wise_w2", ("cc_flags", 2, "0")),
     ] {
         v.push(BandColumn {
             column: m.into(),
@@ -573,6 +655,11 @@ pub fn default_band_columns(release: GaiaRelease) -> Vec<BandColumn> {
             error: Some(e.into()),
             flux_over_error: None,
             error_floor: 0.0,
+            mask: Some(QualityMask {
+                column: flag.into(),
+                position,
+                accept: accept.into(),
+            }),
         });
     }
     for f in ["g", "r", "i", "z", "y"] {
@@ -582,6 +669,7 @@ pub fn default_band_columns(release: GaiaRelease) -> Vec<BandColumn> {
             error: Some(format!("{f}_mean_psf_mag_error")),
             flux_over_error: None,
             error_floor: 0.0,
+            mask: None,
         });
     }
     // SDSS PhotoObj PSF magnitudes and LSST object-table PSF magnitudes (AB)
@@ -592,6 +680,7 @@ pub fn default_band_columns(release: GaiaRelease) -> Vec<BandColumn> {
             error: Some(format!("psfMagErr_{f}")),
             flux_over_error: None,
             error_floor: 0.0,
+            mask: None,
         });
     }
     for f in ["u", "g", "r", "i", "z", "y"] {
@@ -601,6 +690,7 @@ pub fn default_band_columns(release: GaiaRelease) -> Vec<BandColumn> {
             error: Some(format!("{f}_psfMagErr")),
             flux_over_error: None,
             error_floor: 0.0,
+            mask: None,
         });
     }
     v

@@ -74,6 +74,8 @@ pub enum Layout {
         /// Columns of the Lindegren et al. (2021) zero point (in [`LINDEGREN_COLUMNS`]
         /// order), when it applies.
         zero_point: Option<Vec<String>>,
+        /// Quality masks that apply to this file's bands.
+        masks: super::masks::Masks,
     },
     /// One row per observation.
     Long {
@@ -180,7 +182,7 @@ fn stringy(dt: &DataType) -> bool {
 }
 
 /// The configured column -> band mappings (defaults, then `[[input.bands]]`, which replace a
-/// default for the same column), checked against the band registry.
+/// default for the same column in place), checked against the band registry.
 pub fn band_mappings(cfg: &InputConfig, band_names: &[String]) -> Result<Vec<(BandColumn, u16)>> {
     let mut v: Vec<BandColumn> = if cfg.default_columns {
         default_band_columns(cfg.gaia_release)
@@ -188,8 +190,12 @@ pub fn band_mappings(cfg: &InputConfig, band_names: &[String]) -> Result<Vec<(Ba
         Vec::new()
     };
     for b in &cfg.bands {
-        v.retain(|d| d.column != b.column);
-        v.push(b.clone());
+        // a mapping of a default column takes its place (the measurements' order, and so the
+        // likelihood's sums, stay those of the defaults)
+        match v.iter().position(|d| d.column == b.column) {
+            Some(k) => v[k] = b.clone(),
+            None => v.push(b.clone()),
+        }
     }
     let mut out = Vec::new();
     let mut seen_user = HashSet::new();
@@ -330,11 +336,13 @@ impl Mapper {
             };
             let reddening = reddening_columns(cfg, &has, file, &mut used)?;
             let zero_point = lindegren_columns(cfg, &has, file, &mut used)?;
+            let masks = resolve_masks(cfg, mappings, band_names, &has, file, &mut used)?;
             Layout::Wide {
                 bands,
                 parallax,
                 reddening,
                 zero_point,
+                masks,
             }
         };
         let unused = schema
@@ -379,7 +387,9 @@ impl Mapper {
                 parallax,
                 reddening,
                 zero_point,
+                masks,
             } => {
+                v.extend(masks.columns());
                 for b in bands {
                     v.push(b.column.clone());
                     v.extend(b.error.iter().cloned());
@@ -459,6 +469,36 @@ fn check_measurement(
         mag: m32,
         err: e32,
     })
+}
+
+/// The quality masks of the mapped bands present in the file; a mask the user configured
+/// (`[[input.bands]]`) must find its flag column, a default one applies where it does.
+fn resolve_masks(
+    cfg: &InputConfig,
+    mappings: &[(BandColumn, u16)],
+    band_names: &[String],
+    has: &dyn Fn(&str) -> Option<DataType>,
+    file: &str,
+    used: &mut Vec<String>,
+) -> Result<super::masks::Masks> {
+    let present: Vec<_> = mappings
+        .iter()
+        .filter(|(b, _)| has(&b.column).is_some())
+        .map(|(b, id)| {
+            let required = cfg
+                .bands
+                .iter()
+                .any(|u| u.column == b.column && u.mask.is_some());
+            super::masks::BandRef {
+                column: b.column.clone(),
+                id: *id,
+                name: band_names.get(*id as usize).cloned().unwrap_or_default(),
+                mask: b.mask.clone(),
+                required,
+            }
+        })
+        .collect();
+    super::masks::Masks::resolve(&present, cfg, has, file, used)
 }
 
 /// Column `c` if the file has it, checked to be of the `expected` kind.
@@ -571,6 +611,7 @@ impl Mapper {
             parallax,
             reddening,
             zero_point,
+            masks,
         } = &self.layout
         else {
             unreachable!("ingest_wide on a long layout")
@@ -620,6 +661,7 @@ impl Mapper {
                     .collect::<Result<Vec<_>>>()
             })
             .transpose()?;
+        let mask_cols = masks.read(batch)?;
         let mut out = Vec::with_capacity(batch.num_rows());
         for i in 0..batch.num_rows() {
             let mut st = Ingested {
@@ -644,6 +686,11 @@ impl Mapper {
             }
             for c in &cols {
                 let Some(mag) = get(&c.mag, i) else { continue };
+                if let Some(why) = mask_cols.why_masked(c.band, i) {
+                    st.flags |= flags::MASKED_BAND;
+                    reasons.push(why);
+                    continue;
+                }
                 // the error column wins; flux_over_error only where it is absent or null
                 let err = c.err.as_ref().and_then(|e| get(e, i)).or_else(|| {
                     c.foe
@@ -1088,6 +1135,7 @@ mod tests {
             error: Some("u_err".into()),
             flux_over_error: None,
             error_floor: 0.03,
+            mask: None,
         });
         let names = names();
         let maps = band_mappings(&cfg, &names).unwrap();

@@ -52,16 +52,18 @@ fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '['])
 }
 
+/// A table file (Parquet, CSV[.gz], ECSV[.gz]; `tables.rs`), not hidden.
 fn is_parquet_name(name: &str) -> bool {
     let base = name.rsplit('/').next().unwrap_or(name);
-    (base.ends_with(".parquet") || base.ends_with(".pq"))
+    super::tables::TableFormat::of(base).is_some()
         && !base.starts_with('.')
         && !base.starts_with('_')
 }
 
 fn strip_ext(name: &str) -> &str {
-    name.strip_suffix(".parquet")
-        .or_else(|| name.strip_suffix(".pq"))
+    super::tables::TABLE_EXTENSIONS
+        .iter()
+        .find_map(|e| name.strip_suffix(e))
         .unwrap_or(name)
 }
 
@@ -142,7 +144,7 @@ pub(crate) async fn list_inputs(uri: &str, s3: &S3Config) -> Result<Vec<InputObj
     };
     v.sort_by(|a, b| a.uri.cmp(&b.uri));
     if v.is_empty() {
-        bail!("{uri}: no Parquet files (*.parquet, *.pq) found");
+        bail!("{uri}: no tables (*.parquet, *.pq, *.csv[.gz], *.ecsv[.gz]) found");
     }
     let mut seen = std::collections::HashMap::new();
     for o in &v {

@@ -77,7 +77,7 @@ pub fn ingest_parquet(
                 rt.handle(),
                 (&obj, plan, part),
                 cfg,
-                &mappings,
+                (&mappings, None),
                 (band_names, reddening),
                 &|_| {},
                 &send,

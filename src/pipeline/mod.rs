@@ -19,9 +19,12 @@
 pub(crate) mod batcher;
 pub(crate) mod catalogue;
 pub mod config;
+pub(crate) mod ecsv;
 pub(crate) mod fingerprint;
 pub mod ingest;
+pub(crate) mod join;
 pub(crate) mod location;
+pub(crate) mod masks;
 pub mod memory_ingest;
 pub(crate) mod parallax_zero_point;
 pub mod progress;
@@ -31,6 +34,7 @@ pub mod sink;
 pub mod source;
 mod stages;
 pub(crate) mod storage_error;
+pub(crate) mod tables;
 
 use crate::posterior::{flags, Engine};
 use anyhow::{bail, Context, Result};
@@ -43,7 +47,10 @@ use shard::Shard;
 use sink::{PosteriorLayout, SinkSettings};
 use source::PartPlan;
 pub(crate) use stages::read_duplicates;
-use stages::{batch_stage, infer_stage, join, read_stage, write_stage, RowsMsg, Shared, StarsMsg};
+use stages::{
+    batch_stage, infer_stage, join as join_thread, read_stage, write_stage, RowsMsg, Shared,
+    StarsMsg,
+};
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -167,7 +174,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// Names of the flag bits, written into the output metadata (`sedflow.flags`).
-pub const FLAG_NAMES: [(u32, &str); 17] = [
+pub const FLAG_NAMES: [(u32, &str); 19] = [
     (flags::NO_USABLE_BANDS, "NO_USABLE_BANDS"),
     (flags::BAD_MAGNITUDE, "BAD_MAGNITUDE"),
     (flags::BAD_ERROR, "BAD_ERROR"),
@@ -185,6 +192,8 @@ pub const FLAG_NAMES: [(u32, &str); 17] = [
     (flags::HIGH_PARETO_K, "HIGH_PARETO_K"),
     (flags::NOT_CONVERGED, "NOT_CONVERGED"),
     (flags::BAD_REDDENING_PRIOR, "BAD_REDDENING_PRIOR"),
+    (flags::AMBIGUOUS_MATCH, "AMBIGUOUS_MATCH"),
+    (flags::MASKED_BAND, "MASKED_BAND"),
 ];
 
 /// A unit of work of this shard.
@@ -252,6 +261,10 @@ type BandColumns<'a> = (&'a [String], &'a [(config::BandColumn, u16)]);
 /// What planning decided.
 struct Plan {
     inputs: Vec<InputObject>,
+    /// The joined tables (`[[input.join]]`), planned.
+    join: Option<join::JoinPlan>,
+    /// Parquet spills of text inputs: they live as long as the run.
+    _spill: Option<tempfile::TempDir>,
     target: OutputTarget,
     /// Parts to process, in order.
     todo: Vec<PartPlan>,
@@ -275,6 +288,14 @@ fn plan(
     let inputs = rt.block_on(location::list_inputs(&opts.input, &cfg.s3))?;
     let target = OutputTarget::open(&opts.output, &cfg.s3)?;
     check_separate(opts, &inputs)?;
+    let (inputs, spill) = tables::spill_text_inputs(rt, inputs)?;
+    let join = match cfg.input.join.is_empty() {
+        true => None,
+        false => {
+            let first = rt.block_on(source::read_metadata(&inputs[0]))?;
+            join::JoinPlan::prepare(rt, &cfg.input, &cfg.s3, first.schema())?
+        }
+    };
     let sh = &opts.shard;
     shared.reporter.log(&format!(
         "{} input file(s); shard {}/{} ({})",
@@ -285,7 +306,10 @@ fn plan(
     ));
     let units = shard_units(rt, &inputs, sh, cfg);
     let model_id = engine.model_id();
-    let settings = fingerprint::settings(&model_id, cfg);
+    let mut settings = fingerprint::settings(&model_id, cfg);
+    if let Some(j) = &join {
+        settings["joined_files"] = j.identity();
+    }
     let fp = fingerprint::fingerprint(&settings);
     let mut summary = RunSummary {
         files: inputs.len(),
@@ -313,6 +337,8 @@ fn plan(
     }
     Ok(Plan {
         inputs,
+        join,
+        _spill: spill,
         target,
         todo,
         model_id,
@@ -561,6 +587,7 @@ fn process(
                     cfg,
                     mappings,
                     (band_names, engine.reddening()),
+                    plan.join.as_ref(),
                     shared,
                     tx_read,
                 )
@@ -577,10 +604,10 @@ fn process(
                 write_stage(&handle, target, &sink_settings, shared, rx_res)
             })
             .expect("spawning the writer thread");
-        let r = join("reader", reader.join());
-        let b = join("batcher", batcher.join());
-        let i = join("inference", infer.join());
-        let w = join("writer", writer.join());
+        let r = join_thread("reader", reader.join());
+        let b = join_thread("batcher", batcher.join());
+        let i = join_thread("inference", infer.join());
+        let w = join_thread("writer", writer.join());
         b?;
         Ok::<_, anyhow::Error>((r?, i?, w?))
     })?;

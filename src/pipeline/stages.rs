@@ -6,6 +6,7 @@
 
 use super::config::{self, PipelineConfig};
 use super::ingest::{self, find_duplicates, Duplicates, Ingested, LongGrouper, Mapper};
+use super::join::{JoinPlan, PartJoin};
 use super::location::{InputObject, OutputTarget};
 use super::progress::Reporter;
 use super::sink::{OutRow, PartSink, SinkSettings};
@@ -96,6 +97,7 @@ pub(super) fn read_stage(
     cfg: &PipelineConfig,
     mappings: &[(config::BandColumn, u16)],
     names: (&[String], &ReddeningModel),
+    join: Option<&JoinPlan>,
     shared: &Shared,
     tx: Sender<StarsMsg>,
 ) -> Duration {
@@ -114,7 +116,7 @@ pub(super) fn read_stage(
                 rt,
                 (obj, plan, part),
                 cfg,
-                mappings,
+                (mappings, join),
                 names,
                 &log,
                 &|m| tx.send(m),
@@ -176,7 +178,7 @@ pub(super) fn read_part(
     rt: &tokio::runtime::Handle,
     (obj, plan, part): (&InputObject, &PartPlan, u32),
     cfg: &PipelineConfig,
-    mappings: &[(config::BandColumn, u16)],
+    (mappings, join): (&[(config::BandColumn, u16)], Option<&JoinPlan>),
     (band_names, reddening): (&[String], &ReddeningModel),
     log: &dyn Fn(&str),
     send: &dyn Fn(StarsMsg) -> bool,
@@ -190,8 +192,22 @@ pub(super) fn read_part(
             obj.uri
         );
     }
+    let wide = match join {
+        Some(j) => {
+            j.check_primary(meta.schema(), &obj.uri)?;
+            let mut fields: Vec<arrow::datatypes::Field> = meta
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            fields.extend(j.fields());
+            std::sync::Arc::new(arrow::datatypes::Schema::new(fields))
+        }
+        None => meta.schema().clone(),
+    };
     let mapper = Mapper::resolve(
-        meta.schema(),
+        &wide,
         &cfg.input,
         mappings,
         (band_names, reddening),
@@ -232,7 +248,26 @@ pub(super) fn read_part(
     })) {
         return Ok(None);
     }
-    let columns = mapper.columns();
+    let mut columns = mapper.columns();
+    let part_join = match join {
+        Some(j) => {
+            if mapper.is_long() {
+                anyhow::bail!(
+                    "{}: input.join needs the wide format (one row per star)",
+                    obj.uri
+                );
+            }
+            // the primary's own columns are read; the joins add theirs per batch
+            columns.retain(|c| meta.schema().field_with_name(c).is_ok());
+            for k in j.primary_keys() {
+                if !columns.contains(k) {
+                    columns.push(k.clone());
+                }
+            }
+            Some(read_part_join(rt, obj, &meta, plan, j)?)
+        }
+        None => None,
+    };
     let mut next_idx: u32 = 0;
     let send_chunks = |stars: Vec<Ingested>| -> bool {
         let step = cfg.input.read_batch_rows.max(1);
@@ -295,9 +330,19 @@ pub(super) fn read_part(
                     e,
                 )
             })?;
-            let stars = mapper
+            let (b, ambiguous) = match &part_join {
+                Some(pj) => {
+                    let (w, r) = pj.widen(&b, next_idx as usize)?;
+                    (w, Some(r))
+                }
+                None => (b, None),
+            };
+            let mut stars = mapper
                 .ingest_wide(&b, part, next_idx, &dups)
                 .with_context(|| format!("{}: row group {}", obj.uri, rg_of(next_idx as u64)))?;
+            if let Some(reasons) = ambiguous {
+                flag_ambiguous(&mut stars, reasons);
+            }
             next_idx += stars.len() as u32;
             if !send(Msg::Data(stars)) {
                 return Ok(None);
@@ -313,6 +358,57 @@ pub(super) fn read_part(
         }
     }
     Ok(Some(next_idx))
+}
+
+/// The joined tables' rows for one part: its primary keys are read first (a pre-pass over
+/// the part's row groups, like the duplicate check's).
+fn read_part_join(
+    rt: &tokio::runtime::Handle,
+    obj: &InputObject,
+    meta: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
+    plan: &PartPlan,
+    join: &JoinPlan,
+) -> Result<PartJoin> {
+    let mut s = source::open_stream(
+        obj,
+        meta,
+        join.primary_keys(),
+        plan.row_groups.clone(),
+        65536,
+    )?;
+    let mut batches = Vec::new();
+    while let Some(b) = rt.block_on(s.next()) {
+        batches.push(b.map_err(|e| source::read_error(&obj.uri, source::CANNOT_DECODE, e))?);
+    }
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => std::sync::Arc::new(
+            meta.schema().project(
+                &join
+                    .primary_keys()
+                    .iter()
+                    .map(|k| meta.schema().index_of(k))
+                    .collect::<std::result::Result<Vec<_>, _>>()?,
+            )?,
+        ),
+    };
+    let keys = arrow::compute::concat_batches(&schema, &batches)?;
+    join.load_part(&keys)
+        .with_context(|| format!("{}: joining", obj.uri))
+}
+
+/// Mark the stars whose key matched several rows of a joined table.
+fn flag_ambiguous(stars: &mut [Ingested], reasons: Vec<String>) {
+    for (s, r) in stars.iter_mut().zip(reasons) {
+        if r.is_empty() {
+            continue;
+        }
+        s.flags |= flags::AMBIGUOUS_MATCH;
+        if !s.reason.is_empty() {
+            s.reason.push_str("; ");
+        }
+        s.reason.push_str(&r);
+    }
 }
 
 /// Batcher stage.

@@ -92,6 +92,12 @@ pub mod flags {
     /// prior's range, or with a missing, non-positive or uninformative error): the star keeps
     /// the population A_V prior.
     pub const BAD_REDDENING_PRIOR: u32 = 1 << 16;
+    /// A key of a joined table (`[[input.join]]`) matched several rows: the star uses none of
+    /// that table's values (the reason names the table).
+    pub const AMBIGUOUS_MATCH: u32 = 1 << 17;
+    /// A quality mask dropped a band (2MASS ph_qual, AllWISE cc_flags, the Gaia BP/RP excess
+    /// rule...): the reason names the band and the rule.
+    pub const MASKED_BAND: u32 = 1 << 18;
 }
 
 /// k-hat above which [`flags::HIGH_PARETO_K`] is set (Vehtari et al. 2024).
