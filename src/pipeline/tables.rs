@@ -9,8 +9,8 @@ use super::ecsv;
 use super::location::InputObject;
 use anyhow::{anyhow, bail, Context, Result};
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
 use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use parquet::arrow::ArrowWriter;
@@ -193,7 +193,8 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-/// An arrow CSV error with the file, and the column named where the message gives its index.
+/// An arrow CSV error with the file, the file's line (`first_line`: that of the first data
+/// line) and the column named where the message gives its index.
 fn csv_error(uri: &str, schema: &SchemaRef, e: ArrowError, first_line: usize) -> anyhow::Error {
     let msg = match &e {
         ArrowError::IoError(_, io) => io_reason(io),
@@ -210,7 +211,13 @@ fn csv_error(uri: &str, schema: &SchemaRef, e: ArrowError, first_line: usize) ->
         .and_then(|i| schema.fields().get(i))
         .map(|f| format!(" (column {})", f.name()))
         .unwrap_or_default();
-    anyhow!("{uri}: {msg}{column} [lines counted from the first data line, file line {first_line}]")
+    // arrow counts data lines from 1; say the file's line
+    let line_re = regex::Regex::new(r"at line (\d+)").expect("constant regex");
+    let msg = line_re.replace(&msg, |c: &regex::Captures| {
+        let n: usize = c[1].parse().unwrap_or(0);
+        format!("at line {}", n + first_line - 1)
+    });
+    anyhow!("{uri}: {msg}{column}")
 }
 
 /// Record batches of a text table.
@@ -251,8 +258,9 @@ fn text_schema(path: &Path, format: TableFormat, uri: &str) -> Result<(SchemaRef
 pub(crate) fn schema_of(path: &Path, format: TableFormat, uri: &str) -> Result<SchemaRef> {
     if format == TableFormat::Parquet {
         let f = std::fs::File::open(path).with_context(|| format!("opening {uri}"))?;
-        let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-            .map_err(|e| anyhow!("{uri}: not a readable Parquet file (corrupt or truncated?): {e}"))?;
+        let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).map_err(
+            |e| anyhow!("{uri}: not a readable Parquet file (corrupt or truncated?): {e}"),
+        )?;
         return Ok(b.schema().clone());
     }
     Ok(text_schema(path, format, uri)?.0)
@@ -275,7 +283,10 @@ pub(crate) fn batches(
         let f = std::fs::File::open(path).with_context(|| format!("opening {uri}"))?;
         let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)?;
         let mask = parquet::arrow::ProjectionMask::roots(b.parquet_schema(), idx);
-        let r = b.with_projection(mask).with_batch_size(SPILL_BATCH_ROWS).build()?;
+        let r = b
+            .with_projection(mask)
+            .with_batch_size(SPILL_BATCH_ROWS)
+            .build()?;
         let u = uri.to_string();
         let it = r.map(move |b| b.map_err(|e| anyhow!("{u}: {CANNOT_DECODE_PARQUET}: {e}")));
         return Ok((schema, Box::new(it)));
@@ -318,7 +329,8 @@ pub(crate) fn text_to_parquet(
         .map(|f| f.name().clone())
         .collect();
     let (schema, reader) = batches(path, format, uri, &all)?;
-    let file = std::fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let file =
+        std::fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
     let props = WriterProperties::builder()
         .set_max_row_group_row_count(Some(SPILL_ROW_GROUP_ROWS))
         .set_compression(parquet::basic::Compression::SNAPPY)

@@ -464,4 +464,3 @@ impl PartJoin {
         Ok((b, reasons))
     }
 }
-

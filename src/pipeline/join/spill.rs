@@ -25,7 +25,8 @@ pub(crate) fn write(
     let empty = bridge::to_frame(&RecordBatch::new_empty(schema.clone()), &names)?;
     let file =
         std::fs::File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
-    let spill_err = |e: polars::prelude::PolarsError| anyhow!("{}: writing the spill: {e}", dest.display());
+    let spill_err =
+        |e: polars::prelude::PolarsError| anyhow!("{}: writing the spill: {e}", dest.display());
     let mut w = ParquetWriter::new(file)
         .with_compression(ParquetCompression::Snappy)
         .batched(empty.schema())
