@@ -244,9 +244,12 @@ fn gunzip(p: &Path) -> String {
     s
 }
 
+/// Breaks a copy of the example: (its directory, its config).
+type Damage = Box<dyn Fn(&Path, &Path)>;
+
 #[test]
 fn broken_joined_tables_are_errors_naming_the_file() {
-    let cases: Vec<(&str, Box<dyn Fn(&Path, &Path)>, &str)> = vec![
+    let cases: Vec<(&str, Damage, &str)> = vec![
         (
             "truncated gzip",
             Box::new(|dir, _| {
@@ -398,4 +401,55 @@ fn the_join_configuration_is_part_of_the_resume_fingerprint() {
     let o = run_with(&input, &out, Some(&cfg2));
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("joined_files"), "{}", text(&o));
+}
+
+#[test]
+fn joined_tables_on_s3_give_the_local_rows() {
+    use object_store::{ObjectStoreExt, PutPayload};
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("archive");
+    let store = moto.store("archive");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for e in std::fs::read_dir(manifest("examples/gaia-archive")).unwrap() {
+        let p = e.unwrap().path();
+        let key = format!("gdr3/{}", p.file_name().unwrap().to_string_lossy());
+        let data = std::fs::read(&p).unwrap();
+        rt.block_on(store.put(&object_store::path::Path::from(key), PutPayload::from(data)))
+            .unwrap();
+    }
+    let d = tmp();
+    let toml = std::fs::read_to_string(manifest("examples/gaia-archive.toml"))
+        .unwrap()
+        .replace("path = \"gaia-archive/", "path = \"s3://archive/gdr3/");
+    let cfg = config(d.path(), &toml);
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDS3TEST0002"),
+        ("AWS_SECRET_ACCESS_KEY", "S3SECRET-join-test-0002"),
+    ];
+    let out = d.path().join("s3");
+    let args = [
+        "--input",
+        "s3://archive/gdr3/gaia_source.parquet",
+        "--output",
+        out.to_str().unwrap(),
+        "--samples",
+        SAMPLES,
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
+    let o = run(&args, &env);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let s3_rows = read_dir(&out).into_values().next().unwrap();
+    let local = run_ok(
+        &manifest("examples/gaia-archive/gaia_source.parquet"),
+        &d.path().join("local"),
+        Some(&manifest("examples/gaia-archive.toml")),
+    );
+    assert_same_values(&s3_rows, &local, 0);
 }

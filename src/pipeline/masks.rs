@@ -154,10 +154,14 @@ impl Masks {
     }
 }
 
+/// The excess rule's columns of one batch: N, the (id, name) of BP and RP, and the values of
+/// [`EXCESS_COLUMNS`].
+type ExcessColumns<'a> = (f64, &'a [(u16, String)], Vec<Float64Array>);
+
 /// The columns of the rules for one batch.
 pub(crate) struct MaskColumns<'a> {
     chars: Vec<(u16, &'a str, &'a QualityMask, StringArray)>,
-    excess: Option<(f64, &'a [(u16, String)], Vec<Float64Array>)>,
+    excess: Option<ExcessColumns<'a>>,
 }
 
 fn value(a: &Float64Array, i: usize) -> Option<f64> {

@@ -14,8 +14,12 @@ pub(crate) fn to_series(name: &str, a: &dyn Array) -> Result<Series> {
     let (array, schema) = to_ffi(&a.to_data())?;
     // SAFETY: both types are the C Data Interface's ArrowArray / ArrowSchema (same
     // #[repr(C)] layout); ownership moves, and polars calls arrow-rs's release callbacks.
-    let (array, schema): (pffi::ArrowArray, pffi::ArrowSchema) =
-        unsafe { (std::mem::transmute(array), std::mem::transmute(schema)) };
+    let (array, schema) = unsafe {
+        (
+            std::mem::transmute::<FFI_ArrowArray, pffi::ArrowArray>(array),
+            std::mem::transmute::<FFI_ArrowSchema, pffi::ArrowSchema>(schema),
+        )
+    };
     let field = unsafe { pffi::import_field_from_c(&schema) }?;
     let imported = unsafe { pffi::import_array_from_c(array, field.dtype.clone()) }?;
     Ok(Series::from_arrow(name.into(), imported)?)
@@ -32,8 +36,12 @@ pub(crate) fn to_arrow(s: &Series) -> Result<ArrayRef> {
     let schema = pffi::export_field_to_c(&field);
     let array = pffi::export_array_to_c(chunk);
     // SAFETY: as in to_series, the other way round.
-    let (array, schema): (FFI_ArrowArray, FFI_ArrowSchema) =
-        unsafe { (std::mem::transmute(array), std::mem::transmute(schema)) };
+    let (array, schema) = unsafe {
+        (
+            std::mem::transmute::<pffi::ArrowArray, FFI_ArrowArray>(array),
+            std::mem::transmute::<pffi::ArrowSchema, FFI_ArrowSchema>(schema),
+        )
+    };
     let data =
         unsafe { from_ffi(array, &schema) }.map_err(|e| anyhow!("column {}: {e}", s.name()))?;
     Ok(make_array(data))
