@@ -249,25 +249,21 @@ pub(super) fn read_part(
         return Ok(None);
     }
     let mut columns = mapper.columns();
-    let part_join = match join {
-        Some(j) => {
-            if mapper.is_long() {
-                anyhow::bail!(
-                    "{}: input.join needs the wide format (one row per star)",
-                    obj.uri
-                );
-            }
-            // the primary's own columns are read; the joins add theirs per batch
-            columns.retain(|c| meta.schema().field_with_name(c).is_ok());
-            for k in j.primary_keys() {
-                if !columns.contains(k) {
-                    columns.push(k.clone());
-                }
-            }
-            Some(read_part_join(rt, obj, &meta, plan, j)?)
+    if let Some(j) = join {
+        if mapper.is_long() {
+            anyhow::bail!(
+                "{}: input.join needs the wide format (one row per star)",
+                obj.uri
+            );
         }
-        None => None,
-    };
+        // the primary's own columns are read; the joins add theirs per batch
+        columns.retain(|c| meta.schema().field_with_name(c).is_ok());
+        for k in j.primary_keys() {
+            if !columns.contains(k) {
+                columns.push(k.clone());
+            }
+        }
+    }
     let mut next_idx: u32 = 0;
     let send_chunks = |stars: Vec<Ingested>| -> bool {
         let step = cfg.input.read_batch_rows.max(1);
@@ -304,13 +300,11 @@ pub(super) fn read_part(
             }
         }
     } else {
-        let mut stream = source::open_stream(
-            obj,
-            &meta,
-            &columns,
-            plan.row_groups.clone(),
-            cfg.input.read_batch_rows,
-        )?;
+        // with joins, one row group at a time: the joined tables' rows for its keys only
+        let segments: Vec<Vec<usize>> = match join {
+            Some(_) => plan.row_groups.iter().map(|&g| vec![g]).collect(),
+            None => vec![plan.row_groups.clone()],
+        };
         // which row group a row belongs to, for messages
         let rg_of = |row: u64| {
             let mut acc = 0;
@@ -322,30 +316,43 @@ pub(super) fn read_part(
             }
             *plan.row_groups.last().unwrap_or(&0)
         };
-        while let Some(b) = rt.block_on(stream.next()) {
-            let b = b.map_err(|e| {
-                source::read_error(
-                    &format!("{}: row group {}", obj.uri, rg_of(next_idx as u64)),
-                    source::CANNOT_DECODE,
-                    e,
-                )
-            })?;
-            let (b, ambiguous) = match &part_join {
-                Some(pj) => {
-                    let (w, r) = pj.widen(&b, next_idx as usize)?;
-                    (w, Some(r))
-                }
-                None => (b, None),
+        for groups in segments {
+            let part_join = match join {
+                Some(j) => Some(read_part_join(rt, obj, &meta, &groups, j)?),
+                None => None,
             };
-            let mut stars = mapper
-                .ingest_wide(&b, part, next_idx, &dups)
-                .with_context(|| format!("{}: row group {}", obj.uri, rg_of(next_idx as u64)))?;
-            if let Some(reasons) = ambiguous {
-                flag_ambiguous(&mut stars, reasons);
-            }
-            next_idx += stars.len() as u32;
-            if !send(Msg::Data(stars)) {
-                return Ok(None);
+            let mut stream =
+                source::open_stream(obj, &meta, &columns, groups, cfg.input.read_batch_rows)?;
+            let mut offset = 0usize;
+            while let Some(b) = rt.block_on(stream.next()) {
+                let b = b.map_err(|e| {
+                    source::read_error(
+                        &format!("{}: row group {}", obj.uri, rg_of(next_idx as u64)),
+                        source::CANNOT_DECODE,
+                        e,
+                    )
+                })?;
+                let (b, ambiguous) = match &part_join {
+                    Some(pj) => {
+                        let (w, r) = pj.widen(&b, offset)?;
+                        (w, Some(r))
+                    }
+                    None => (b, None),
+                };
+                offset += b.num_rows();
+                let mut stars =
+                    mapper
+                        .ingest_wide(&b, part, next_idx, &dups)
+                        .with_context(|| {
+                            format!("{}: row group {}", obj.uri, rg_of(next_idx as u64))
+                        })?;
+                if let Some(reasons) = ambiguous {
+                    flag_ambiguous(&mut stars, reasons);
+                }
+                next_idx += stars.len() as u32;
+                if !send(Msg::Data(stars)) {
+                    return Ok(None);
+                }
             }
         }
         if next_idx as u64 != plan.n_rows {
@@ -360,22 +367,16 @@ pub(super) fn read_part(
     Ok(Some(next_idx))
 }
 
-/// The joined tables' rows for one part: its primary keys are read first (a pre-pass over
-/// the part's row groups, like the duplicate check's).
+/// The joined tables' rows for some row groups of a part: their primary keys are read
+/// first (a pre-pass, like the duplicate check's).
 fn read_part_join(
     rt: &tokio::runtime::Handle,
     obj: &InputObject,
     meta: &parquet::arrow::arrow_reader::ArrowReaderMetadata,
-    plan: &PartPlan,
+    groups: &[usize],
     join: &JoinPlan,
 ) -> Result<PartJoin> {
-    let mut s = source::open_stream(
-        obj,
-        meta,
-        join.primary_keys(),
-        plan.row_groups.clone(),
-        65536,
-    )?;
+    let mut s = source::open_stream(obj, meta, join.primary_keys(), groups.to_vec(), 65536)?;
     let mut batches = Vec::new();
     while let Some(b) = rt.block_on(s.next()) {
         batches.push(b.map_err(|e| source::read_error(&obj.uri, source::CANNOT_DECODE, e))?);
