@@ -5,11 +5,11 @@
 //! - Planning ([`JoinPlan::prepare`]): each table is listed, text formats are converted once
 //!   into Parquet spills (`tables.rs`), the columns to read and their names after `rename`
 //!   are fixed, and a name clash or a missing key is an error before any work starts.
-//! - Per part ([`JoinPlan::load_part`]): the part's keys select, through polars lazy scans
-//!   filtered with `is_in`, only the rows of each table that the part references; keys that
-//!   match several rows are ambiguous and dropped. Memory is bounded by the part, never by
-//!   the joined tables. The chain of joins runs on key columns only, giving for each table a
-//!   row number (or null) per primary row.
+//! - Per row group of the primary ([`JoinPlan::load_part`]): its keys are the build side of
+//!   a streaming polars inner join with each table's lazy scan, so only the rows it
+//!   references are kept; keys that match several rows are ambiguous and dropped. Memory is
+//!   bounded by a row group, never by the joined tables. The chain of joins runs on key
+//!   columns only, giving for each table a row number (or null) per primary row.
 //! - Per batch ([`PartJoin::widen`]): the joined columns are gathered (arrow `take`) by those
 //!   row numbers; ambiguous stars get a reason naming the table.
 
@@ -213,16 +213,7 @@ impl JoinPlan {
         let rows = keys.num_rows();
         let mut tables = Vec::with_capacity(self.tables.len());
         for t in &self.tables {
-            let t0 = std::time::Instant::now();
             let (unique, ambiguous) = t.matches(&known)?;
-            if std::env::var_os("SEDFLOW_JOIN_TIMING").is_some() {
-                eprintln!(
-                    "join {}: matched {} rows in {:.2} s",
-                    t.name,
-                    unique.height(),
-                    t0.elapsed().as_secs_f64()
-                );
-            }
             let later: Vec<&str> = self
                 .tables
                 .iter()
@@ -269,13 +260,6 @@ impl JoinPlan {
                 .ok_or_else(|| anyhow!("internal error: is_in gave no booleans"))?
                 .clone();
             known = joined.drop_many([ROW, "__sedflow_amb"]);
-            if std::env::var_os("SEDFLOW_JOIN_TIMING").is_some() {
-                eprintln!(
-                    "join {}: joined in {:.2} s",
-                    t.name,
-                    t0.elapsed().as_secs_f64()
-                );
-            }
             tables.push(PartTable {
                 name: t.name.clone(),
                 left_on: t.left_on.clone(),
