@@ -9,6 +9,7 @@ mod fault_proxy;
 mod forward_model;
 mod hostile_gen;
 mod hostile_inputs;
+mod outputs;
 mod pipeline;
 mod pipeline_s3;
 mod pipeline_s3_faults;

@@ -19,8 +19,10 @@
 pub(crate) mod batcher;
 pub(crate) mod catalogue;
 pub mod config;
+pub(crate) mod describe;
 pub(crate) mod fingerprint;
 pub mod ingest;
+pub(crate) mod keep;
 pub(crate) mod location;
 pub mod memory_ingest;
 pub(crate) mod parallax_zero_point;
@@ -238,12 +240,24 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
     // configuration errors first, before any input is listed
     let band_names = engine.band_names();
     let mappings = ingest::band_mappings(&cfg.input, &band_names)?;
+    keep::check_names(
+        &cfg.output.keep_columns,
+        &posterior_layout(engine, cfg).columns(),
+    )?;
     let t_plan = Instant::now();
     let plan = plan(&rt, opts, engine, &shared)?;
     let mut summary = plan.summary.clone();
     summary.plan_s = t_plan.elapsed().as_secs_f64();
     let columns = (band_names.as_slice(), mappings.as_slice());
     process(&rt, opts, (engine, columns), &shared, plan, summary)
+}
+
+/// The posterior table's own columns (the kept input columns follow them).
+fn posterior_layout(engine: &dyn Engine, cfg: &PipelineConfig) -> PosteriorLayout {
+    PosteriorLayout {
+        chain_diagnostics: engine.chain_diagnostics(),
+        predict_bands: cfg.output.predict_bands.clone(),
+    }
 }
 
 /// The engine's band names and the input columns mapped to them.
@@ -253,6 +267,8 @@ type BandColumns<'a> = (&'a [String], &'a [(config::BandColumn, u16)]);
 struct Plan {
     inputs: Vec<InputObject>,
     target: OutputTarget,
+    /// Where the samples tables go (`--write-samples`), beside `target`.
+    samples: Option<OutputTarget>,
     /// Parts to process, in order.
     todo: Vec<PartPlan>,
     model_id: String,
@@ -274,6 +290,10 @@ fn plan(
     let cfg = &opts.config;
     let inputs = rt.block_on(location::list_inputs(&opts.input, &cfg.s3))?;
     let target = OutputTarget::open(&opts.output, &cfg.s3)?;
+    let samples_uri = match cfg.inference.write_samples {
+        0 => None,
+        _ => Some(sink::samples_location(&opts.output)?),
+    };
     check_separate(opts, &inputs)?;
     let sh = &opts.shard;
     shared.reporter.log(&format!(
@@ -283,7 +303,7 @@ fn plan(
         sh.count,
         sh.source
     ));
-    let units = shard_units(rt, &inputs, sh, cfg);
+    let units = shard_units(rt, &inputs, sh, cfg)?;
     let model_id = engine.model_id();
     let settings = fingerprint::settings(&model_id, cfg);
     let fp = fingerprint::fingerprint(&settings);
@@ -294,6 +314,10 @@ fn plan(
         ..Default::default()
     };
     let skip = resume_checks(rt, &target, &units, (&fp, &settings), shared, &mut summary)?;
+    // created only once the run is known to go ahead
+    let samples = samples_uri
+        .map(|uri| OutputTarget::open(&uri, &cfg.s3))
+        .transpose()?;
     let mut todo: Vec<PartPlan> = Vec::new();
     for (k, u) in units.into_iter().enumerate() {
         match u {
@@ -314,6 +338,7 @@ fn plan(
     Ok(Plan {
         inputs,
         target,
+        samples,
         todo,
         model_id,
         settings,
@@ -325,7 +350,16 @@ fn plan(
 /// Outputs must never become inputs of a rerun: refuse an output directory inside the
 /// input directory, or an input inside the output directory.
 fn check_separate(opts: &RunOptions, inputs: &[InputObject]) -> Result<()> {
-    let location::Uri::Local(out) = location::Uri::parse(&opts.output)? else {
+    check_separate_from(opts, inputs, &opts.output)?;
+    if opts.config.inference.write_samples > 0 {
+        check_separate_from(opts, inputs, &sink::samples_location(&opts.output)?)?;
+    }
+    Ok(())
+}
+
+/// [`check_separate`] for one output location `output`.
+fn check_separate_from(opts: &RunOptions, inputs: &[InputObject], output: &str) -> Result<()> {
+    let location::Uri::Local(out) = location::Uri::parse(output)? else {
         return Ok(());
     };
     let out = std::fs::canonicalize(&out).unwrap_or_else(|_| out.into());
@@ -356,22 +390,24 @@ fn check_separate(opts: &RunOptions, inputs: &[InputObject]) -> Result<()> {
 
 /// This shard's units of work: by file (balanced by size; only this shard's footers are
 /// read) when there are at least as many files as shards, else by part (whole row groups,
-/// balanced by rows).
+/// balanced by rows). A kept column missing from a file read is an error before any work.
 fn shard_units(
     rt: &tokio::runtime::Runtime,
     inputs: &[InputObject],
     sh: &Shard,
     cfg: &PipelineConfig,
-) -> Vec<Unit> {
-    let footers = |files: Vec<usize>| -> Vec<(usize, Result<Vec<u64>>)> {
+) -> Result<Vec<Unit>> {
+    type Footer = (Vec<u64>, Result<()>);
+    let footers = |files: Vec<usize>| -> Vec<(usize, Result<Footer>)> {
         rt.block_on(
             futures::stream::iter(files)
                 .map(|f| {
                     let obj = &inputs[f];
                     async move {
-                        let r = source::read_metadata(obj)
-                            .await
-                            .map(|m| source::row_group_rows(&m));
+                        let r = source::read_metadata(obj).await.map(|m| {
+                            let kept = keep::fields(&cfg.output.keep_columns, m.schema(), &obj.uri);
+                            (source::row_group_rows(&m), kept.map(|_| ()))
+                        });
                         (f, r)
                     }
                 })
@@ -379,21 +415,24 @@ fn shard_units(
                 .collect(),
         )
     };
-    let units_of = |files: Vec<usize>| -> Vec<Unit> {
+    let units_of = |files: Vec<usize>| -> Result<Vec<Unit>> {
         let mut units = Vec::new();
         for (f, r) in footers(files) {
             match r {
-                Ok(rg) => units.extend(
-                    source::plan_parts(f, &inputs[f].stem, &rg, cfg.input.rows_per_part)
-                        .into_iter()
-                        .map(|plan| Unit::Part { plan }),
-                ),
+                Ok((rg, kept)) => {
+                    kept?;
+                    units.extend(
+                        source::plan_parts(f, &inputs[f].stem, &rg, cfg.input.rows_per_part)
+                            .into_iter()
+                            .map(|plan| Unit::Part { plan }),
+                    )
+                }
                 Err(e) => units.push(Unit::Broken {
                     error: storage_error::report(&e),
                 }),
             }
         }
-        units
+        Ok(units)
     };
     if sh.count == 1 || inputs.len() >= sh.count {
         let sizes: Vec<u64> = inputs.iter().map(|i| i.size).collect();
@@ -404,7 +443,7 @@ fn shard_units(
                 .collect(),
         );
     }
-    let all = units_of((0..inputs.len()).collect());
+    let all = units_of((0..inputs.len()).collect())?;
     let w: Vec<u64> = all
         .iter()
         .map(|u| match u {
@@ -413,11 +452,12 @@ fn shard_units(
         })
         .collect();
     let owner = shard::assign(&w, sh.count);
-    all.into_iter()
+    Ok(all
+        .into_iter()
         .zip(owner)
         .filter(|(_, o)| *o == sh.index)
         .map(|(u, _)| u)
-        .collect()
+        .collect())
 }
 
 /// Resume: the units whose output exists and was made with these settings (skipped) or
@@ -533,15 +573,13 @@ fn process(
     ));
     let mut settings = cfg.inference.settings();
     settings.predict_bands = predict_band_ids(&cfg.output.predict_bands, band_names)?;
+    settings.gaia_passbands = cfg.input.gaia_release.passbands();
     let sink_settings = SinkSettings {
-        layout: PosteriorLayout {
-            chain_diagnostics: engine.chain_diagnostics(),
-            predict_bands: cfg.output.predict_bands.clone(),
-        },
+        layout: posterior_layout(engine, cfg),
         compression: cfg.output.compression,
         row_group_rows: cfg.output.row_group_rows,
         metadata: common_metadata(&plan, cfg),
-        samples: cfg.inference.write_samples > 0,
+        samples: plan.samples.clone(),
     };
     shared.reporter.start(total_rows);
     let t0 = Instant::now();

@@ -10,10 +10,11 @@ use super::location::{InputObject, OutputTarget};
 use super::progress::Reporter;
 use super::sink::{OutRow, PartSink, SinkSettings};
 use super::source::{self, PartPlan};
-use super::{batcher, storage_error};
+use super::{batcher, keep, storage_error};
 use crate::posterior::{flags, Engine, InferSettings, StarResult};
 use crate::prior::reddening::ReddeningModel;
 use anyhow::{anyhow, Context, Result};
+use arrow::datatypes::Fields;
 use crossbeam_channel::{Receiver, Sender};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -28,6 +29,8 @@ pub(super) enum Control {
         part: u32,
         name: String,
         meta: Vec<(String, String)>,
+        /// The part's kept input columns.
+        kept: Fields,
     },
     /// The reader finished a part: it has this many output rows.
     End { part: u32, n_out: u32 },
@@ -211,6 +214,7 @@ pub(super) fn read_part(
             obj.uri
         ));
     }
+    let kept = keep::fields(&cfg.output.keep_columns, meta.schema(), &obj.uri)?;
     let dups = read_duplicates(rt, obj, &meta, &mapper, &plan.row_groups)?;
     let mut extra = vec![
         ("sedflow.input".to_string(), obj.uri.clone()),
@@ -229,10 +233,16 @@ pub(super) fn read_part(
         part,
         name: plan.name.clone(),
         meta: extra,
+        kept: kept.clone(),
     })) {
         return Ok(None);
     }
-    let columns = mapper.columns();
+    let mut columns = mapper.columns();
+    for f in kept.iter() {
+        if !columns.contains(f.name()) {
+            columns.push(f.name().clone());
+        }
+    }
     let mut next_idx: u32 = 0;
     let send_chunks = |stars: Vec<Ingested>| -> bool {
         let step = cfg.input.read_batch_rows.max(1);
@@ -258,6 +268,7 @@ pub(super) fn read_part(
                         e,
                     )
                 })?;
+                grouper.set_kept(keep::take(&b, &kept)?);
                 grouper
                     .add(&b, &dups)
                     .with_context(|| format!("{}: row group {g}", obj.uri))?;
@@ -295,9 +306,10 @@ pub(super) fn read_part(
                     e,
                 )
             })?;
-            let stars = mapper
+            let mut stars = mapper
                 .ingest_wide(&b, part, next_idx, &dups)
                 .with_context(|| format!("{}: row group {}", obj.uri, rg_of(next_idx as u64)))?;
+            keep::attach(&mut stars, keep::take(&b, &kept)?.as_ref());
             next_idx += stars.len() as u32;
             if !send(Msg::Data(stars)) {
                 return Ok(None);
@@ -447,6 +459,7 @@ pub(super) fn infer_stage(
                                 res,
                                 null_id: s.null_id,
                                 n_rows: s.n_rows,
+                                kept: s.kept,
                             },
                         )
                     })
@@ -511,20 +524,23 @@ pub(super) fn write_stage(
         let t = Instant::now();
         let mut touched: Vec<u32> = Vec::new();
         match msg {
-            Msg::Control(Control::Start { part, name, meta }) => {
-                match PartSink::open(target, &name, settings, &meta) {
-                    Ok(p) => {
-                        open.insert(part, p);
-                    }
-                    Err(e) => fail(
-                        &mut open,
-                        &mut dead,
-                        &mut out,
-                        part,
-                        storage_error::report(&e),
-                    ),
+            Msg::Control(Control::Start {
+                part,
+                name,
+                meta,
+                kept,
+            }) => match PartSink::open(target, &name, settings, (&meta, &kept)) {
+                Ok(p) => {
+                    open.insert(part, p);
                 }
-            }
+                Err(e) => fail(
+                    &mut open,
+                    &mut dead,
+                    &mut out,
+                    part,
+                    storage_error::report(&e),
+                ),
+            },
             Msg::Data(rows) => {
                 let (mut nr, mut ns) = (0u64, 0u64);
                 for (part, idx, row) in rows {

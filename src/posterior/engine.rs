@@ -230,7 +230,7 @@ impl<P: Proposal> PosteriorEngine<P> {
                 &self.fm,
                 thetas,
                 &weights.w,
-                &settings.predict_bands,
+                (&settings.predict_bands, settings.gaia_passbands),
                 seed,
                 &mut w.derived,
             ));
