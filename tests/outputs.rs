@@ -184,6 +184,55 @@ fn kept_columns_that_clash_or_are_missing_are_errors_before_any_work() {
 }
 
 #[test]
+fn a_kept_column_must_have_one_type_in_every_input_file() {
+    let d = tmp();
+    let input = d.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let a = catalogue(1, 5);
+    write_parquet(&input.join("a.parquet"), &a, 10);
+    // b.parquet: the same catalogue with `quality` as int64
+    let schema = a.schema();
+    let cols: Vec<(&str, ArrayRef)> = schema
+        .fields()
+        .iter()
+        .zip(a.columns())
+        .map(|(f, c)| match f.name().as_str() {
+            "quality" => (
+                "quality",
+                arrow::compute::cast(c, &arrow::datatypes::DataType::Int64).unwrap(),
+            ),
+            n => (n, c.clone()),
+        })
+        .collect();
+    write_parquet(&input.join("b.parquet"), &batch(cols), 10);
+    let out = d.path().join("out");
+    let o = run(
+        &run_args(
+            input.to_str().unwrap(),
+            out.to_str().unwrap(),
+            &["--keep-columns", "ra,quality"],
+        ),
+        &[],
+    );
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(
+        t.contains("quality") && t.contains("b.parquet") && t.contains("a.parquet"),
+        "{t}"
+    );
+    // the same column kept from files that agree is fine
+    let o = run(
+        &run_args(
+            input.to_str().unwrap(),
+            out.to_str().unwrap(),
+            &["--keep-columns", "ra"],
+        ),
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
 fn long_format_keeps_the_first_observation_rows_values() {
     let d = tmp();
     let input = d.path().join("long.parquet");
@@ -257,11 +306,8 @@ fn extinction_columns_are_ordered_and_units_are_in_the_metadata() {
             q(&format!("{x}_p50")),
             q(&format!("{x}_p84")),
         ];
-        for i in 0..v[0].len() {
-            assert!(
-                v[0][i] <= v[1][i] && v[1][i] <= v[2][i],
-                "{x} quantiles of star {i}"
-            );
+        for (i, ((lo, mid), hi)) in v[0].iter().zip(&v[1]).zip(&v[2]).enumerate() {
+            assert!(lo <= mid && mid <= hi, "{x} quantiles of star {i}");
         }
         v
     });

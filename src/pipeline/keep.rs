@@ -65,6 +65,23 @@ pub(crate) fn fields(names: &[String], schema: &Schema, file: &str) -> Result<Fi
     Ok(out.into())
 }
 
+/// Every part's kept columns must have one type, so that the output reads as one table:
+/// `kept` of `file` against those of `first` (fields, file).
+pub(crate) fn check_same_types(first: (&Fields, &str), kept: &Fields, file: &str) -> Result<()> {
+    for (a, b) in first.0.iter().zip(kept.iter()) {
+        if a.data_type() != b.data_type() {
+            bail!(
+                "kept column {} has type {} in {file} but {} in {}; the output parts would not read as one table (cast it in the input)",
+                a.name(),
+                b.data_type(),
+                a.data_type(),
+                first.1
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The kept columns of a batch the reader decoded (None when nothing is kept).
 pub(crate) fn take(batch: &RecordBatch, kept: &Fields) -> Result<Option<Arc<RecordBatch>>> {
     if kept.is_empty() {
@@ -191,6 +208,18 @@ mod tests {
         assert!(f.iter().all(|f| f.is_nullable()));
         let e = fields(&["ra".into()], &b.schema(), "x.parquet").unwrap_err();
         assert!(e.to_string().contains("x.parquet") && e.to_string().contains("'ra'"));
+        // the same names with another type in another file
+        assert!(check_same_types((&f, "x"), &f, "y").is_ok());
+        let other = Schema::new(vec![
+            Field::new("u", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]);
+        let g = fields(&["u".into(), "name".into()], &other, "y.parquet").unwrap();
+        let e = check_same_types((&f, "x.parquet"), &g, "y.parquet").unwrap_err();
+        assert!(
+            e.to_string().contains("y.parquet") && e.to_string().contains("UInt8"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -397,7 +397,7 @@ fn shard_units(
     sh: &Shard,
     cfg: &PipelineConfig,
 ) -> Result<Vec<Unit>> {
-    type Footer = (Vec<u64>, Result<()>);
+    type Footer = (Vec<u64>, Result<arrow::datatypes::Fields>);
     let footers = |files: Vec<usize>| -> Vec<(usize, Result<Footer>)> {
         rt.block_on(
             futures::stream::iter(files)
@@ -406,7 +406,7 @@ fn shard_units(
                     async move {
                         let r = source::read_metadata(obj).await.map(|m| {
                             let kept = keep::fields(&cfg.output.keep_columns, m.schema(), &obj.uri);
-                            (source::row_group_rows(&m), kept.map(|_| ()))
+                            (source::row_group_rows(&m), kept)
                         });
                         (f, r)
                     }
@@ -417,10 +417,17 @@ fn shard_units(
     };
     let units_of = |files: Vec<usize>| -> Result<Vec<Unit>> {
         let mut units = Vec::new();
+        let mut first_kept: Option<(arrow::datatypes::Fields, usize)> = None;
         for (f, r) in footers(files) {
             match r {
                 Ok((rg, kept)) => {
-                    kept?;
+                    let kept = kept?;
+                    match &first_kept {
+                        Some((k, g)) => {
+                            keep::check_same_types((k, &inputs[*g].uri), &kept, &inputs[f].uri)?
+                        }
+                        None => first_kept = Some((kept, f)),
+                    }
                     units.extend(
                         source::plan_parts(f, &inputs[f].stem, &rg, cfg.input.rows_per_part)
                             .into_iter()
