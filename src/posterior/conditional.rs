@@ -19,14 +19,17 @@
 //! marginal likelihood of y.
 //!
 //! A_b(A_V) is slightly curved. One pass over the forward model's tables gives M_b and A_b
-//! at two reference extinctions a1 < a2 (`ForwardModel::split_many_two`); the conditional
-//! is solved first on the chord k_b = A_b(a1) / a1 (exact at 0 and a1), then again on the
-//! tangent, at that first solution's A_V, of the quadratic through A_b(0) = 0, A_b(a1) and
-//! A_b(a2). A star whose mode is unreddened (a1 small) may still have a hot, reddened
-//! solution at A_V ~ 2 on its temperature-extinction ridge: the chord from the mode alone
-//! misplaces (A_V, d) there by several photometric errors, and that part of the posterior
-//! then gets almost no samples. Both steps are deterministic functions of y, so the
-//! density stays exact.
+//! at two reference extinctions a1 and a2 = a1 + 1 mag (`ForwardModel::split_many_two`).
+//! The conditional is solved first on the chord k_b = A_b(a1) / a1 (exact at 0 and a1).
+//! Where that solution lies beyond a1, i.e. where the chord extrapolates, it is solved
+//! again on the tangent, at that solution's A_V, of the quadratic through A_b(0) = 0,
+//! A_b(a1) and A_b(a2) (kept if its own solution stays beyond a1). A star whose mode is
+//! unreddened (a1 small) may still have a hot, reddened solution at A_V ~ 2 on its
+//! temperature-extinction ridge: the chord from the mode alone misplaces (A_V, d) there by
+//! several photometric errors, and that part of the posterior then gets almost no samples.
+//! Below a1 the chord stays: there it interpolates, and a quadratic fitted far above it
+//! (a1 from a wrong, reddened first mode) measured worse. Every step is a deterministic
+//! function of y, so the density stays exact.
 
 use super::modes::{likely_logg, profile_peaks};
 use super::target::StarTarget;
@@ -139,8 +142,9 @@ impl ExtinctionRefs {
         ExtinctionRefs { a1, a2 }
     }
 
-    /// A band's extinction as a line in A_V, (slope, offset): the chord to a1 (`at` None),
-    /// or the tangent at `at` of the quadratic through (0, 0), (a1, e1) and (a2, e2).
+    /// A band's extinction as a line in A_V, (slope, offset): the chord to a1 (`at`
+    /// None), or the tangent at `at` of the quadratic through (0, 0), (a1, e1) and
+    /// (a2, e2).
     fn line(&self, e1: f64, e2: f64, at: Option<f64>) -> (f64, f64) {
         let chord = e1 / self.a1;
         let Some(x) = at else { return (chord, 0.0) };
@@ -231,8 +235,10 @@ impl Normal {
     }
 }
 
-/// The photometry, parallax and regulariser of a star, linearised at y: on the chord,
-/// then on the tangent at the chord solution's A_V (module docs).
+/// The photometry, parallax and regulariser of a star, linearised at y (module docs): on
+/// the chord to a1; where its solution lies beyond a1, where the chord extrapolates, on the
+/// quadratic's tangent at that solution instead, if the tangent's own solution stays
+/// beyond a1 too.
 fn normal_at(
     prep: &PreparedStar,
     rows: SplitRows,
@@ -240,8 +246,15 @@ fn normal_at(
     reg: &ExtrinsicPrior,
 ) -> Option<Normal> {
     let chord = normal_with(prep, rows, refs, None, reg)?;
-    let at = chord.solve()?.0[0].clamp(0.0, reg.av_max);
-    normal_with(prep, rows, refs, Some(at), reg)
+    let x = chord.solve()?.0[0];
+    if !(x > refs.a1) {
+        return Some(chord);
+    }
+    let at = x.min(reg.av_max);
+    match normal_with(prep, rows, refs, Some(at), reg) {
+        Some(tangent) if tangent.solve().is_some_and(|s| s.0[0] > refs.a1) => Some(tangent),
+        _ => Some(chord),
+    }
 }
 
 /// [`normal_at`] with one extinction line per band (`ExtinctionRefs::line`); the parallax
