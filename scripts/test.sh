@@ -28,6 +28,26 @@ fi
 if [ -x "$VENV/bin/moto_server" ]; then
     export SEDFLOW_MOTO_SERVER="$PWD/$VENV/bin/moto_server"
 fi
+
+# The readers test (tests/outputs.rs) reads a run's output with the tools users read it with:
+# pyarrow.dataset, polars and DuckDB over the whole output directory, astropy for the units.
+# Pinned, installed once into target/readers-venv; without them that test says so loudly and
+# skips, unless SEDFLOW_REQUIRE_READER_TESTS is set (CI sets it), where it fails.
+READERS_SPEC='astropy==8.0.2 pandas==3.1.1 pyarrow==26.0.1 polars==2.1.0 duckdb==2.0.0'
+READERS_VENV=target/readers-venv
+if [ ! -x "$READERS_VENV/bin/python" ] || [ "$(cat "$READERS_VENV/.spec" 2>/dev/null)" != "$READERS_SPEC" ]; then
+    echo "scripts/test.sh: installing $READERS_SPEC into $READERS_VENV (readers test)" >&2
+    # shellcheck disable=SC2086 # the spec is a list of requirements
+    if python3 -m venv "$READERS_VENV" >&2 && "$READERS_VENV/bin/pip" install -q $READERS_SPEC >&2; then
+        echo "$READERS_SPEC" > "$READERS_VENV/.spec"
+    else
+        echo "scripts/test.sh: WARNING: could not install $READERS_SPEC; the readers test will be skipped" >&2
+    fi
+fi
+if [ -f "$READERS_VENV/.spec" ]; then
+    export SEDFLOW_READERS_PYTHON="$PWD/$READERS_VENV/bin/python"
+fi
+
 t0=$(date +%s%N)
 if SLURM_CONF_PATH=$(./scripts/slurm_local.sh); then
     export SEDFLOW_SLURM_CONF=$SLURM_CONF_PATH

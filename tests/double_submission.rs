@@ -67,8 +67,8 @@ fn summary_count(t: &str, what: &str) -> usize {
 /// Every file under a local output directory (relative name -> bytes).
 fn local_files(dir: &Path) -> BTreeMap<String, Bytes> {
     let mut m = BTreeMap::new();
-    for sub in ["", "samples/"] {
-        for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+    for (sub, d) in [("", dir.to_path_buf()), ("samples/", samples_dir(dir))] {
+        for e in std::fs::read_dir(d).unwrap() {
             let p = e.unwrap().path();
             if p.is_file() {
                 let name = format!("{sub}{}", p.file_name().unwrap().to_string_lossy());
@@ -85,10 +85,7 @@ fn s3_files(s: &Arc<dyn ObjectStore>, prefix: &str) -> BTreeMap<String, Bytes> {
         .enable_all()
         .build()
         .unwrap();
-    objects(&rt, s, prefix)
-        .into_iter()
-        .map(|(key, b)| (key[prefix.len() + 1..].to_string(), b))
-        .collect()
+    output_objects(&rt, s, prefix)
 }
 
 /// The output is exactly the reference: same files (no staging leftovers), same bytes, each

@@ -583,7 +583,7 @@ const TOML_KEYS: &[(&str, &[&str])] = &[
     ("prior", &["reddening_kind", "av_per_ebv", "av_sigma_floor"]),
     ("prior.maps.sfd", &["kind", "scale_error", "error_scale"]),
     ("prior.maps.x", &["kind", "scale_error", "error_scale"]),
-    ("output", &["compression", "row_group_rows"]),
+    ("output", &["compression", "row_group_rows", "keep_columns"]),
     ("shard", &["count"]),
     ("progress", &["log_interval_s"]),
     (

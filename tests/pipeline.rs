@@ -253,8 +253,9 @@ fn every_input_row_gets_one_output_row_and_corrupt_files_are_named() {
         (1000..1050).collect::<Vec<_>>()
     );
     assert!(b.iter().all(|r| r.flags as u32 & INGEST_FLAGS == 0));
-    // samples table: same rows, K draws per processed star
-    let s = std::fs::read(out.join("samples/a_bad.parquet")).unwrap();
+    // samples table, beside the output: same rows, K draws per processed star
+    assert!(!out.join("samples").exists());
+    let s = std::fs::read(samples_dir(&out).join("a_bad.parquet")).unwrap();
     let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(Bytes::from(s))
         .unwrap()
         .build()
@@ -838,7 +839,7 @@ fn secrets_never_appear_in_output_logs_or_metadata() {
     );
     everything += &t;
     let mut files = 0;
-    for dir in [out.clone(), out2.clone(), out2.join("samples")] {
+    for dir in [out.clone(), out2.clone(), samples_dir(&out2)] {
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             if p.is_file() {
@@ -871,6 +872,7 @@ fn schemas_document_every_column_flag_and_default_mapping() {
         predict_bands: vec!["lsst_g".into()],
     };
     let derived = sedflow::posterior::derived::PHYSICAL_NAMES;
+    let extinction = sedflow::posterior::derived::EXTINCTION_NAMES;
     for c in layout.columns() {
         let documented = out.contains(&format!("`{c}`"))
             || c.split_once('_').is_some_and(|(p, s)| {
@@ -878,6 +880,9 @@ fn schemas_document_every_column_flag_and_default_mapping() {
             })
             || c.rsplit_once('_')
                 .is_some_and(|(d, s)| derived.contains(&d) && out.contains(&format!("{{d}}_{s}")))
+            || c.rsplit_once('_').is_some_and(|(x, s)| {
+                extinction.contains(&x) && out.contains(&format!("{{x}}_{s}"))
+            })
             || c.strip_prefix("pred_lsst_g_")
                 .is_some_and(|s| out.contains(&format!("pred_{{band}}_{s}")));
         assert!(documented, "schemas/output.md does not document column {c}");

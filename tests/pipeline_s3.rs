@@ -59,15 +59,22 @@ fn s3_input_output_resume_and_no_secret_leaks() {
     assert!(o.status.success(), "{}", text(&o));
     let got = objects(&rt, &output, "run1");
     let names: Vec<_> = got.keys().cloned().collect();
+    // the samples tables go beside the output prefix, not into it
     assert_eq!(
         names,
         [
             "run1/part-0.parquet",
             "run1/part-1.parquet",
             "run1/part-2.parquet",
-            "run1/samples/part-0.parquet",
-            "run1/samples/part-1.parquet",
-            "run1/samples/part-2.parquet"
+        ]
+    );
+    let samples: Vec<_> = objects(&rt, &output, "run1.samples").into_keys().collect();
+    assert_eq!(
+        samples,
+        [
+            "run1.samples/part-0.parquet",
+            "run1.samples/part-1.parquet",
+            "run1.samples/part-2.parquet"
         ]
     );
     // the same run on local files gives the same rows

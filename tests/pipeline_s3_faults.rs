@@ -106,23 +106,30 @@ impl Bench {
 
     /// Every object under `results/<prefix>/`, read directly from moto: name -> content.
     fn outputs(&self, prefix: &str) -> BTreeMap<String, Content> {
-        objects(&self.rt, &self.output, prefix)
+        output_objects(&self.rt, &self.output, prefix)
             .into_iter()
-            .map(|(key, bytes)| {
-                let name = key.strip_prefix(&format!("{prefix}/")).unwrap().to_string();
-                (name.clone(), content(&name, bytes))
+            .map(|(name, bytes)| {
+                let c = content(&name, bytes);
+                (name, c)
             })
             .collect()
     }
 
-    /// Multipart uploads started under `results/<prefix>/` and never completed nor aborted.
+    /// Multipart uploads started under `results/<prefix>/` or its samples location
+    /// `results/<prefix>.samples/` and never completed nor aborted.
     fn open_uploads(&self, prefix: &str) -> usize {
+        self.open_uploads_under(&format!("{prefix}/"))
+            + self.open_uploads_under(&format!("{prefix}.samples/"))
+    }
+
+    /// Multipart uploads started under `results/<dir>` and never completed nor aborted.
+    fn open_uploads_under(&self, prefix: &str) -> usize {
         use std::io::{Read, Write};
         let addr = self.moto.endpoint.trim_start_matches("http://");
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         write!(
             s,
-            "GET /results?uploads&prefix={prefix}/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            "GET /results?uploads&prefix={prefix} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut resp = String::new();

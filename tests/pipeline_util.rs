@@ -324,6 +324,31 @@ impl Moto {
     }
 }
 
+/// The samples location beside a local output directory (`<out>.samples`).
+pub fn samples_dir(out: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.samples", out.display()))
+}
+
+/// The objects of an S3 output `prefix` and of its samples location `<prefix>.samples`,
+/// named relative to them, samples tables as `samples/<name>`.
+pub fn output_objects(
+    rt: &tokio::runtime::Runtime,
+    s: &Arc<dyn object_store::ObjectStore>,
+    prefix: &str,
+) -> BTreeMap<String, Bytes> {
+    let mut m = BTreeMap::new();
+    for (dir, name_prefix) in [
+        (prefix.to_string(), ""),
+        (format!("{prefix}.samples"), "samples/"),
+    ] {
+        for (key, b) in objects(rt, s, &dir) {
+            let name = key.strip_prefix(&format!("{dir}/")).unwrap();
+            m.insert(format!("{name_prefix}{name}"), b);
+        }
+    }
+    m
+}
+
 /// Every object under an S3 prefix: key -> bytes.
 pub fn objects(
     rt: &tokio::runtime::Runtime,

@@ -163,7 +163,10 @@ fn star_plot_with_reference_and_sed() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    assert!(reference.join("samples/catalogue.parquet").is_file());
+    assert!(reference
+        .with_extension("samples")
+        .join("catalogue.parquet")
+        .is_file());
     let ids = sedflow::io::table::read_i64(&run.join("catalogue.parquet"), "source_id").unwrap();
     let id = ids[0].unwrap();
     let png = d.path().join("star.png");

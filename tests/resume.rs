@@ -89,6 +89,11 @@ fn issue22_resume_with_a_changed_setting_refuses_and_names_it() {
             &["--predict-bands", "tmass_ks"],
             "config.output.predict_bands",
         ),
+        (
+            "",
+            &["--keep-columns", "parallax"],
+            "config.output.keep_columns",
+        ),
     ];
     for (toml, flags, key) in changes {
         let o = go(&format!("{BASE}{toml}"), flags);
@@ -101,6 +106,7 @@ fn issue22_resume_with_a_changed_setting_refuses_and_names_it() {
         // nothing was written under the changed settings
         assert_eq!(read_dir(&out), stopped, "{key}");
         assert!(!out.join("samples").exists(), "{key}");
+        assert!(!out.with_extension("samples").exists(), "{key}");
     }
     // batching changes neither values nor columns: the resume writes the missing part only
     let o = go(BASE, &["--batch-size", "7"]);

@@ -10,6 +10,7 @@ mod forward_model;
 mod hostile_gen;
 mod hostile_inputs;
 mod join;
+mod outputs;
 mod pipeline;
 mod pipeline_s3;
 mod pipeline_s3_faults;

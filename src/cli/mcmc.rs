@@ -60,7 +60,7 @@ pub struct McmcArgs {
     /// Use the raw physical model (no empirical calibration).
     #[arg(long)]
     raw: bool,
-    /// Kept draws per star (evenly spaced over the chains) written to <output>/samples/, in
+    /// Kept draws per star (evenly spaced over the chains) written to <output>.samples/, in
     /// `sedflow run --write-samples`'s format (for `sedflow plot star --reference`).
     #[arg(long, default_value_t = 0)]
     write_samples: usize,

@@ -45,13 +45,18 @@ pub struct RunArgs {
     /// Proposal samples per star [config: inference.samples, default 256].
     #[arg(long)]
     samples: Option<usize>,
-    /// Resampled posterior draws per star written to <output>/samples/ [inference.write_samples].
+    /// Resampled posterior draws per star written beside the output, to <output>.samples/
+    /// [inference.write_samples].
     #[arg(long)]
     write_samples: Option<usize>,
     /// Comma-separated bands (any the model knows, observed or not) whose predicted
     /// magnitudes are written as pred_{band}_p16/p50/p84 [output.predict_bands].
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     predict_bands: Option<Vec<String>>,
+    /// Comma-separated input columns copied into the posterior table with their own types,
+    /// e.g. ra,dec [output.keep_columns].
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    keep_columns: Option<Vec<String>>,
     /// Run seed [inference.seed].
     #[arg(long)]
     seed: Option<u64>,
@@ -95,6 +100,9 @@ pub fn run(a: RunArgs) -> Result<i32> {
     }
     if let Some(b) = &a.predict_bands {
         cfg.output.predict_bands = b.iter().map(|s| s.trim().to_string()).collect();
+    }
+    if let Some(k) = &a.keep_columns {
+        cfg.output.keep_columns = k.iter().map(|s| s.trim().to_string()).collect();
     }
     if let Some(s) = a.seed {
         cfg.inference.seed = s;

@@ -26,7 +26,7 @@ pub(crate) struct PosteriorRow {
 }
 
 /// The posterior tables of a run: the file itself, or the `.parquet` files directly in the
-/// directory (not `samples/`), sorted.
+/// directory (the samples tables are beside it, in `<dir>.samples/`), sorted.
 pub(crate) fn posterior_files(p: &Path) -> Result<Vec<PathBuf>> {
     if p.is_file() {
         return Ok(vec![p.to_path_buf()]);

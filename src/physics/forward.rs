@@ -665,7 +665,8 @@ impl ForwardModel {
     /// conditional needs, in one pass over the tables: the absolute magnitudes M_b (10 pc,
     /// no extinction, calibration included) into `abs`, and the band extinction A_b at
     /// A_V = t.av (calibration's extinction scale included) into `ext`, so that
-    /// m_b = M_b + mu + A_b. t.distance is ignored.
+    /// m_b = M_b + mu + A_b. t.distance is ignored. With `second` = (a2, out), also A_b at
+    /// A_V = a2 > 0 into `out` (the extinction coefficients shared with the first).
     #[inline(always)]
     fn eval_split<const FMA: bool>(
         &self,
@@ -673,26 +674,43 @@ impl ForwardModel {
         lt: f64,
         bands: &[usize],
         (abs, ext): (&mut [f32], &mut [f32]),
+        second: Option<(f64, &mut [f32])>,
         sc: &mut Scratch,
     ) {
         let nbp = self.surface.stride;
         let (s3, se) = self.stencils(lt, t.logg, t.mh);
         self.surface
             .interpolate_row::<FMA>(&s3, &mut sc.surf[..nbp]);
-        if t.av > 0.0 {
+        let has_coef = t.av > 0.0;
+        if has_coef {
             self.extinction_all::<FMA>(&se, t.av, t.rv, sc);
-            for (a, &f) in sc.ext[..nbp].iter_mut().zip(&self.ext_factor) {
-                *a *= f;
-            }
+            self.pick_extinction(bands, ext, sc);
         } else {
-            sc.ext[..nbp].fill(0.0);
+            ext.fill(0.0);
+        }
+        if let Some((a2, ext2)) = second {
+            if has_coef {
+                self.extinction_from_coef::<FMA>(a2, t.rv, sc);
+            } else {
+                self.extinction_all::<FMA>(&se, a2, t.rv, sc);
+            }
+            self.pick_extinction(bands, ext2, sc);
         }
         self.add_calibration::<FMA>(lt, t.logg, t.mh, sc);
         let log_r_cm = self.log10_radius_cm(lt, t.logg, t.mh);
         let abs_mod = (5.0 * (1.0 + self.log10_pc_cm - log_r_cm)) as f32;
-        for ((o, e), &b) in abs.iter_mut().zip(ext.iter_mut()).zip(bands) {
+        for (o, &b) in abs.iter_mut().zip(bands) {
             *o = sc.surf[self.lane_of[b]] + abs_mod;
-            *e = sc.ext[self.lane_of[b]];
+        }
+    }
+
+    /// The requested bands' extinction from `sc.ext`, with the calibration's extinction
+    /// scale.
+    #[inline(always)]
+    fn pick_extinction(&self, bands: &[usize], out: &mut [f32], sc: &Scratch) {
+        for (e, &b) in out.iter_mut().zip(bands) {
+            let lane = self.lane_of[b];
+            *e = sc.ext[lane] * self.ext_factor[lane];
         }
     }
 
@@ -700,17 +718,44 @@ impl ForwardModel {
     /// thread: `abs` and `ext` are row-major `[thetas.len()][bands.len()]`; NaN rows where
     /// theta (its distance aside) is invalid or outside the support.
     pub fn split_many(&self, thetas: &[Theta], bands: &[usize], abs: &mut [f32], ext: &mut [f32]) {
-        assert_eq!(abs.len(), thetas.len() * bands.len());
-        assert_eq!(ext.len(), abs.len());
+        self.split_dispatch(thetas, bands, (abs, ext), None);
+    }
+
+    /// [`Self::split_many`], plus each theta's A_b at a second extinction A_V = `a2` > 0
+    /// into `ext2` (same layout): two points of the curve A_b(A_V) for the price of one
+    /// pass over the tables and a second table lookup.
+    pub fn split_many_two(
+        &self,
+        thetas: &[Theta],
+        bands: &[usize],
+        (abs, ext): (&mut [f32], &mut [f32]),
+        (a2, ext2): (f64, &mut [f32]),
+    ) {
+        assert!(a2 > 0.0, "the second extinction must be positive");
+        self.split_dispatch(thetas, bands, (abs, ext), Some((a2, ext2)));
+    }
+
+    fn split_dispatch(
+        &self,
+        thetas: &[Theta],
+        bands: &[usize],
+        out: (&mut [f32], &mut [f32]),
+        second: Option<(f64, &mut [f32])>,
+    ) {
+        assert_eq!(out.0.len(), thetas.len() * bands.len());
+        assert_eq!(out.1.len(), out.0.len());
+        if let Some((_, e2)) = &second {
+            assert_eq!(e2.len(), out.0.len());
+        }
         #[cfg(target_arch = "x86_64")]
         {
             if has_avx2_fma() {
                 // SAFETY: the CPU supports avx2 and fma (checked at run time).
-                unsafe { self.split_avx2(thetas, bands, abs, ext) };
+                unsafe { self.split_avx2(thetas, bands, out, second) };
                 return;
             }
         }
-        self.split_generic::<false>(thetas, bands, abs, ext);
+        self.split_generic::<false>(thetas, bands, out, second);
     }
 
     #[inline(always)]
@@ -718,13 +763,18 @@ impl ForwardModel {
         &self,
         thetas: &[Theta],
         bands: &[usize],
-        abs: &mut [f32],
-        ext: &mut [f32],
+        (abs, ext): (&mut [f32], &mut [f32]),
+        second: Option<(f64, &mut [f32])>,
     ) {
         let nb = bands.len().max(1);
         let mut sc = Scratch::new();
+        let (a2, mut ext2) = match second {
+            Some((a2, e2)) => (a2, Some(e2.chunks_mut(nb))),
+            None => (0.0, None),
+        };
         let rows = abs.chunks_mut(nb).zip(ext.chunks_mut(nb));
         for (t, (a, e)) in thetas.iter().zip(rows) {
+            let e2 = ext2.as_mut().and_then(|it| it.next());
             let lt = t.teff.log10();
             let at_10pc = Theta {
                 distance: 10.0,
@@ -732,11 +782,15 @@ impl ForwardModel {
             };
             match self.check_theta(&at_10pc) {
                 Ok(()) if self.in_support_unchecked(lt, t.logg, t.mh) => {
-                    self.eval_split::<FMA>(t, lt, bands, (a, e), &mut sc)
+                    let second = e2.map(|e2| (a2, e2));
+                    self.eval_split::<FMA>(t, lt, bands, (a, e), second, &mut sc)
                 }
                 _ => {
                     a.fill(f32::NAN);
                     e.fill(f32::NAN);
+                    if let Some(e2) = e2 {
+                        e2.fill(f32::NAN);
+                    }
                 }
             }
         }
@@ -748,10 +802,10 @@ impl ForwardModel {
         &self,
         thetas: &[Theta],
         bands: &[usize],
-        abs: &mut [f32],
-        ext: &mut [f32],
+        out: (&mut [f32], &mut [f32]),
+        second: Option<(f64, &mut [f32])>,
     ) {
-        self.split_generic::<true>(thetas, bands, abs, ext)
+        self.split_generic::<true>(thetas, bands, out, second)
     }
 
     /// Stencils at (log10 Teff, log g, [M/H]): cubic on every axis, and cubic in Teff with
@@ -800,11 +854,20 @@ impl ForwardModel {
         rv: f64,
         sc: &mut Scratch,
     ) {
+        let qw = self.ext.stride;
+        self.ext.interpolate_row::<FMA>(se, &mut sc.coef[..qw]);
+        self.extinction_from_coef::<FMA>(av, rv, sc);
+    }
+
+    /// [`Self::extinction_all`] from the coefficients already in `sc.coef` (which it leaves
+    /// as they are, so that a second extinction at the same stellar parameters costs only
+    /// the table lookup).
+    #[inline(always)]
+    fn extinction_from_coef<const FMA: bool>(&self, av: f64, rv: f64, sc: &mut Scratch) {
         let nb = self.bands.len();
         let nbp = self.surface.stride;
         let qw = self.ext.stride;
-        let coef = &mut sc.coef[..qw];
-        self.ext.interpolate_row::<FMA>(se, coef);
+        let coef = &sc.coef[..qw];
         // bilinear (A_V, 1/R_V) interpolation of basis and reference extinction, all bands
         let (ia, ta) = self.av_axis.lerp(av);
         let (iy, ty) = self.inv_rv_axis.lerp(1.0 / rv);
@@ -825,28 +888,32 @@ impl ForwardModel {
         let offs = rows.map(|r| r * width);
         let tab = &mut sc.tab[..width];
         weighted_row_sum::<FMA>(&self.ext_tab, &offs, &w, tab);
-        let (tab_h, tab_ref) = tab.split_at(qw);
+        let (tab_h, tab_ref) = tab.split_at_mut(qw);
         // c_q h_q for every component at once, then each band's sum over its components
         // (slot by slot: the k-th components of all bands that have one are contiguous):
         // the band's extinguished-to-unextinguished flux ratio relative to the reference
-        for (c, &h) in coef.iter_mut().zip(tab_h) {
-            *c *= h;
+        for (h, &c) in tab_h.iter_mut().zip(coef) {
+            *h *= c;
         }
         let ratio = &mut sc.ratio[..nbp];
         ratio.fill(0.0);
         for &(c0, w) in &self.ext_slots {
-            for (r, &c) in ratio[..w].iter_mut().zip(&coef[c0..c0 + w]) {
+            for (r, &c) in ratio[..w].iter_mut().zip(&tab_h[c0..c0 + w]) {
                 *r += c;
             }
         }
         for &(c, l) in &self.ext_tail {
-            ratio[l] += coef[c];
+            ratio[l] += tab_h[c];
         }
         for r in ratio[..nb].iter_mut() {
             *r = r.max(1e-30);
         }
         ratio[nb..].fill(1.0);
-        for ((a, &r), &t) in sc.ext[..nbp].iter_mut().zip(ratio.iter()).zip(tab_ref) {
+        for ((a, &r), &t) in sc.ext[..nbp]
+            .iter_mut()
+            .zip(ratio.iter())
+            .zip(tab_ref.iter())
+        {
             *a = t - 2.5 * fast_log10(r);
         }
     }
@@ -1139,5 +1206,38 @@ mod tests {
         m.magnitudes_batch(&thetas, &bands, &mut out);
         assert_eq!(&out[..bands.len()], &a[..]);
         assert!(out[2 * bands.len()..].iter().all(|v| v.is_nan()));
+    }
+
+    /// M_b + mu + A_b is the magnitude, and the second extinction of `split_many_two`
+    /// equals the first at that A_V (the shared coefficients change nothing).
+    #[test]
+    fn split_parts_add_up_and_the_second_extinction_is_exact() {
+        let m = ForwardModel::embedded_raw();
+        let bands: Vec<usize> = (0..m.bands().len()).collect();
+        let nb = bands.len();
+        let mut at = sun(0.0, 3.1);
+        at.distance = 250.0;
+        let thetas = [sun(0.4, 3.1), sun(0.0, 4.0), at];
+        let n = thetas.len() * nb;
+        let (mut abs, mut ext, mut ext2) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        m.split_many_two(&thetas, &bands, (&mut abs, &mut ext), (1.7, &mut ext2));
+        let mut mags = vec![0f32; nb];
+        for (k, t) in thetas.iter().enumerate() {
+            m.magnitudes(t, &bands, &mut mags).unwrap();
+            let mu = 5.0 * t.distance.log10() - 5.0;
+            for j in 0..nb {
+                let sum = abs[k * nb + j] as f64 + mu + ext[k * nb + j] as f64;
+                assert!(
+                    (sum - mags[j] as f64).abs() < 2e-4,
+                    "{k} {j}: {sum} vs {}",
+                    mags[j]
+                );
+            }
+            let at_a2 = [Theta { av: 1.7, ..*t }];
+            let (mut a1, mut e1) = (vec![0f32; nb], vec![0f32; nb]);
+            m.split_many(&at_a2, &bands, &mut a1, &mut e1);
+            assert_eq!(&e1[..], &ext2[k * nb..(k + 1) * nb]);
+            assert_eq!(&a1[..], &abs[k * nb..(k + 1) * nb]);
+        }
     }
 }

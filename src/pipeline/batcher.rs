@@ -124,6 +124,7 @@ mod tests {
             reason: String::new(),
             null_id: false,
             n_rows: 1,
+            kept: None,
         }
     }
 

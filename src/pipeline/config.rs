@@ -99,6 +99,8 @@ impl InferenceConfig {
             closed_form: self.closed_form,
             // resolved against the model's bands by the pipeline
             predict_bands: Vec::new(),
+            // set by the pipeline from [input] gaia_release
+            gaia_passbands: Default::default(),
         }
     }
 }
@@ -143,6 +145,16 @@ pub enum GaiaRelease {
     Dr3,
     /// Gaia DR2 passbands (gaia_dr2_g, ...).
     Dr2,
+}
+
+impl GaiaRelease {
+    /// The passbands of the extinction quantities (the observed system).
+    pub fn passbands(self) -> crate::posterior::derived::GaiaPassbands {
+        match self {
+            GaiaRelease::Dr3 => crate::posterior::derived::GaiaPassbands::Dr3,
+            GaiaRelease::Dr2 => crate::posterior::derived::GaiaPassbands::Dr2,
+        }
+    }
 }
 
 /// One column -> band mapping (`[[input.bands]]`).
@@ -379,6 +391,9 @@ pub struct OutputConfig {
     /// Bands (registry names, observed or not) whose predicted magnitudes are written as
     /// `pred_{band}_p16/p50/p84`.
     pub predict_bands: Vec<String>,
+    /// Input columns copied into the posterior table with their own types, after its own
+    /// columns (`--keep-columns`).
+    pub keep_columns: Vec<String>,
 }
 
 impl Default for OutputConfig {
@@ -387,6 +402,7 @@ impl Default for OutputConfig {
             compression: Compression::Zstd,
             row_group_rows: 32768,
             predict_bands: Vec::new(),
+            keep_columns: Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@
 use super::config::{
     default_band_columns, BandColumn, GaiaRelease, InputConfig, InputFormat, ZeroPoint,
 };
+use super::keep::KeptRow;
 use super::parallax_zero_point::{
     lindegren2021_zero_point, ZeroPointInput, DR2_GLOBAL_ZERO_POINT_MAS, DR3_GLOBAL_ZERO_POINT_MAS,
 };
@@ -18,6 +19,7 @@ use arrow::array::{Array, Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Schema};
 use arrow::record_batch::RecordBatch;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// 2.5 / ln 10: magnitude error per unit relative flux error.
 pub const MAG_PER_REL_FLUX: f64 = 1.085_736_204_758_129_6;
@@ -43,6 +45,8 @@ pub struct Ingested {
     pub null_id: bool,
     /// Input rows this star stands for (1 in the wide format).
     pub n_rows: u32,
+    /// Its values of the kept input columns (`[output] keep_columns`; None when none).
+    pub kept: Option<KeptRow>,
 }
 
 /// A magnitude column resolved against one file's schema.
@@ -672,6 +676,7 @@ impl Mapper {
                 reason: String::new(),
                 null_id: ids.is_null(i),
                 n_rows: 1,
+                kept: None,
             };
             let mut reasons: Vec<String> = Vec::new();
             if st.null_id {
@@ -832,6 +837,7 @@ pub struct LongGrouper<'a> {
     part: u32,
     index: HashMap<i64, usize>,
     stars: Vec<LongStar>,
+    kept: Option<Arc<RecordBatch>>,
 }
 
 impl<'a> LongGrouper<'a> {
@@ -842,7 +848,13 @@ impl<'a> LongGrouper<'a> {
             part,
             index: HashMap::new(),
             stars: Vec::new(),
+            kept: None,
         }
+    }
+
+    /// The kept columns of the next batch to [`add`](LongGrouper::add) (None: none kept).
+    pub(crate) fn set_kept(&mut self, kept: Option<Arc<RecordBatch>>) {
+        self.kept = kept;
     }
 
     /// Add a batch of observation rows.
@@ -874,6 +886,8 @@ impl<'a> LongGrouper<'a> {
                     reason: String::new(),
                     null_id,
                     n_rows: 0,
+                    // the star's first observation row carries its kept values
+                    kept: self.kept.as_ref().map(|b| KeptRow::new(b, i)),
                 },
                 reasons: Vec::new(),
             };

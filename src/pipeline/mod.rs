@@ -19,10 +19,12 @@
 pub(crate) mod batcher;
 pub(crate) mod catalogue;
 pub mod config;
+pub(crate) mod describe;
 pub(crate) mod ecsv;
 pub(crate) mod fingerprint;
 pub mod ingest;
 pub(crate) mod join;
+pub(crate) mod keep;
 pub(crate) mod location;
 pub(crate) mod masks;
 pub mod memory_ingest;
@@ -247,12 +249,24 @@ pub fn run(opts: &RunOptions, engine: &dyn Engine) -> Result<RunSummary> {
     // configuration errors first, before any input is listed
     let band_names = engine.band_names();
     let mappings = ingest::band_mappings(&cfg.input, &band_names)?;
+    keep::check_names(
+        &cfg.output.keep_columns,
+        &posterior_layout(engine, cfg).columns(),
+    )?;
     let t_plan = Instant::now();
     let plan = plan(&rt, opts, engine, &shared)?;
     let mut summary = plan.summary.clone();
     summary.plan_s = t_plan.elapsed().as_secs_f64();
     let columns = (band_names.as_slice(), mappings.as_slice());
     process(&rt, opts, (engine, columns), &shared, plan, summary)
+}
+
+/// The posterior table's own columns (the kept input columns follow them).
+fn posterior_layout(engine: &dyn Engine, cfg: &PipelineConfig) -> PosteriorLayout {
+    PosteriorLayout {
+        chain_diagnostics: engine.chain_diagnostics(),
+        predict_bands: cfg.output.predict_bands.clone(),
+    }
 }
 
 /// The engine's band names and the input columns mapped to them.
@@ -266,6 +280,8 @@ struct Plan {
     /// Parquet spills of text inputs: they live as long as the run.
     _spill: Option<tempfile::TempDir>,
     target: OutputTarget,
+    /// Where the samples tables go (`--write-samples`), beside `target`.
+    samples: Option<OutputTarget>,
     /// Parts to process, in order.
     todo: Vec<PartPlan>,
     model_id: String,
@@ -287,6 +303,10 @@ fn plan(
     let cfg = &opts.config;
     let inputs = rt.block_on(location::list_inputs(&opts.input, &cfg.s3))?;
     let target = OutputTarget::open(&opts.output, &cfg.s3)?;
+    let samples_uri = match cfg.inference.write_samples {
+        0 => None,
+        _ => Some(sink::samples_location(&opts.output)?),
+    };
     check_separate(opts, &inputs)?;
     let (inputs, spill) = tables::spill_text_inputs(rt, inputs)?;
     let join = match cfg.input.join.is_empty() {
@@ -304,7 +324,8 @@ fn plan(
         sh.count,
         sh.source
     ));
-    let units = shard_units(rt, &inputs, sh, cfg);
+    let joined_fields = join.as_ref().map(|j| j.fields()).unwrap_or_default();
+    let units = shard_units(rt, &inputs, sh, cfg, &joined_fields)?;
     let model_id = engine.model_id();
     let mut settings = fingerprint::settings(&model_id, cfg);
     if let Some(j) = &join {
@@ -318,6 +339,10 @@ fn plan(
         ..Default::default()
     };
     let skip = resume_checks(rt, &target, &units, (&fp, &settings), shared, &mut summary)?;
+    // created only once the run is known to go ahead
+    let samples = samples_uri
+        .map(|uri| OutputTarget::open(&uri, &cfg.s3))
+        .transpose()?;
     let mut todo: Vec<PartPlan> = Vec::new();
     for (k, u) in units.into_iter().enumerate() {
         match u {
@@ -340,6 +365,7 @@ fn plan(
         join,
         _spill: spill,
         target,
+        samples,
         todo,
         model_id,
         settings,
@@ -351,7 +377,16 @@ fn plan(
 /// Outputs must never become inputs of a rerun: refuse an output directory inside the
 /// input directory, or an input inside the output directory.
 fn check_separate(opts: &RunOptions, inputs: &[InputObject]) -> Result<()> {
-    let location::Uri::Local(out) = location::Uri::parse(&opts.output)? else {
+    check_separate_from(opts, inputs, &opts.output)?;
+    if opts.config.inference.write_samples > 0 {
+        check_separate_from(opts, inputs, &sink::samples_location(&opts.output)?)?;
+    }
+    Ok(())
+}
+
+/// [`check_separate`] for one output location `output`.
+fn check_separate_from(opts: &RunOptions, inputs: &[InputObject], output: &str) -> Result<()> {
+    let location::Uri::Local(out) = location::Uri::parse(output)? else {
         return Ok(());
     };
     let out = std::fs::canonicalize(&out).unwrap_or_else(|_| out.into());
@@ -382,22 +417,34 @@ fn check_separate(opts: &RunOptions, inputs: &[InputObject]) -> Result<()> {
 
 /// This shard's units of work: by file (balanced by size; only this shard's footers are
 /// read) when there are at least as many files as shards, else by part (whole row groups,
-/// balanced by rows).
+/// balanced by rows). A kept column missing from a file read (with the joined tables'
+/// columns, `joined`) is an error before any work.
 fn shard_units(
     rt: &tokio::runtime::Runtime,
     inputs: &[InputObject],
     sh: &Shard,
     cfg: &PipelineConfig,
-) -> Vec<Unit> {
-    let footers = |files: Vec<usize>| -> Vec<(usize, Result<Vec<u64>>)> {
+    joined: &[arrow::datatypes::Field],
+) -> Result<Vec<Unit>> {
+    type Footer = (Vec<u64>, Result<arrow::datatypes::Fields>);
+    let footers = |files: Vec<usize>| -> Vec<(usize, Result<Footer>)> {
         rt.block_on(
             futures::stream::iter(files)
                 .map(|f| {
                     let obj = &inputs[f];
                     async move {
-                        let r = source::read_metadata(obj)
-                            .await
-                            .map(|m| source::row_group_rows(&m));
+                        let r = source::read_metadata(obj).await.map(|m| {
+                            let mut fields: Vec<arrow::datatypes::Field> = m
+                                .schema()
+                                .fields()
+                                .iter()
+                                .map(|f| f.as_ref().clone())
+                                .collect();
+                            fields.extend(joined.iter().cloned());
+                            let wide = arrow::datatypes::Schema::new(fields);
+                            let kept = keep::fields(&cfg.output.keep_columns, &wide, &obj.uri);
+                            (source::row_group_rows(&m), kept)
+                        });
                         (f, r)
                     }
                 })
@@ -405,21 +452,31 @@ fn shard_units(
                 .collect(),
         )
     };
-    let units_of = |files: Vec<usize>| -> Vec<Unit> {
+    let units_of = |files: Vec<usize>| -> Result<Vec<Unit>> {
         let mut units = Vec::new();
+        let mut first_kept: Option<(arrow::datatypes::Fields, usize)> = None;
         for (f, r) in footers(files) {
             match r {
-                Ok(rg) => units.extend(
-                    source::plan_parts(f, &inputs[f].stem, &rg, cfg.input.rows_per_part)
-                        .into_iter()
-                        .map(|plan| Unit::Part { plan }),
-                ),
+                Ok((rg, kept)) => {
+                    let kept = kept?;
+                    match &first_kept {
+                        Some((k, g)) => {
+                            keep::check_same_types((k, &inputs[*g].uri), &kept, &inputs[f].uri)?
+                        }
+                        None => first_kept = Some((kept, f)),
+                    }
+                    units.extend(
+                        source::plan_parts(f, &inputs[f].stem, &rg, cfg.input.rows_per_part)
+                            .into_iter()
+                            .map(|plan| Unit::Part { plan }),
+                    )
+                }
                 Err(e) => units.push(Unit::Broken {
                     error: storage_error::report(&e),
                 }),
             }
         }
-        units
+        Ok(units)
     };
     if sh.count == 1 || inputs.len() >= sh.count {
         let sizes: Vec<u64> = inputs.iter().map(|i| i.size).collect();
@@ -430,7 +487,7 @@ fn shard_units(
                 .collect(),
         );
     }
-    let all = units_of((0..inputs.len()).collect());
+    let all = units_of((0..inputs.len()).collect())?;
     let w: Vec<u64> = all
         .iter()
         .map(|u| match u {
@@ -439,11 +496,12 @@ fn shard_units(
         })
         .collect();
     let owner = shard::assign(&w, sh.count);
-    all.into_iter()
+    Ok(all
+        .into_iter()
         .zip(owner)
         .filter(|(_, o)| *o == sh.index)
         .map(|(u, _)| u)
-        .collect()
+        .collect())
 }
 
 /// Resume: the units whose output exists and was made with these settings (skipped) or
@@ -559,15 +617,13 @@ fn process(
     ));
     let mut settings = cfg.inference.settings();
     settings.predict_bands = predict_band_ids(&cfg.output.predict_bands, band_names)?;
+    settings.gaia_passbands = cfg.input.gaia_release.passbands();
     let sink_settings = SinkSettings {
-        layout: PosteriorLayout {
-            chain_diagnostics: engine.chain_diagnostics(),
-            predict_bands: cfg.output.predict_bands.clone(),
-        },
+        layout: posterior_layout(engine, cfg),
         compression: cfg.output.compression,
         row_group_rows: cfg.output.row_group_rows,
         metadata: common_metadata(&plan, cfg),
-        samples: cfg.inference.write_samples > 0,
+        samples: plan.samples.clone(),
     };
     shared.reporter.start(total_rows);
     let t0 = Instant::now();

@@ -4,20 +4,27 @@
 //! `BufWriter`: a staged local file renamed on completion, or a completed S3 multipart
 //! upload), samples table first, posterior table last, so the posterior file marks the part
 //! done for resumption.
+//!
+//! The samples tables live beside the output, in `<output>.samples/` (see
+//! [`samples_location`]): the output directory holds the posterior tables only, so that
+//! readers globbing it (`pyarrow.dataset`, polars, DuckDB `out/**/*.parquet`) get one table.
 
 use super::config::Compression;
+use super::describe::{self, StringLengths};
+use super::keep::{self, KeptRow};
 use super::location::OutputTarget;
 use crate::physics::PARAM_NAMES;
-use crate::posterior::derived::{DERIVED_SUFFIXES, PHYSICAL_NAMES};
+use crate::posterior::derived::{DERIVED_SUFFIXES, EXTINCTION_NAMES, PHYSICAL_NAMES};
 use crate::posterior::{StarResult, QUANTILE_SUFFIXES};
 use anyhow::{Context, Result};
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float32Builder, Int16Builder, Int32Builder, Int64Builder,
     ListBuilder, StringBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use object_store::buffered::BufWriter;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::ZstdLevel;
 use parquet::file::metadata::KeyValue;
@@ -29,8 +36,37 @@ use std::sync::{Arc, OnceLock};
 /// Rows handed to the Parquet encoder at a time.
 pub const WRITE_CHUNK_ROWS: usize = 4096;
 
-/// Subdirectory of the output holding the samples tables.
-pub const SAMPLES_DIR: &str = "samples";
+/// Suffix of the samples location: the samples tables of output `out` are in
+/// `out.samples/`, beside it, never inside.
+pub const SAMPLES_SUFFIX: &str = ".samples";
+
+/// Where the samples tables of the output `output` (a directory or `s3://bucket/prefix`,
+/// as given to `--output`) are: `<output>.samples`, the output's trailing `/` dropped. A
+/// local `.` or `..` is made absolute first; a bucket root has no sibling (an error).
+pub fn samples_location(output: &str) -> anyhow::Result<String> {
+    let trimmed = output.trim_end_matches('/');
+    if let Some(rest) = trimmed.strip_prefix("s3://") {
+        if !rest.contains('/') {
+            anyhow::bail!(
+                "--output {output}: the samples tables (--write-samples) go beside the output, in <output>{SAMPLES_SUFFIX}; write to a prefix (s3://bucket/name), not a bucket root"
+            );
+        }
+        return Ok(format!("{trimmed}{SAMPLES_SUFFIX}"));
+    }
+    let p = std::path::Path::new(if trimmed.is_empty() { "." } else { trimmed });
+    let named = p.file_name().is_some_and(|n| n != "." && n != "..");
+    let p = if named {
+        p.to_path_buf()
+    } else {
+        std::fs::canonicalize(p).with_context(|| format!("--output {output}"))?
+    };
+    if p.parent().is_none() {
+        anyhow::bail!(
+            "--output {output}: the samples tables need an output directory that has a parent"
+        );
+    }
+    Ok(format!("{}{SAMPLES_SUFFIX}", p.display()))
+}
 
 /// One output row: the engine's result plus what only the pipeline knows.
 #[derive(Clone, Debug)]
@@ -41,6 +77,8 @@ pub struct OutRow {
     pub null_id: bool,
     /// Input rows this output row stands for.
     pub n_rows: u32,
+    /// Its values of the kept input columns.
+    pub kept: Option<KeptRow>,
 }
 
 /// What decides the posterior table's columns.
@@ -62,7 +100,7 @@ impl PosteriorLayout {
             }
             v.push(format!("{p}_mean"));
         }
-        for d in PHYSICAL_NAMES {
+        for d in PHYSICAL_NAMES.iter().chain(&EXTINCTION_NAMES) {
             v.extend(DERIVED_SUFFIXES.iter().map(|q| format!("{d}_{q}")));
         }
         for b in &self.predict_bands {
@@ -76,6 +114,13 @@ impl PosteriorLayout {
             }
         }
         v
+    }
+
+    /// The table's schema with the kept input columns (`kept`) at the end.
+    pub fn schema_with(&self, kept: &Fields) -> SchemaRef {
+        let mut fields: Vec<_> = self.schema().fields().iter().cloned().collect();
+        fields.extend(kept.iter().cloned());
+        Arc::new(Schema::new(fields))
     }
 
     /// The table's schema.
@@ -127,7 +172,8 @@ fn f32_opt(x: f32) -> Option<f32> {
     }
 }
 
-/// Posterior rows as a record batch of `schema` (`layout`'s; NaN is written as null).
+/// Posterior rows as a record batch of `schema` (`layout`'s, then the kept columns; NaN is
+/// written as null).
 pub fn posterior_batch(
     rows: &[OutRow],
     layout: &PosteriorLayout,
@@ -160,6 +206,13 @@ pub fn posterior_batch(
             }));
         }
     }
+    for x in 0..EXTINCTION_NAMES.len() {
+        for q in 0..DERIVED_SUFFIXES.len() {
+            cols.push(float_col(&|r| {
+                r.derived.as_ref().map_or(f32::NAN, |d| d.extinction[x][q])
+            }));
+        }
+    }
     for b in 0..layout.predict_bands.len() {
         for q in 0..DERIVED_SUFFIXES.len() {
             cols.push(float_col(&|r| {
@@ -177,6 +230,8 @@ pub fn posterior_batch(
             cols.push(float_col(&|r| r.chain.map_or(f32::NAN, |c| c.ess[p])));
         }
     }
+    let kept: Fields = schema.fields().iter().skip(cols.len()).cloned().collect();
+    cols.extend(keep::columns(rows.iter().map(|r| r.kept.as_ref()), &kept)?);
     RecordBatch::try_new(schema.clone(), cols).context("building the posterior batch (bug)")
 }
 
@@ -273,13 +328,32 @@ pub struct SinkSettings {
     pub row_group_rows: usize,
     /// Key-value metadata common to every file (model id, config, fingerprint...).
     pub metadata: Vec<(String, String)>,
-    /// Write the samples table.
-    pub samples: bool,
+    /// Where to write the samples tables (None: not written).
+    pub(crate) samples: Option<OutputTarget>,
     /// The posterior table's columns.
     pub layout: PosteriorLayout,
 }
 
 impl SinkSettings {
+    /// The posterior table's `table_meta_yaml` (units and descriptions, for astropy); the
+    /// table's meta holds the version, the model and the flag names.
+    fn table_meta_yaml(&self, schema: &Schema) -> String {
+        let meta = self
+            .metadata
+            .iter()
+            .filter(|(k, _)| {
+                ["sedflow.version", "sedflow.model_id", "sedflow.flags"].contains(&k.as_str())
+            })
+            .cloned()
+            .collect();
+        let own = self.layout.columns();
+        let doc = |c: &str| match own.iter().any(|o| o == c) {
+            true => describe::posterior_column_doc(c).unwrap_or((None, String::new())),
+            false => describe::kept_column_doc(c),
+        };
+        describe::table_meta_yaml(schema, doc, &meta)
+    }
+
     fn props(&self, extra: &[(String, String)]) -> WriterProperties {
         let codec = match self.compression {
             Compression::Zstd => parquet::basic::Compression::ZSTD(ZstdLevel::default()),
@@ -308,6 +382,11 @@ impl SinkSettings {
 
 type Writer = AsyncArrowWriter<BufWriter>;
 
+/// The `sedflow.table` entry naming a file's table.
+fn table_kind(kind: &str) -> Vec<(String, String)> {
+    vec![("sedflow.table".to_string(), kind.to_string())]
+}
+
 /// One output part being written: reorders results into input order and streams them out.
 pub(crate) struct PartSink {
     /// Output file name.
@@ -318,6 +397,7 @@ pub(crate) struct PartSink {
     samples: Option<Writer>,
     layout: PosteriorLayout,
     schema: SchemaRef,
+    string_lengths: StringLengths,
     next: u32,
     pending: BTreeMap<u32, OutRow>,
     ready: Vec<OutRow>,
@@ -327,43 +407,52 @@ pub(crate) struct PartSink {
 }
 
 impl PartSink {
-    /// Start writing part `name` (nothing is visible in the output until [`commit`]).
+    /// Start writing part `name`, whose kept input columns are `kept` (nothing is visible in
+    /// the output until [`commit`]).
     ///
     /// [`commit`]: PartSink::commit
     pub fn open(
         target: &OutputTarget,
         name: &str,
         settings: &SinkSettings,
-        extra: &[(String, String)],
+        (extra, kept): (&[(String, String)], &Fields),
     ) -> Result<PartSink> {
-        let mk = |file: &str, schema: SchemaRef, table: &str| -> Result<Writer> {
+        let mk = |target: &OutputTarget, schema: SchemaRef, kv: Vec<(String, String)>| {
             let buf = BufWriter::with_capacity(
                 target.store.clone(),
-                target.path(file),
+                target.path(name),
                 target.part_bytes,
             );
-            let mut kv = extra.to_vec();
-            kv.push(("sedflow.table".into(), table.into()));
-            AsyncArrowWriter::try_new(buf, schema, Some(settings.props(&kv)))
-                .with_context(|| format!("{}: creating the Parquet writer", target.uri(file)))
+            let mut kv = [extra, &kv].concat();
+            kv.sort();
+            // No embedded arrow schema: with one, pyarrow (and so astropy) takes the table's
+            // metadata from it, which cannot hold what is known only at the end (the string
+            // lengths); without it, from the file's key-value metadata. Every column type
+            // written here round-trips through Parquet's own logical types.
+            let options = ArrowWriterOptions::new()
+                .with_properties(settings.props(&kv))
+                .with_skip_arrow_metadata(true);
+            AsyncArrowWriter::try_new_with_options(buf, schema, options)
+                .with_context(|| format!("{}: creating the Parquet writer", target.uri(name)))
         };
-        let samples = if settings.samples {
-            Some(mk(
-                &format!("{SAMPLES_DIR}/{name}"),
-                samples_schema(),
-                "samples",
-            )?)
-        } else {
-            None
+        let samples = match &settings.samples {
+            Some(t) => Some(mk(t, samples_schema(), table_kind("samples"))?),
+            None => None,
         };
-        let schema = settings.layout.schema();
+        let schema = settings.layout.schema_with(kept);
+        let mut kv = table_kind("posterior");
+        kv.push((
+            describe::TABLE_META_YAML_KEY.to_string(),
+            settings.table_meta_yaml(&schema),
+        ));
         Ok(PartSink {
             name: name.to_string(),
             uri: target.uri(name),
-            main: mk(name, schema.clone(), "posterior")?,
+            main: mk(target, schema.clone(), kv)?,
             samples,
             layout: settings.layout.clone(),
             schema,
+            string_lengths: StringLengths::default(),
             next: 0,
             pending: BTreeMap::new(),
             ready: Vec::new(),
@@ -403,6 +492,7 @@ impl PartSink {
             let k = self.ready.len().min(WRITE_CHUNK_ROWS);
             let rows: Vec<OutRow> = self.ready.drain(..k).collect();
             let b = posterior_batch(&rows, &self.layout, &self.schema)?;
+            self.string_lengths.add(&b);
             self.main
                 .write(&b)
                 .await
@@ -426,6 +516,9 @@ impl PartSink {
         if let Err(e) = self.write_ready(true).await {
             self.abort().await;
             return Err(e);
+        }
+        for (k, v) in self.string_lengths.metadata() {
+            self.main.append_key_value_metadata(KeyValue::new(k, v));
         }
         if let Some(mut s) = self.samples.take() {
             if let Err(e) = s.finish().await {
@@ -457,6 +550,23 @@ mod tests {
     use crate::posterior::flags;
 
     #[test]
+    fn samples_go_beside_the_output() {
+        assert_eq!(samples_location("runs/dr3/").unwrap(), "runs/dr3.samples");
+        assert_eq!(
+            samples_location("s3://b/x/y").unwrap(),
+            "s3://b/x/y.samples"
+        );
+        assert_eq!(samples_location("s3://b/x/").unwrap(), "s3://b/x.samples");
+        assert!(samples_location("s3://b").is_err());
+        assert!(samples_location("s3://b/").is_err());
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            samples_location(".").unwrap(),
+            format!("{}.samples", cwd.display())
+        );
+    }
+
+    #[test]
     fn schema_matches_batches_and_nan_is_null() {
         let mut r = StarResult::unprocessed(5, flags::NO_USABLE_BANDS, "none".into());
         r.samples = Some(vec![[1.0; 6], [2.0; 6]]);
@@ -465,16 +575,19 @@ mod tests {
                 res: r.clone(),
                 null_id: false,
                 n_rows: 1,
+                kept: None,
             },
             OutRow {
                 res: StarResult::unprocessed(0, flags::NULL_SOURCE_ID, "null".into()),
                 null_id: true,
                 n_rows: 1,
+                kept: None,
             },
         ];
         let plain = PosteriorLayout::default();
         let b = posterior_batch(&rows, &plain, &plain.schema()).unwrap();
-        assert_eq!(b.num_columns(), 1 + 6 * 6 + 4 * 3 + 12);
+        // parameters, physical and extinction quantities, sampling columns
+        assert_eq!(b.num_columns(), 1 + 6 * 6 + 8 * 3 + 12);
         assert_eq!(b.column(0).null_count(), 1);
         assert_eq!(b.column(1).null_count(), 2);
         // the reference MCMC's table adds R-hat and ESS per parameter, null without chains
@@ -483,9 +596,10 @@ mod tests {
             predict_bands: vec!["lsst_g".into()],
         };
         let c = posterior_batch(&rows, &chains, &chains.schema()).unwrap();
-        assert_eq!(c.num_columns(), 1 + 6 * 6 + 4 * 3 + 3 + 12 + 12);
+        assert_eq!(c.num_columns(), 1 + 6 * 6 + 8 * 3 + 3 + 12 + 12);
         assert!(c.schema().index_of("pred_lsst_g_p84").is_ok());
         assert!(c.schema().index_of("abs_g_p50").is_ok());
+        assert!(c.schema().index_of("ebpminrp_p84").is_ok());
         assert_eq!(
             c.schema().field(c.num_columns() - 2).name(),
             "distance_rhat"

@@ -11,10 +11,11 @@ use super::location::{InputObject, OutputTarget};
 use super::progress::Reporter;
 use super::sink::{OutRow, PartSink, SinkSettings};
 use super::source::{self, PartPlan};
-use super::{batcher, storage_error};
+use super::{batcher, keep, storage_error};
 use crate::posterior::{flags, Engine, InferSettings, StarResult};
 use crate::prior::reddening::ReddeningModel;
 use anyhow::{anyhow, Context, Result};
+use arrow::datatypes::Fields;
 use crossbeam_channel::{Receiver, Sender};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -29,6 +30,8 @@ pub(super) enum Control {
         part: u32,
         name: String,
         meta: Vec<(String, String)>,
+        /// The part's kept input columns.
+        kept: Fields,
     },
     /// The reader finished a part: it has this many output rows.
     End { part: u32, n_out: u32 },
@@ -227,6 +230,8 @@ pub(super) fn read_part(
             obj.uri
         ));
     }
+    // kept columns may come from the joined tables too
+    let kept = keep::fields(&cfg.output.keep_columns, &wide, &obj.uri)?;
     let dups = read_duplicates(rt, obj, &meta, &mapper, &plan.row_groups)?;
     let mut extra = vec![
         ("sedflow.input".to_string(), obj.uri.clone()),
@@ -245,10 +250,16 @@ pub(super) fn read_part(
         part,
         name: plan.name.clone(),
         meta: extra,
+        kept: kept.clone(),
     })) {
         return Ok(None);
     }
     let mut columns = mapper.columns();
+    for f in kept.iter() {
+        if !columns.contains(f.name()) {
+            columns.push(f.name().clone());
+        }
+    }
     if let Some(j) = join {
         if mapper.is_long() {
             anyhow::bail!(
@@ -289,6 +300,7 @@ pub(super) fn read_part(
                         e,
                     )
                 })?;
+                grouper.set_kept(keep::take(&b, &kept)?);
                 grouper
                     .add(&b, &dups)
                     .with_context(|| format!("{}: row group {g}", obj.uri))?;
@@ -349,6 +361,7 @@ pub(super) fn read_part(
                 if let Some(reasons) = ambiguous {
                     flag_ambiguous(&mut stars, reasons);
                 }
+                keep::attach(&mut stars, keep::take(&b, &kept)?.as_ref());
                 next_idx += stars.len() as u32;
                 if !send(Msg::Data(stars)) {
                     return Ok(None);
@@ -544,6 +557,7 @@ pub(super) fn infer_stage(
                                 res,
                                 null_id: s.null_id,
                                 n_rows: s.n_rows,
+                                kept: s.kept,
                             },
                         )
                     })
@@ -608,20 +622,23 @@ pub(super) fn write_stage(
         let t = Instant::now();
         let mut touched: Vec<u32> = Vec::new();
         match msg {
-            Msg::Control(Control::Start { part, name, meta }) => {
-                match PartSink::open(target, &name, settings, &meta) {
-                    Ok(p) => {
-                        open.insert(part, p);
-                    }
-                    Err(e) => fail(
-                        &mut open,
-                        &mut dead,
-                        &mut out,
-                        part,
-                        storage_error::report(&e),
-                    ),
+            Msg::Control(Control::Start {
+                part,
+                name,
+                meta,
+                kept,
+            }) => match PartSink::open(target, &name, settings, (&meta, &kept)) {
+                Ok(p) => {
+                    open.insert(part, p);
                 }
-            }
+                Err(e) => fail(
+                    &mut open,
+                    &mut dead,
+                    &mut out,
+                    part,
+                    storage_error::report(&e),
+                ),
+            },
             Msg::Data(rows) => {
                 let (mut nr, mut ns) = (0u64, 0u64);
                 for (part, idx, row) in rows {

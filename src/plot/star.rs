@@ -13,7 +13,7 @@ use crate::likelihood::{NoiseModel, StarObs};
 use crate::physics::{ForwardModel, Theta, PARAM_NAMES};
 use crate::pipeline::catalogue::scan_catalogue;
 use crate::pipeline::config::PipelineConfig;
-use crate::pipeline::sink::SAMPLES_DIR;
+use crate::pipeline::sink::{samples_location, SAMPLES_SUFFIX};
 use crate::posterior::band_names;
 use crate::prior::reddening::ReddeningModel;
 use crate::prior::PriorConfig;
@@ -53,7 +53,7 @@ pub fn find_samples(run: &Path, ids: &HashSet<i64>) -> Result<HashMap<i64, StarS
     for f in posterior_files(run)? {
         let name = f.file_name().context("posterior file without a name")?;
         let dir = f.parent().unwrap_or(Path::new("."));
-        let samples = dir.join(SAMPLES_DIR).join(name);
+        let samples = Path::new(&samples_location(&dir.to_string_lossy())?).join(name);
         if !samples.is_file() {
             continue;
         }
@@ -80,7 +80,7 @@ pub fn find_samples(run: &Path, ids: &HashSet<i64>) -> Result<HashMap<i64, StarS
     }
     if !any_table {
         bail!(
-            "{}: no samples tables ({SAMPLES_DIR}/); rerun with --write-samples K",
+            "{}: no samples tables (in <output>{SAMPLES_SUFFIX}/ beside it); rerun with --write-samples K",
             run.display()
         );
     }

@@ -18,9 +18,18 @@
 //! Gaussian integral of the linearised likelihood times the regulariser over z: the
 //! marginal likelihood of y.
 //!
-//! k_b is the chord A_b(a_ref) / a_ref at a per-star reference extinction (exact at 0 and
-//! at a_ref), so that one pass over the forward model's tables gives M_b and k_b
-//! (`ForwardModel::split_many`).
+//! A_b(A_V) is slightly curved. One pass over the forward model's tables gives M_b and A_b
+//! at two reference extinctions a1 and a2 = a1 + 1 mag (`ForwardModel::split_many_two`).
+//! The conditional is solved first on the chord k_b = A_b(a1) / a1 (exact at 0 and a1).
+//! Where that solution lies beyond a1, i.e. where the chord extrapolates, it is solved
+//! again on the tangent, at that solution's A_V, of the quadratic through A_b(0) = 0,
+//! A_b(a1) and A_b(a2) (kept if its own solution stays beyond a1). A star whose mode is
+//! unreddened (a1 small) may still have a hot, reddened solution at A_V ~ 2 on its
+//! temperature-extinction ridge: the chord from the mode alone misplaces (A_V, d) there by
+//! several photometric errors, and that part of the posterior then gets almost no samples.
+//! Below a1 the chord stays: there it interpolates, and a quadratic fitted far above it
+//! (a1 from a wrong, reddened first mode) measured worse. Every step is a deterministic
+//! function of y, so the density stays exact.
 
 use super::modes::{likely_logg, profile_peaks};
 use super::target::StarTarget;
@@ -49,6 +58,9 @@ const MEAN_CLAMP_SD: f64 = 3.0;
 /// mode that light would be dropped anyway (`engine`'s MIN_MODE_MASS is e^-6.9), and the
 /// profile's linearisation is good to a few nats.
 const RIDGE_MIN_LOG_RATIO: f64 = 30.0;
+/// The second reference extinction lies this far above the first \[mag\] (below it near
+/// A_V,max): the quadratic then spans the range where reddened solutions usually lie.
+const SECOND_REFERENCE_STEP: f64 = 1.0;
 /// Gauss-Newton steps of the parallax's linearisation.
 const PARALLAX_STEPS: usize = 2;
 
@@ -97,8 +109,54 @@ impl ExtrinsicPrior {
     }
 }
 
-/// The linearised photometry of one y: rows x_b = (k_b, 5), targets m_obs - M_b + 5 and
-/// weights 1 / sigma_b^2, accumulated into normal equations.
+/// A y's magnitudes split for the conditional (`ForwardModel::split_many_two`): M_b, and
+/// A_b at the two reference extinctions, in the star's bands.
+#[derive(Clone, Copy, Debug)]
+pub struct SplitRows<'a> {
+    /// Absolute magnitudes (10 pc, no extinction).
+    pub abs: &'a [f32],
+    /// A_b at A_V = a1.
+    pub ext: &'a [f32],
+    /// A_b at A_V = a2.
+    pub ext2: &'a [f32],
+}
+
+/// The reference extinctions at which a star's y are split.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ExtinctionRefs {
+    /// The chord's end (and the A_V of `split_theta`).
+    pub a1: f64,
+    /// The second point of the quadratic.
+    pub a2: f64,
+}
+
+impl ExtinctionRefs {
+    /// References a1 > 0 and a second point SECOND_REFERENCE_STEP above it (half of it
+    /// where that would pass A_V,max).
+    pub fn new(a1: f64, av_max: f64) -> ExtinctionRefs {
+        let a2 = if a1 + SECOND_REFERENCE_STEP <= av_max {
+            a1 + SECOND_REFERENCE_STEP
+        } else {
+            0.5 * a1
+        };
+        ExtinctionRefs { a1, a2 }
+    }
+
+    /// A band's extinction as a line in A_V, (slope, offset): the chord to a1 (`at`
+    /// None), or the tangent at `at` of the quadratic through (0, 0), (a1, e1) and
+    /// (a2, e2).
+    fn line(&self, e1: f64, e2: f64, at: Option<f64>) -> (f64, f64) {
+        let chord = e1 / self.a1;
+        let Some(x) = at else { return (chord, 0.0) };
+        let curve = (e2 / self.a2 - chord) / (self.a2 - self.a1);
+        let linear = chord - curve * self.a1;
+        (linear + 2.0 * curve * x, -curve * x * x)
+    }
+}
+
+/// The linearised photometry of one y: rows x_b = (k_b, 5), targets m_obs - M_b - o_b + 5
+/// (o_b the extinction line's offset) and weights 1 / sigma_b^2, accumulated into normal
+/// equations.
 #[derive(Clone, Copy, Debug)]
 struct Normal {
     h: [[f64; 2]; 2],
@@ -108,14 +166,21 @@ struct Normal {
 }
 
 impl Normal {
-    fn photometry(prep: &PreparedStar, abs: &[f32], ext: &[f32], a_ref: f64) -> Option<Normal> {
+    fn photometry(
+        prep: &PreparedStar,
+        rows: SplitRows,
+        refs: &ExtinctionRefs,
+        at: Option<f64>,
+    ) -> Option<Normal> {
         let mut n = Normal {
             h: [[0.0; 2]; 2],
             g: [0.0; 2],
             tt: 0.0,
         };
-        for (((&m, &iv), &a), &e) in prep.mags.iter().zip(&prep.inv_var).zip(abs).zip(ext) {
-            let (k, t, w) = (e as f64 / a_ref, m as f64 - a as f64 + 5.0, iv as f64);
+        let bands = prep.mags.iter().zip(&prep.inv_var).zip(rows.abs);
+        for (((&m, &iv), &a), (&e1, &e2)) in bands.zip(rows.ext.iter().zip(rows.ext2)) {
+            let (k, o) = refs.line(e1 as f64, e2 as f64, at);
+            let (t, w) = (m as f64 - a as f64 - o + 5.0, iv as f64);
             if !(k.is_finite() && t.is_finite()) {
                 return None;
             }
@@ -170,15 +235,38 @@ impl Normal {
     }
 }
 
-/// The photometry, parallax and regulariser of a star, linearised at y; the parallax
-/// row is relinearised at the solution PARALLAX_STEPS times.
+/// The photometry, parallax and regulariser of a star, linearised at y (module docs): on
+/// the chord to a1; where its solution lies beyond a1, where the chord extrapolates, on the
+/// quadratic's tangent at that solution instead, if the tangent's own solution stays
+/// beyond a1 too.
 fn normal_at(
     prep: &PreparedStar,
-    (abs, ext): (&[f32], &[f32]),
-    a_ref: f64,
+    rows: SplitRows,
+    refs: &ExtinctionRefs,
     reg: &ExtrinsicPrior,
 ) -> Option<Normal> {
-    let mut base = Normal::photometry(prep, abs, ext, a_ref)?;
+    let chord = normal_with(prep, rows, refs, None, reg)?;
+    let x = chord.solve()?.0[0];
+    if !(x > refs.a1) {
+        return Some(chord);
+    }
+    let at = x.min(reg.av_max);
+    match normal_with(prep, rows, refs, Some(at), reg) {
+        Some(tangent) if tangent.solve().is_some_and(|s| s.0[0] > refs.a1) => Some(tangent),
+        _ => Some(chord),
+    }
+}
+
+/// [`normal_at`] with one extinction line per band (`ExtinctionRefs::line`); the parallax
+/// row is relinearised at the solution PARALLAX_STEPS times.
+fn normal_with(
+    prep: &PreparedStar,
+    rows: SplitRows,
+    refs: &ExtinctionRefs,
+    at: Option<f64>,
+    reg: &ExtrinsicPrior,
+) -> Option<Normal> {
+    let mut base = Normal::photometry(prep, rows, refs, at)?;
     base.add_prior(reg);
     let Some(plx) = prep.parallax else {
         return Some(base);
@@ -216,16 +304,15 @@ pub struct Conditional {
 }
 
 impl Conditional {
-    /// The conditional of z at y, given y's absolute magnitudes `abs` and extinctions
-    /// `ext` at A_V = a_ref in the star's bands (`ForwardModel::split_many`); None where y
-    /// is outside the model.
+    /// The conditional of z at y, given y's split magnitudes at the references `refs`;
+    /// None where y is outside the model.
     pub fn new(
         prep: &PreparedStar,
-        split: (&[f32], &[f32]),
-        a_ref: f64,
+        rows: SplitRows,
+        refs: &ExtinctionRefs,
         reg: &ExtrinsicPrior,
     ) -> Option<Conditional> {
-        let (mean, cov, _) = normal_at(prep, split, a_ref, reg)?.solve()?;
+        let (mean, cov, _) = normal_at(prep, rows, refs, reg)?.solve()?;
         Conditional::from_gaussian(mean, cov, reg.av_max)
     }
 
@@ -302,11 +389,11 @@ impl LinearMarginal {
 /// integral over z). None where y is outside the model.
 pub fn linear_marginal(
     prep: &PreparedStar,
-    split: (&[f32], &[f32]),
-    a_ref: f64,
+    rows: SplitRows,
+    refs: &ExtinctionRefs,
     reg: &ExtrinsicPrior,
 ) -> Option<LinearMarginal> {
-    let n = normal_at(prep, split, a_ref, reg)?;
+    let n = normal_at(prep, rows, refs, reg)?;
     let (mean, cov, det) = n.solve()?;
     // min_z (t - Xz)' W (t - Xz) + (z - z0)' P0 (z - z0) = tt - g' mean
     let chi2_min = n.tt - (n.g[0] * mean[0] + n.g[1] * mean[1]);
@@ -332,9 +419,10 @@ pub fn linear_marginal(
 pub fn temperature_profile_starts(
     target: &StarTarget,
     v: &[f64; 6],
-    (a_ref, reg): (f64, &ExtrinsicPrior),
+    (refs, reg): (&ExtinctionRefs, &ExtrinsicPrior),
     max: usize,
 ) -> (Vec<[f64; 6]>, u64) {
+    let a_ref = refs.a1;
     const STEP: f64 = 0.03;
     let (lo, hi) = target.prior.base.log_teff_range();
     let mut metallicities = vec![v[2]];
@@ -361,13 +449,22 @@ pub fn temperature_profile_starts(
     // v itself last: peaks far less probable than v are not worth a search
     let mut at: Vec<Theta> = pts.iter().map(|p| split_theta(&y_of_s(p), a_ref)).collect();
     at.push(split_theta(&y_of_s(v), a_ref));
-    let (mut abs, mut ext) = (vec![0f32; at.len() * nb], vec![0f32; at.len() * nb]);
-    target
-        .fm
-        .split_many(&at, &target.prep.bands, &mut abs, &mut ext);
+    let n_out = at.len() * nb;
+    let (mut abs, mut ext, mut ext2) = (vec![0f32; n_out], vec![0f32; n_out], vec![0f32; n_out]);
+    target.fm.split_many_two(
+        &at,
+        &target.prep.bands,
+        (&mut abs, &mut ext),
+        (refs.a2, &mut ext2),
+    );
     let score_at = |k: usize, p: &[f64; 6]| {
-        let rows = (&abs[k * nb..(k + 1) * nb], &ext[k * nb..(k + 1) * nb]);
-        let m = linear_marginal(target.prep, rows, a_ref, reg)?;
+        let row = k * nb..(k + 1) * nb;
+        let rows = SplitRows {
+            abs: &abs[row.clone()],
+            ext: &ext[row.clone()],
+            ext2: &ext2[row],
+        };
+        let m = linear_marginal(target.prep, rows, refs, reg)?;
         let lp = target.prior.log_prob_x(p[0], p[1], p[2]);
         Some((lp + m.log_marginal_physical(), m))
     };
@@ -474,8 +571,20 @@ mod tests {
     const ABS: [f32; 4] = [4.5, 4.0, 3.2, 3.0];
     const K: [f64; 4] = [0.95, 0.6, 0.28, 0.12];
 
-    fn split(a_ref: f64) -> Vec<f32> {
-        K.iter().map(|k| (k * a_ref) as f32).collect()
+    /// The toy's split at references (a_ref, a_ref + 1): A_b at both, for extinction
+    /// coefficients `k` (linear: the second reference changes nothing).
+    fn split(k: &[f64], a_ref: f64) -> (Vec<f32>, Vec<f32>, ExtinctionRefs) {
+        let refs = ExtinctionRefs::new(a_ref, 10.0);
+        let at = |a: f64| k.iter().map(|k| (k * a) as f32).collect();
+        (at(refs.a1), at(refs.a2), refs)
+    }
+
+    fn rows<'a>(abs: &'a [f32], (e1, e2): (&'a [f32], &'a [f32])) -> SplitRows<'a> {
+        SplitRows {
+            abs,
+            ext: e1,
+            ext2: e2,
+        }
     }
 
     /// In the linear model without a parallax the conditional is the exact posterior of z
@@ -485,8 +594,8 @@ mod tests {
     fn linear_toy_is_exact() {
         let prep = toy_star(&ABS, &K, (0.8, 3.0), None);
         let r = reg();
-        let ext = split(0.5);
-        let c = Conditional::new(&prep, (&ABS, &ext), 0.5, &r).unwrap();
+        let (e1, e2, refs) = split(&K, 0.5);
+        let c = Conditional::new(&prep, rows(&ABS, (&e1, &e2)), &refs, &r).unwrap();
         assert!((c.mean[0] - 0.8).abs() < 0.1 && (c.mean[1] - 3.0).abs() < 0.02);
         let log_post = |av: f64, ld: f64| {
             let mut chi2 = 0.0;
@@ -510,6 +619,68 @@ mod tests {
         assert!(spread < 1e-4, "log-weight spread {spread}");
     }
 
+    /// A curved extinction law A_b = k_b A_V + c_b A_V^2, references (0.05, 1.05), the
+    /// truth at A_V = 2: the chord from the small reference alone misplaces the conditional
+    /// by several of its widths; the tangent step puts it on the truth, and importance weights
+    /// of its draws against the exact posterior (curved model, regulariser) are nearly
+    /// constant.
+    #[test]
+    fn tangent_step_follows_a_curved_extinction_law() {
+        const C: [f64; 4] = [-0.06, -0.04, -0.02, -0.006];
+        let (av, ld) = (2.0, 3.0);
+        let curved = |b: usize, a: f64| K[b] * a + C[b] * a * a;
+        let phot: Vec<f64> = (0..4)
+            .map(|b| ABS[b] as f64 + 5.0 * ld - 5.0 + curved(b, av))
+            .collect();
+        // the toy star holds the observed magnitudes of the linear law: replace them
+        let mut prep = toy_star(&ABS, &K, (av, ld), None);
+        for (m, p) in prep.mags.iter_mut().zip(&phot) {
+            *m = *p as f32;
+        }
+        let r = reg();
+        let refs = ExtinctionRefs::new(0.05, 10.0);
+        let at = |a: f64| (0..4).map(|b| curved(b, a) as f32).collect::<Vec<f32>>();
+        let (e1, e2) = (at(refs.a1), at(refs.a2));
+        let c = Conditional::new(&prep, rows(&ABS, (&e1, &e2)), &refs, &r).unwrap();
+        let chord = normal_with(&prep, rows(&ABS, (&e1, &e2)), &refs, None, &r)
+            .unwrap()
+            .solve()
+            .unwrap();
+        let sd = c.cov[0][0].sqrt();
+        assert!(
+            (chord.0[0] - av).abs() > 2.0 * sd,
+            "chord {:?} sd {sd}",
+            chord.0
+        );
+        assert!(
+            (c.mean[0] - av).abs() < 0.5 * sd,
+            "tangent {:?} sd {sd}",
+            c.mean
+        );
+        let log_post = |a: f64, d: f64| {
+            let chi2: f64 = (0..4)
+                .map(|b| {
+                    let m = ABS[b] as f64 + 5.0 * d - 5.0 + curved(b, a);
+                    (prep.mags[b] as f64 - m).powi(2) * prep.inv_var[b] as f64
+                })
+                .sum();
+            -0.5 * (chi2 + ((a - r.av.0) / r.av.1).powi(2) + ((d - r.log_d.0) / r.log_d.1).powi(2))
+        };
+        let mut rng = Rng::new(4);
+        let lw: Vec<f64> = (0..4000)
+            .map(|_| {
+                let (a, d) = c.sample(&mut rng);
+                log_post(a, d) - c.log_pdf(a, d)
+            })
+            .collect();
+        let w = crate::posterior::estimator::normalise(&lw);
+        assert!(
+            w.n_eff > 0.9 * lw.len() as f64,
+            "efficiency {}",
+            w.n_eff / 4000.0
+        );
+    }
+
     /// The closed-form marginal equals a brute-force 2-D integral of the linearised
     /// likelihood times the regulariser, with and without a parallax.
     #[test]
@@ -517,13 +688,13 @@ mod tests {
         for plx in [None, Some(0.05f32)] {
             let prep = toy_star(&ABS, &K, (0.3, 2.6), plx);
             let r = reg();
-            let ext = split(0.5);
-            let closed = linear_marginal(&prep, (&ABS, &ext), 0.5, &r)
+            let (e1, e2, refs) = split(&K, 0.5);
+            let closed = linear_marginal(&prep, rows(&ABS, (&e1, &e2)), &refs, &r)
                 .unwrap()
                 .log_marginal;
             // the same linearised model the closed form integrates (parallax row at the
             // linearisation point the solver ends on)
-            let n = normal_at(&prep, (&ABS, &ext), 0.5, &r).unwrap();
+            let n = normal_at(&prep, rows(&ABS, (&e1, &e2)), &refs, &r).unwrap();
             let (mean, cov, _) = n.solve().unwrap();
             let integrand = |a: f64, d: f64| {
                 let quad = n.tt - 2.0 * (n.g[0] * a + n.g[1] * d)
@@ -590,8 +761,8 @@ mod tests {
     fn degenerate_band_sets_fall_back_to_the_regulariser() {
         let r = reg();
         let one = toy_star(&ABS[..1], &K[..1], (0.8, 3.0), None);
-        let ext = split(0.5);
-        let c = Conditional::new(&one, (&ABS[..1], &ext[..1]), 0.5, &r).unwrap();
+        let (e1, e2, refs) = split(&K, 0.5);
+        let c = Conditional::new(&one, rows(&ABS[..1], (&e1[..1], &e2[..1])), &refs, &r).unwrap();
         // the data fix 5 log10 d + 0.95 A_V only: along it the width is the regulariser's
         let line = 5.0 * c.mean[1] + K[0] * c.mean[0];
         let truth = 5.0 * 3.0 + K[0] * 0.8;
@@ -600,12 +771,12 @@ mod tests {
         // equal extinction in every band: A_V and distance are degenerate
         let flat = [0.5f64; 4];
         let star = toy_star(&ABS, &flat, (0.8, 3.0), None);
-        let ext_flat: Vec<f32> = flat.iter().map(|k| (k * 0.5) as f32).collect();
-        let c = Conditional::new(&star, (&ABS, &ext_flat), 0.5, &r).unwrap();
+        let (f1, f2, refs) = split(&flat, 0.5);
+        let c = Conditional::new(&star, rows(&ABS, (&f1, &f2)), &refs, &r).unwrap();
         assert!(c.cov[0][0].sqrt() > 0.5, "{:?}", c.cov);
         // a parallax then pins the distance and with it A_V
         let star = toy_star(&ABS, &flat, (0.8, 3.0), Some(0.02));
-        let c = Conditional::new(&star, (&ABS, &ext_flat), 0.5, &r).unwrap();
+        let c = Conditional::new(&star, rows(&ABS, (&f1, &f2)), &refs, &r).unwrap();
         assert!((c.mean[0] - 0.8).abs() < 0.1, "{:?}", c.mean);
         assert!(c.cov[0][0].sqrt() < 0.1, "{:?}", c.cov);
     }

@@ -18,7 +18,9 @@
 //! flow's own density, plus one mode search from the best of them for the goodness of fit.
 
 use super::clock::{Stage, StageClock};
-use super::conditional::{temperature_profile_starts as closed_form_ridge_starts, ExtrinsicPrior};
+use super::conditional::{
+    temperature_profile_starts as closed_form_ridge_starts, ExtinctionRefs, ExtrinsicPrior,
+};
 use super::coords::s_of;
 use super::derived::{derived_summary, DerivedWork};
 use super::estimator::normalise;
@@ -230,7 +232,7 @@ impl<P: Proposal> PosteriorEngine<P> {
                 &self.fm,
                 thetas,
                 &weights.w,
-                &settings.predict_bands,
+                (&settings.predict_bands, settings.gaia_passbands),
                 seed,
                 &mut w.derived,
             ));
@@ -269,7 +271,7 @@ impl<P: Proposal> PosteriorEngine<P> {
             let mut starts = gravity_profile_starts(target, &best, GRAVITY_STARTS);
             if closed_form {
                 let cf = closed_form_of(target, &modes);
-                let ridge = (cf.a_ref, &cf.reg);
+                let ridge = (&cf.refs, &cf.reg);
                 let (ridge_starts, evaluations) =
                     closed_form_ridge_starts(target, &best, ridge, TEMPERATURE_STARTS);
                 w.modes.evaluations += evaluations;
@@ -308,7 +310,7 @@ fn closed_form_of(target: &StarTarget, modes: &[Mode]) -> ClosedForm {
     let a = modes.first().map_or(reg.av.0, |m| m.v[3]);
     ClosedForm {
         reg,
-        a_ref: a.clamp(MIN_A_REF, reg.av_max),
+        refs: ExtinctionRefs::new(a.clamp(MIN_A_REF, reg.av_max), reg.av_max),
     }
 }
 

@@ -319,7 +319,7 @@ impl McmcEngine {
         )
     }
 
-    fn star_result(&self, star: &StarObs, predict_bands: &[usize]) -> StarResult {
+    fn star_result(&self, star: &StarObs, settings: &InferSettings) -> StarResult {
         let selected = match &self.selection {
             Selection::All => true,
             Selection::Ids(ids) => ids.contains(&star.source_id),
@@ -353,7 +353,7 @@ impl McmcEngine {
                 rhat: m.rhat.map(|x| x as f32),
                 ess: m.ess.map(|x| x as f32),
             }),
-            derived: chain_derived(&self.fm, &m.samples, predict_bands, star.source_id as u64),
+            derived: chain_derived(&self.fm, &m.samples, settings, star.source_id as u64),
         };
         let mut reasons = Vec::new();
         super::summary::flag_single_band(star.phot.len(), &mut res.flags, &mut reasons);
@@ -371,7 +371,7 @@ impl McmcEngine {
 fn chain_derived(
     fm: &ForwardModel,
     samples: &[[f64; 6]],
-    predict_bands: &[usize],
+    settings: &InferSettings,
     seed: u64,
 ) -> Option<DerivedSummary> {
     if samples.is_empty() {
@@ -383,7 +383,7 @@ fn chain_derived(
         fm,
         &th,
         &w,
-        predict_bands,
+        (&settings.predict_bands, settings.gaia_passbands),
         seed,
         &mut DerivedWork::default(),
     ))
@@ -417,7 +417,7 @@ impl Engine for McmcEngine {
                 if s.phot.is_empty() {
                     StarResult::no_usable_bands(s.source_id)
                 } else {
-                    self.star_result(s, &settings.predict_bands)
+                    self.star_result(s, settings)
                 }
             })
             .collect()

@@ -19,7 +19,9 @@
 //! Components that stop drawing stay in the mixture with the samples they drew.
 
 use super::clock::{Stage, StageClock};
-use super::conditional::{split_theta, y_of_s, Conditional, ExtrinsicPrior, AV, LOG_D};
+use super::conditional::{
+    split_theta, y_of_s, Conditional, ExtinctionRefs, ExtrinsicPrior, SplitRows, AV, LOG_D,
+};
 use super::coords::{log_ds_dtheta, s_of, theta_of_s, DIM};
 use super::estimator::{normalise, normalise_weights, MixtureLog, Weights};
 use super::intrinsic::IntrinsicT;
@@ -86,8 +88,8 @@ enum Component {
 pub struct ClosedForm {
     /// Regulariser of (A_V, log10 d).
     pub reg: ExtrinsicPrior,
-    /// Reference extinction of the chord slopes k_b = A_b(a_ref) / a_ref.
-    pub a_ref: f64,
+    /// Reference extinctions of the split (`conditional::ExtinctionRefs`).
+    pub refs: ExtinctionRefs,
 }
 
 /// The estimator's samples of one star and their densities. Densities are kept as
@@ -158,7 +160,18 @@ pub struct MixtureWork {
     split_at: Vec<Theta>,
     split_abs: Vec<f32>,
     split_ext: Vec<f32>,
+    split_ext2: Vec<f32>,
     split_idx: Vec<usize>,
+}
+
+/// Row `k` of the work's split magnitudes (`nb` bands).
+fn split_rows(w: &MixtureWork, k: usize, nb: usize) -> SplitRows<'_> {
+    let row = k * nb..(k + 1) * nb;
+    SplitRows {
+        abs: &w.split_abs[row.clone()],
+        ext: &w.split_ext[row.clone()],
+        ext2: &w.split_ext2[row],
+    }
 }
 
 /// The flow's pilot samples of a star.
@@ -377,31 +390,33 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         w.split_at.extend(
             w.split_idx
                 .iter()
-                .map(|&i| split_theta(&y_of_s(&s.s[i]), cf.a_ref)),
+                .map(|&i| split_theta(&y_of_s(&s.s[i]), cf.refs.a1)),
         );
         self.split(w);
         let nb = self.target.prep.bands.len();
         for (k, &i) in w.split_idx.iter().enumerate() {
-            let rows = (
-                &w.split_abs[k * nb..(k + 1) * nb],
-                &w.split_ext[k * nb..(k + 1) * nb],
-            );
+            let rows = split_rows(w, k, nb);
             let v = w.samples.s[i];
-            w.samples.log_cond[i] = Conditional::new(self.target.prep, rows, cf.a_ref, &cf.reg)
+            w.samples.log_cond[i] = Conditional::new(self.target.prep, rows, &cf.refs, &cf.reg)
                 .map_or(f64::NEG_INFINITY, |c| c.log_pdf(v[AV], v[LOG_D]));
         }
     }
 
-    /// Absolute magnitudes and reference extinctions of `w.split_at` into `w.split_abs` /
-    /// `w.split_ext`.
+    /// Absolute magnitudes and the extinctions at both references of `w.split_at` into
+    /// `w.split_abs` / `w.split_ext` / `w.split_ext2`.
     fn split(&self, w: &mut MixtureWork) {
+        let Some(cf) = self.closed_form else { return };
         let bands = &self.target.prep.bands;
         let n = w.split_at.len() * bands.len();
         w.split_abs.resize(n, 0.0);
         w.split_ext.resize(n, 0.0);
-        self.target
-            .fm
-            .split_many(&w.split_at, bands, &mut w.split_abs, &mut w.split_ext);
+        w.split_ext2.resize(n, 0.0);
+        self.target.fm.split_many_two(
+            &w.split_at,
+            bands,
+            (&mut w.split_abs, &mut w.split_ext),
+            (cf.refs.a2, &mut w.split_ext2),
+        );
     }
 
     /// Draw `k` samples from a t in y and the conditional: y from the t, then (A_V, log10 d)
@@ -410,17 +425,14 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         let Some(cf) = self.closed_form else { return };
         w.split_at.clear();
         w.split_at
-            .extend((0..k).map(|_| split_theta(&t.sample(rng), cf.a_ref)));
+            .extend((0..k).map(|_| split_theta(&t.sample(rng), cf.refs.a1)));
         self.split(w);
         let nb = self.target.prep.bands.len();
         for j in 0..k {
-            let rows = (
-                &w.split_abs[j * nb..(j + 1) * nb],
-                &w.split_ext[j * nb..(j + 1) * nb],
-            );
+            let rows = split_rows(w, j, nb);
             let at = w.split_at[j];
             let mut v = s_of(&at);
-            let cond = Conditional::new(self.target.prep, rows, cf.a_ref, &cf.reg);
+            let cond = Conditional::new(self.target.prep, rows, &cf.refs, &cf.reg);
             let lc = match cond {
                 Some(c) => {
                     (v[AV], v[LOG_D]) = c.sample(rng);

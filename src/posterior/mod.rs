@@ -252,6 +252,8 @@ pub struct InferSettings {
     /// Band ids whose predicted magnitudes are summarised per star (`[output]
     /// predict_bands`; they need not be observed).
     pub predict_bands: Vec<usize>,
+    /// The Gaia passbands of the extinction quantities (the run's `[input] gaia_release`).
+    pub gaia_passbands: derived::GaiaPassbands,
 }
 
 impl Default for InferSettings {
@@ -269,6 +271,7 @@ impl Default for InferSettings {
             flow_share: 0.0,
             closed_form: true,
             predict_bands: Vec::new(),
+            gaia_passbands: derived::GaiaPassbands::Dr3,
         }
     }
 }
