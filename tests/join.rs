@@ -459,7 +459,6 @@ fn joined_tables_on_s3_give_the_local_rows() {
 #[test]
 fn kept_columns_may_come_from_joined_tables() {
     use arrow::array::{Array, Int64Array};
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let dir = tempfile::tempdir().unwrap();
     let cfg = example_copy(dir.path());
     let out = dir.path().join("out");
@@ -480,12 +479,7 @@ fn kept_columns_may_come_from_joined_tables() {
         &[],
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let f = std::fs::File::open(out.join("gaia_source.parquet")).unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-        .unwrap()
-        .build()
-        .unwrap();
-    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    let batches = read_batches(&out.join("gaia_source.parquet"));
     let b = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
     assert_eq!(b.num_rows(), 200);
     let col = |n: &str| b.column(b.schema().index_of(n).unwrap()).clone();
@@ -493,28 +487,14 @@ fn kept_columns_may_come_from_joined_tables() {
     let designation = designation.as_any().downcast_ref::<StringArray>().unwrap();
     let w1 = col("w1mpro");
     assert!(w1.data_type().is_floating(), "{:?}", w1.data_type());
-    let flags_col = col("flags");
-    let fl: Vec<i64> = (0..b.num_rows())
-        .map(|i| match flags_col.as_any().downcast_ref::<Int64Array>() {
-            Some(a) => a.value(i),
-            None => arrow::compute::cast(&flags_col, &arrow::datatypes::DataType::Int64)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap()
-                .value(i),
-        })
-        .collect();
+    let fl = arrow::compute::cast(&col("flags"), &arrow::datatypes::DataType::Int64).unwrap();
+    let fl = fl.as_any().downcast_ref::<Int64Array>().unwrap();
+    let reasons = col("flag_reason");
+    let reasons = reasons.as_any().downcast_ref::<StringArray>().unwrap();
     let mut joined = 0;
-    for (i, f) in fl.iter().enumerate() {
-        let ambiguous = *f as u32 & flags::AMBIGUOUS_MATCH != 0;
-        let reasons = col("flag_reason");
-        let reason = reasons
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap()
-            .value(i)
-            .to_string();
+    for i in 0..b.num_rows() {
+        let ambiguous = fl.value(i) as u32 & flags::AMBIGUOUS_MATCH != 0;
+        let reason = reasons.value(i);
         if ambiguous && reason.contains("tmass_psc_xsc_best_neighbour") {
             assert!(designation.is_null(i), "row {i}: {reason}");
         }

@@ -12,7 +12,6 @@ use arrow::array::{
 use arrow::datatypes::Float32Type;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -69,17 +68,6 @@ fn catalogue(first_id: i64, n: usize) -> RecordBatch {
     ];
     cols.extend(extra.into_iter().map(|(n, a)| (n.to_string(), a)));
     batch(cols.iter().map(|(n, a)| (n.as_str(), a.clone())).collect())
-}
-
-/// All batches of a Parquet file.
-fn read_batches(path: &Path) -> Vec<RecordBatch> {
-    let b = Bytes::from(std::fs::read(path).unwrap());
-    ParquetRecordBatchReaderBuilder::try_new(b)
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap())
-        .collect()
 }
 
 /// Column `name` of the posterior parts `names` of `out`, concatenated.

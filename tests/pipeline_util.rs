@@ -139,6 +139,17 @@ pub struct Row {
 }
 
 /// Rows of a posterior Parquet file, in file order.
+/// All batches of a Parquet file.
+pub fn read_batches(path: &Path) -> Vec<RecordBatch> {
+    let b = Bytes::from(std::fs::read(path).unwrap());
+    ParquetRecordBatchReaderBuilder::try_new(b)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
 pub fn read_rows(bytes: Bytes) -> Vec<Row> {
     let r = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .unwrap()

@@ -434,14 +434,7 @@ fn shard_units(
                     let obj = &inputs[f];
                     async move {
                         let r = source::read_metadata(obj).await.map(|m| {
-                            let mut fields: Vec<arrow::datatypes::Field> = m
-                                .schema()
-                                .fields()
-                                .iter()
-                                .map(|f| f.as_ref().clone())
-                                .collect();
-                            fields.extend(joined.iter().cloned());
-                            let wide = arrow::datatypes::Schema::new(fields);
+                            let wide = join::JoinPlan::wide_schema(m.schema(), joined);
                             let kept = keep::fields(&cfg.output.keep_columns, &wide, &obj.uri);
                             (source::row_group_rows(&m), kept)
                         });

@@ -198,14 +198,7 @@ pub(super) fn read_part(
     let wide = match join {
         Some(j) => {
             j.check_primary(meta.schema(), &obj.uri)?;
-            let mut fields: Vec<arrow::datatypes::Field> = meta
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone())
-                .collect();
-            fields.extend(j.fields());
-            std::sync::Arc::new(arrow::datatypes::Schema::new(fields))
+            std::sync::Arc::new(JoinPlan::wide_schema(meta.schema(), &j.fields()))
         }
         None => meta.schema().clone(),
     };

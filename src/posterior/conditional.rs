@@ -130,6 +130,18 @@ pub struct ExtinctionRefs {
     pub a2: f64,
 }
 
+impl<'a> SplitRows<'a> {
+    /// Row `k` of row-major `[n][nb]` split buffers.
+    pub fn row(abs: &'a [f32], ext: &'a [f32], ext2: &'a [f32], k: usize, nb: usize) -> Self {
+        let r = k * nb..(k + 1) * nb;
+        SplitRows {
+            abs: &abs[r.clone()],
+            ext: &ext[r.clone()],
+            ext2: &ext2[r],
+        }
+    }
+}
+
 impl ExtinctionRefs {
     /// References a1 > 0 and a second point SECOND_REFERENCE_STEP above it (half of it
     /// where that would pass A_V,max).
@@ -153,6 +165,9 @@ impl ExtinctionRefs {
         (linear + 2.0 * curve * x, -curve * x * x)
     }
 }
+
+/// The mean, covariance and precision determinant of z under normal equations.
+type Solution = ([f64; 2], [[f64; 2]; 2], f64);
 
 /// The linearised photometry of one y: rows x_b = (k_b, 5), targets m_obs - M_b - o_b + 5
 /// (o_b the extinction line's offset) and weights 1 / sigma_b^2, accumulated into normal
@@ -217,7 +232,7 @@ impl Normal {
         self.add_row([0.0, slope], plx - p0 + slope * at, iv);
     }
 
-    fn solve(&self) -> Option<([f64; 2], [[f64; 2]; 2], f64)> {
+    fn solve(&self) -> Option<Solution> {
         let h = &self.h;
         let det = h[0][0] * h[1][1] - h[0][1] * h[1][0];
         if !(det > 0.0 && h[0][0] > 0.0 && det.is_finite()) {
@@ -238,22 +253,24 @@ impl Normal {
 /// The photometry, parallax and regulariser of a star, linearised at y (module docs): on
 /// the chord to a1; where its solution lies beyond a1, where the chord extrapolates, on the
 /// quadratic's tangent at that solution instead, if the tangent's own solution stays
-/// beyond a1 too.
+/// beyond a1 too. Returns the normal equations with their solution.
 fn normal_at(
     prep: &PreparedStar,
     rows: SplitRows,
     refs: &ExtinctionRefs,
     reg: &ExtrinsicPrior,
-) -> Option<Normal> {
+) -> Option<(Normal, Solution)> {
     let chord = normal_with(prep, rows, refs, None, reg)?;
-    let x = chord.solve()?.0[0];
+    let chord_solution = chord.solve()?;
+    let x = chord_solution.0[0];
     if !(x > refs.a1) {
-        return Some(chord);
+        return Some((chord, chord_solution));
     }
-    let at = x.min(reg.av_max);
-    match normal_with(prep, rows, refs, Some(at), reg) {
-        Some(tangent) if tangent.solve().is_some_and(|s| s.0[0] > refs.a1) => Some(tangent),
-        _ => Some(chord),
+    let tangent = normal_with(prep, rows, refs, Some(x.min(reg.av_max)), reg)
+        .and_then(|n| Some((n, n.solve()?)));
+    match tangent {
+        Some(t) if t.1 .0[0] > refs.a1 => Some(t),
+        _ => Some((chord, chord_solution)),
     }
 }
 
@@ -312,7 +329,7 @@ impl Conditional {
         refs: &ExtinctionRefs,
         reg: &ExtrinsicPrior,
     ) -> Option<Conditional> {
-        let (mean, cov, _) = normal_at(prep, rows, refs, reg)?.solve()?;
+        let (_, (mean, cov, _)) = normal_at(prep, rows, refs, reg)?;
         Conditional::from_gaussian(mean, cov, reg.av_max)
     }
 
@@ -393,8 +410,7 @@ pub fn linear_marginal(
     refs: &ExtinctionRefs,
     reg: &ExtrinsicPrior,
 ) -> Option<LinearMarginal> {
-    let n = normal_at(prep, rows, refs, reg)?;
-    let (mean, cov, det) = n.solve()?;
+    let (n, (mean, cov, det)) = normal_at(prep, rows, refs, reg)?;
     // min_z (t - Xz)' W (t - Xz) + (z - z0)' P0 (z - z0) = tt - g' mean
     let chi2_min = n.tt - (n.g[0] * mean[0] + n.g[1] * mean[1]);
     let log_det_prior = -2.0 * (reg.av.1 * reg.log_d.1).ln();
@@ -458,12 +474,7 @@ pub fn temperature_profile_starts(
         (refs.a2, &mut ext2),
     );
     let score_at = |k: usize, p: &[f64; 6]| {
-        let row = k * nb..(k + 1) * nb;
-        let rows = SplitRows {
-            abs: &abs[row.clone()],
-            ext: &ext[row.clone()],
-            ext2: &ext2[row],
-        };
+        let rows = SplitRows::row(&abs, &ext, &ext2, k, nb);
         let m = linear_marginal(target.prep, rows, refs, reg)?;
         let lp = target.prior.log_prob_x(p[0], p[1], p[2]);
         Some((lp + m.log_marginal_physical(), m))
@@ -694,8 +705,7 @@ mod tests {
                 .log_marginal;
             // the same linearised model the closed form integrates (parallax row at the
             // linearisation point the solver ends on)
-            let n = normal_at(&prep, rows(&ABS, (&e1, &e2)), &refs, &r).unwrap();
-            let (mean, cov, _) = n.solve().unwrap();
+            let (n, (mean, cov, _)) = normal_at(&prep, rows(&ABS, (&e1, &e2)), &refs, &r).unwrap();
             let integrand = |a: f64, d: f64| {
                 let quad = n.tt - 2.0 * (n.g[0] * a + n.g[1] * d)
                     + n.h[0][0] * a * a

@@ -166,12 +166,7 @@ pub struct MixtureWork {
 
 /// Row `k` of the work's split magnitudes (`nb` bands).
 fn split_rows(w: &MixtureWork, k: usize, nb: usize) -> SplitRows<'_> {
-    let row = k * nb..(k + 1) * nb;
-    SplitRows {
-        abs: &w.split_abs[row.clone()],
-        ext: &w.split_ext[row.clone()],
-        ext2: &w.split_ext2[row],
-    }
+    SplitRows::row(&w.split_abs, &w.split_ext, &w.split_ext2, k, nb)
 }
 
 /// The flow's pilot samples of a star.

@@ -173,6 +173,13 @@ impl JoinPlan {
             .collect()
     }
 
+    /// The primary table's schema with the joined columns appended: the wide schema the
+    /// `Mapper` and the kept columns see.
+    pub(crate) fn wide_schema(primary: &Schema, joined: &[Field]) -> Schema {
+        let fields = primary.fields().iter().map(|f| f.as_ref().clone());
+        Schema::new(fields.chain(joined.iter().cloned()).collect::<Vec<Field>>())
+    }
+
     /// The primary columns the joins need (their left keys).
     pub(crate) fn primary_keys(&self) -> &[String] {
         &self.primary_keys
