@@ -142,6 +142,56 @@ impl Slurm {
         m
     }
 
+    /// Parts task `task` of `job` has written so far, and whether it has finished.
+    fn progress(&self, job: &str, task: usize) -> (usize, bool) {
+        let log = self.log(job, task);
+        (log.matches("wrote ").count(), log.contains(" parts: "))
+    }
+
+    /// Suspends two running tasks of `job` that have written some of their `per_task` parts,
+    /// not all, and returns them. A task that finished its last part in the moment between
+    /// the check and the suspension is resumed and passed over.
+    fn catch_two_mid_run(&self, job: &str, per_task: usize) -> [usize; 2] {
+        let mut caught = Vec::new();
+        let t0 = Instant::now();
+        while caught.len() < 2 {
+            let active = self.active(job);
+            assert!(
+                t0.elapsed() < JOB_TIMEOUT && !active.is_empty(),
+                "no two tasks were caught mid-run (caught {caught:?})\n{}",
+                self.logs()
+            );
+            let running = active
+                .iter()
+                .filter(|(_, s)| s == "RUNNING")
+                .filter_map(|(k, _)| k.parse::<usize>().ok());
+            for task in running {
+                let (parts, done) = self.progress(job, task);
+                if caught.len() == 2 || caught.contains(&task) || done || parts == 0 {
+                    continue;
+                }
+                let id = format!("{job}_{task}");
+                if !self
+                    .cmd("scontrol")
+                    .args(["suspend", &id])
+                    .status()
+                    .unwrap()
+                    .success()
+                {
+                    continue; // it ended between squeue and scontrol
+                }
+                match self.progress(job, task) {
+                    (parts, false) if parts < per_task => caught.push(task),
+                    _ => {
+                        self.ok("scontrol", &["resume", &id]);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        [caught[0], caught[1]]
+    }
+
     fn log(&self, job: &str, task: usize) -> String {
         // the script's own `#SBATCH --output=sedflow-%A_%a.log`, in the submit directory
         std::fs::read_to_string(self.dir.join(format!("sedflow-{job}_{task}.log")))
@@ -276,28 +326,13 @@ fn slurm_array_covers_every_star_once_and_survives_cancel_and_requeue() {
     // 2. two tasks caught mid-run (each has written a part, not all): one is cancelled, the
     // other requeued (as on node failure or preemption; restarted at once instead of after
     // Slurm's 2-minute requeue delay). The others finish; the cancelled one is resubmitted.
+    // A task caught mid-run is suspended at once (SIGSTOP), so that it cannot finish while
+    // the test waits for the second one: on a loaded 2-core CI machine a whole task can take
+    // less time than a few squeue calls.
     let out = d.path().join("cancelled");
     let job = slurm.submit("0-3", false, &[input, out.to_str().unwrap(), cfg]);
     let per_task = n_parts / TASKS;
-    let t0 = Instant::now();
-    let (victim, requeued) = loop {
-        let mid_run: Vec<usize> = slurm
-            .active(&job)
-            .into_iter()
-            .filter(|(_, s)| s == "RUNNING")
-            .filter_map(|(k, _)| k.parse().ok())
-            .filter(|&k| (1..per_task).contains(&slurm.log(&job, k).matches("wrote ").count()))
-            .collect();
-        if let [a, b, ..] = mid_run[..] {
-            break (a, b);
-        }
-        assert!(
-            t0.elapsed() < JOB_TIMEOUT && !slurm.active(&job).is_empty(),
-            "no two tasks were caught mid-run\n{}",
-            slurm.logs()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let [victim, requeued] = slurm.catch_two_mid_run(&job, per_task);
     slurm.ok("scancel", &[&format!("{job}_{victim}")]);
     let requeued_id = format!("{job}_{requeued}");
     slurm.ok("scontrol", &["requeue", &requeued_id]);
@@ -313,6 +348,8 @@ fn slurm_array_covers_every_star_once_and_survives_cancel_and_requeue() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // a suspended task comes back held (JobHeldAdmin): release it, and start it now
+    slurm.ok("scontrol", &["release", &requeued_id]);
     slurm.ok(
         "scontrol",
         &["update", &format!("jobid={requeued_id}"), "StartTime=now"],
