@@ -366,9 +366,15 @@ impl Conditional {
 
     /// Draw (A_V, log10 d).
     pub fn sample(&self, rng: &mut Rng) -> (f64, f64) {
-        let u = self.cdf_lo + rng.uniform_open() * (self.cdf_hi - self.cdf_lo);
+        self.draw_at(rng.uniform_open(), rng.normal())
+    }
+
+    /// The draw made from a uniform `u` in (0, 1) (A_V, by inversion) and a standard
+    /// normal `z` (log10 d given A_V). (1 - u, -z) is its antithetic partner.
+    pub fn draw_at(&self, u: f64, z: f64) -> (f64, f64) {
+        let u = self.cdf_lo + u * (self.cdf_hi - self.cdf_lo);
         let av = (self.av_loc + self.av_sd * norm_ppf(u)).clamp(0.0, self.av_max);
-        (av, self.log_d_mean(av) + self.log_d_sd * rng.normal())
+        (av, self.log_d_mean(av) + self.log_d_sd * z)
     }
 
     /// log density of (A_V, log10 d); -inf outside 0 <= A_V <= A_V,max.
@@ -760,6 +766,50 @@ mod tests {
                 let (a, d) = c.sample(&mut rng);
                 assert!((0.0..=10.0).contains(&a) && d.is_finite());
                 assert!(c.log_pdf(a, d).is_finite());
+            }
+        }
+    }
+
+    /// An antithetic partner (1 - u, -z) is a draw of the same conditional: partners and
+    /// fresh draws agree in mean and spread, truncated or not, and away from the bounds
+    /// a pair's mean is the conditional's mean exactly.
+    #[test]
+    fn antithetic_partners_share_the_conditional() {
+        let cov = [[0.04, -0.003], [-0.003, 0.0009]];
+        for mean_av in [1.5, 0.05] {
+            let c = Conditional::from_gaussian([mean_av, 3.0], cov, 10.0).unwrap();
+            let mut rng = Rng::new(3);
+            let n = 50_000;
+            let (mut fresh, mut partner) = ([0.0; 4], [0.0; 4]);
+            for _ in 0..n {
+                let (u, z) = (rng.uniform_open(), rng.normal());
+                let (a, d) = c.draw_at(u, z);
+                let (a2, d2) = c.draw_at(1.0 - u, -z);
+                assert!(c.log_pdf(a2, d2).is_finite());
+                let (a3, d3) = c.sample(&mut rng);
+                for (acc, (a, d)) in [(&mut partner, (a2, d2)), (&mut fresh, (a3, d3))] {
+                    *acc = [acc[0] + a, acc[1] + a * a, acc[2] + d, acc[3] + d * d];
+                }
+                if mean_av > 1.0 {
+                    assert!(((a + a2) / 2.0 - mean_av).abs() < 1e-9);
+                    assert!(((d + d2) / 2.0 - 3.0).abs() < 1e-9);
+                }
+            }
+            let moments = |m: [f64; 4]| {
+                let (ma, md) = (m[0] / n as f64, m[2] / n as f64);
+                [
+                    ma,
+                    (m[1] / n as f64 - ma * ma).sqrt(),
+                    md,
+                    (m[3] / n as f64 - md * md).sqrt(),
+                ]
+            };
+            let (f, p) = (moments(fresh), moments(partner));
+            for k in 0..4 {
+                assert!(
+                    (f[k] - p[k]).abs() < 0.01 * f[k].abs().max(0.1),
+                    "{f:?} {p:?}"
+                );
             }
         }
     }

@@ -468,6 +468,54 @@ mod tests {
         assert!(worst < 0.3, "|dq| / MCMC width per parameter: {devs:?}");
     }
 
+    /// Antithetic pairs in the closed-form components make the reported medians more
+    /// precise than independent draws at the same effective sample size. Over 100 run
+    /// seeds on one well-measured star, the spread of the Teff, log g and [M/H] medians,
+    /// pooled and in units of the posterior's half p16-p84 width, is well below the
+    /// sqrt(pi/2) / sqrt(n_eff) of independent draws (measured: 0.68 of it; 0.99 with the
+    /// pairs switched off).
+    #[test]
+    fn antithetic_pairs_beat_independent_draws_on_the_median() {
+        let e = engine();
+        let obs = noise_free_star(
+            &e.fm,
+            &SUN_LIKE,
+            &[
+                "gaia_g", "gaia_bp", "gaia_rp", "tmass_j", "tmass_h", "tmass_ks",
+            ],
+            0.02,
+            Some(0.05),
+        );
+        let runs: Vec<StarResult> = (0..100)
+            .map(|seed| {
+                let settings = InferSettings {
+                    seed,
+                    ..Default::default()
+                };
+                e.infer(std::slice::from_ref(&obs), &settings).remove(0)
+            })
+            .collect();
+        let n_eff = runs.iter().map(|r| r.n_eff as f64).sum::<f64>() / runs.len() as f64;
+        let iid_sd = (std::f64::consts::PI / 2.0).sqrt() / n_eff.sqrt();
+        let mut sq = 0.0;
+        for p in [0, 1, 2] {
+            let med: Vec<f64> = runs.iter().map(|r| r.params[p].q[2] as f64).collect();
+            let mean = med.iter().sum::<f64>() / med.len() as f64;
+            let half_width = runs
+                .iter()
+                .map(|r| 0.5 * (r.params[p].q[3] - r.params[p].q[1]) as f64)
+                .sum::<f64>()
+                / runs.len() as f64;
+            let var = med.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / (med.len() - 1) as f64;
+            sq += var / half_width.powi(2);
+        }
+        let sd = (sq / 3.0).sqrt();
+        assert!(
+            sd < 0.85 * iid_sd,
+            "median spread {sd:.4} widths; independent draws at n_eff {n_eff:.0}: {iid_sd:.4}"
+        );
+    }
+
     /// An unreachable target spends the budget and says so; the efficiency counts every
     /// sample drawn.
     #[test]

@@ -419,18 +419,34 @@ impl<P: Proposal> MixtureSampler<'_, P> {
     fn draw_closed_form(&self, t: &IntrinsicT, k: usize, rng: &mut Rng, w: &mut MixtureWork) {
         let Some(cf) = self.closed_form else { return };
         w.split_at.clear();
-        w.split_at
-            .extend((0..k).map(|_| split_theta(&t.sample(rng), cf.refs.a1)));
+        // antithetic pairs: every second y is its predecessor reflected through the
+        // component's location, and its (A_V, log d) uses the partner's (1 - u, -z). Each
+        // draw is still distributed as the component, so the weights are unchanged.
+        let mut y = t.mean;
+        w.split_at.extend((0..k).map(|j| {
+            y = if j % 2 == 0 {
+                t.sample(rng)
+            } else {
+                t.reflect(&y)
+            };
+            split_theta(&y, cf.refs.a1)
+        }));
         self.split(w);
         let nb = self.target.prep.bands.len();
+        let (mut u, mut z) = (0.5, 0.0);
         for j in 0..k {
             let rows = split_rows(w, j, nb);
             let at = w.split_at[j];
             let mut v = s_of(&at);
+            (u, z) = if j % 2 == 0 {
+                (rng.uniform_open(), rng.normal())
+            } else {
+                (1.0 - u, -z)
+            };
             let cond = Conditional::new(self.target.prep, rows, &cf.refs, &cf.reg);
             let lc = match cond {
                 Some(c) => {
-                    (v[AV], v[LOG_D]) = c.sample(rng);
+                    (v[AV], v[LOG_D]) = c.draw_at(u, z);
                     c.log_pdf(v[AV], v[LOG_D])
                 }
                 None => {
