@@ -30,7 +30,9 @@ pub struct CompareArgs {
     same_stars_as: Option<PathBuf>,
     /// Reference posteriors of the same catalogue (e.g. `sedflow mcmc`'s): each group is
     /// reported for both, on the stars both have, so that sampler error (the two differ) is
-    /// told from model error (both miss the labels alike).
+    /// told from model error (both miss the labels alike). Also reports the Monte Carlo
+    /// floor: how much noise of the test's own size around the reference's medians alone
+    /// moves the label scatter.
     #[arg(long)]
     reference: Option<PathBuf>,
     /// Write the figures as JSON here.
@@ -196,6 +198,106 @@ fn print_row(name: &str, f: &serde_json::Value) {
     );
 }
 
+/// Perturbations drawn for the Monte Carlo floor.
+const FLOOR_DRAWS: usize = 1000;
+
+/// Half widths (p84 - p16) / 2 of Teff, log g and [M/H] by source_id.
+fn half_widths(path: &std::path::Path) -> Result<HashMap<i64, [f64; 3]>> {
+    Ok(read_posteriors(path)?
+        .into_iter()
+        .map(|r| {
+            let hw = |p: usize| 0.5 * (r.params[p].q[3] - r.params[p].q[1]) as f64;
+            (r.source_id, [hw(0), hw(1), hw(2)])
+        })
+        .collect())
+}
+
+/// One parameter's Monte Carlo floor on the label scatter.
+#[derive(serde::Serialize)]
+struct Floor {
+    /// Robust spread of (test - reference median) / reference half width.
+    spread: f64,
+    /// Relative scatter change observed (test against reference).
+    observed: f64,
+    /// Mean and standard deviation of the relative change that noise of `spread` alone
+    /// gives the reference's medians.
+    noise_mean: f64,
+    noise_sd: f64,
+}
+
+/// How far Monte Carlo noise alone moves the robust label scatter: the reference's medians
+/// perturbed by Gaussian noise of the test's own spread around them (in the reference's
+/// half widths), `FLOOR_DRAWS` times. A test whose scatter change lies within this spread
+/// differs from the reference by its Monte Carlo error, not by a bias.
+fn noise_floor(
+    labels: &Labels,
+    rows: &[usize],
+    (post, reference): (&HashMap<i64, Medians>, &HashMap<i64, Medians>),
+    widths: &HashMap<i64, [f64; 3]>,
+) -> Vec<Floor> {
+    let med = |m: &Medians, p: usize| [m.0, m.1, m.2][p];
+    let label = |k: usize, p: usize| [labels.teff[k], labels.logg[k], labels.mh[k]][p];
+    let mut rng = crate::util::rng::Rng::new(0xF100);
+    (0..3)
+        .map(|p| {
+            let id = |k: usize| labels.ids[k].unwrap();
+            let hw: Vec<f64> = rows.iter().map(|&k| widths[&id(k)][p]).collect();
+            let ref_res: Vec<f64> = rows
+                .iter()
+                .map(|&k| med(&reference[&id(k)], p) - label(k, p))
+                .collect();
+            let dev: Vec<f64> = rows
+                .iter()
+                .zip(&hw)
+                .map(|(&k, h)| (med(&post[&id(k)], p) - med(&reference[&id(k)], p)) / h)
+                .collect();
+            let spread = robust_scatter(&dev);
+            let s0 = robust_scatter(&ref_res);
+            let test_res: Vec<f64> = ref_res
+                .iter()
+                .zip(&dev)
+                .zip(&hw)
+                .map(|((r, d), h)| r + d * h)
+                .collect();
+            let changes: Vec<f64> = (0..FLOOR_DRAWS)
+                .map(|_| {
+                    let noisy: Vec<f64> = ref_res
+                        .iter()
+                        .zip(&hw)
+                        .map(|(r, h)| r + spread * h * rng.normal())
+                        .collect();
+                    robust_scatter(&noisy) / s0 - 1.0
+                })
+                .collect();
+            let noise_mean = changes.iter().sum::<f64>() / FLOOR_DRAWS as f64;
+            let var = changes
+                .iter()
+                .map(|c| (c - noise_mean).powi(2))
+                .sum::<f64>();
+            Floor {
+                spread,
+                observed: robust_scatter(&test_res) / s0 - 1.0,
+                noise_mean,
+                noise_sd: (var / (FLOOR_DRAWS - 1) as f64).sqrt(),
+            }
+        })
+        .collect()
+}
+
+/// Print the Monte Carlo floor of every parameter.
+fn print_floor(floor: &[Floor]) {
+    println!("Monte Carlo floor (all stars): the test's medians sit a robust spread of s reference half widths from the reference's; noise of that size alone changes the reference's label scatter by mean +- sd");
+    for (name, f) in ["Teff", "log g", "[M/H]"].iter().zip(floor) {
+        println!(
+            "  {name:<6} s {:.3}: observed {:+.1}%, noise alone {:+.1}% +- {:.1}%",
+            f.spread,
+            100.0 * f.observed,
+            100.0 * f.noise_mean,
+            100.0 * f.noise_sd
+        );
+    }
+}
+
 /// Run `sedflow compare-labels`.
 pub fn run(a: CompareArgs) -> Result<i32> {
     let labels = Labels::read(&a.catalogue)?;
@@ -257,9 +359,79 @@ pub fn run(a: CompareArgs) -> Result<i32> {
         .filter(|&&k| post[&labels.ids[k].unwrap()].4 != 0)
         .count();
     println!("stars with any flag: {flagged} of {}", rows.len());
+    let floor = match (&reference, &a.reference) {
+        (Some(r), Some(path)) => {
+            let f = noise_floor(&labels, &rows, (&post, r), &half_widths(path)?);
+            print_floor(&f);
+            Some(f)
+        }
+        _ => None,
+    };
     if let Some(r) = &a.report {
-        let json = serde_json::json!({"groups": report, "flagged": flagged});
+        let json =
+            serde_json::json!({"groups": report, "flagged": flagged, "monte_carlo_floor": floor});
         std::fs::write(r, serde_json::to_string_pretty(&json)?)?;
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::rng::Rng;
+
+    /// 400 stars with unit label residuals; the test's medians are the reference's plus
+    /// Gaussian noise of 0.3 half widths (or none). The floor recovers the spread, its
+    /// noise-alone change brackets the observed one, and identical tables change nothing.
+    #[test]
+    fn noise_floor_recovers_the_spread_and_brackets_the_change() {
+        let n = 400;
+        let mut rng = Rng::new(4);
+        let ids: Vec<i64> = (0..n as i64).collect();
+        let labels = Labels {
+            ids: ids.iter().map(|&i| Some(i)).collect(),
+            teff: (0..n).map(|_| 5000.0 + 100.0 * rng.normal()).collect(),
+            logg: (0..n).map(|_| 4.0 + 0.15 * rng.normal()).collect(),
+            mh: (0..n).map(|_| 0.2 * rng.normal()).collect(),
+            groups: vec![vec![]; n],
+        };
+        let reference: HashMap<i64, Medians> = ids
+            .iter()
+            .map(|&i| (i, (5000.0, 4.0, 0.0, 1.0, 0)))
+            .collect();
+        let widths: HashMap<i64, [f64; 3]> = ids.iter().map(|&i| (i, [80.0, 0.1, 0.15])).collect();
+        let noisy: HashMap<i64, Medians> = reference
+            .iter()
+            .map(|(&i, m)| {
+                let e = [0.3 * rng.normal(), 0.3 * rng.normal(), 0.3 * rng.normal()];
+                let m2 = (
+                    m.0 + 80.0 * e[0],
+                    m.1 + 0.1 * e[1],
+                    m.2 + 0.15 * e[2],
+                    1.0,
+                    0,
+                );
+                (i, m2)
+            })
+            .collect();
+        let rows: Vec<usize> = (0..n).collect();
+        for f in noise_floor(&labels, &rows, (&noisy, &reference), &widths) {
+            assert!((f.spread - 0.3).abs() < 0.05, "spread {}", f.spread);
+            assert!(f.noise_sd > 0.0 && f.noise_sd < 0.05, "sd {}", f.noise_sd);
+            let z = (f.observed - f.noise_mean) / f.noise_sd;
+            assert!(
+                z.abs() < 3.0,
+                "observed {} vs {} +- {}",
+                f.observed,
+                f.noise_mean,
+                f.noise_sd
+            );
+        }
+        for f in noise_floor(&labels, &rows, (&reference, &reference), &widths) {
+            assert_eq!(
+                (f.spread, f.observed, f.noise_mean, f.noise_sd),
+                (0.0, 0.0, 0.0, 0.0)
+            );
+        }
+    }
 }
