@@ -214,6 +214,9 @@ fn bench_flow(
     use crate::posterior::proposal::Proposal;
     use rayon::prelude::*;
     let engine = crate::cli::engine::flow_engine_on(model.map(|p| p.as_path()), device)?;
+    if crate::posterior::proposal::Proposal::intrinsic(&engine.proposal) {
+        anyhow::bail!("bench flow measures full (6-D) flows; this model is an intrinsic flow");
+    }
     let cat = super::simulate::simulate_catalogue(
         &engine.fm,
         stars * rayon::current_num_threads(),

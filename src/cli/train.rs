@@ -1,5 +1,6 @@
 //! `sedflow train`: train the neural posterior with simulation on the fly.
 
+use crate::nn::model::FlowTarget;
 use crate::nn::train::{train, TrainConfig, TrainSetup};
 use crate::physics::ForwardModel;
 use crate::prior::PriorConfig;
@@ -52,6 +53,10 @@ pub struct TrainArgs {
     /// MADE hidden units.
     #[arg(long, default_value_t = TrainConfig::default().flow_hidden)]
     flow_hidden: usize,
+    /// What the flow models: `full` (theta, 6-D) or `intrinsic` (log10 Teff, log g, [M/H],
+    /// R_V; distance and extinction then come from the closed-form conditional).
+    #[arg(long, value_enum, default_value_t = FlowTarget::Full)]
+    target: FlowTarget,
     /// Resume from OUT/checkpoint if one exists.
     #[arg(long)]
     resume: bool,
@@ -96,6 +101,7 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         flow_blocks: a.flow_blocks,
         flow_hidden: a.flow_hidden,
         reddening_token: a.reddening_token,
+        target: a.target,
         ..TrainConfig::default()
     };
     a.mix.validate()?;

@@ -15,6 +15,29 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
+/// What the flow models: all of theta, or only the intrinsic coordinates y (log10 Teff,
+/// log g, [M/H], R_V), whose extinction and distance the posterior layer completes from
+/// their closed-form conditional (issue 24).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum FlowTarget {
+    /// theta in six dimensions (the models before issue 24).
+    #[default]
+    Full,
+    /// y in four dimensions.
+    Intrinsic,
+}
+
+impl FlowTarget {
+    /// The flow's dimension.
+    pub(crate) fn dim(self) -> usize {
+        match self {
+            FlowTarget::Full => 6,
+            FlowTarget::Intrinsic => 4,
+        }
+    }
+}
+
 /// Architecture and coordinates of a neural posterior.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub(crate) struct ModelConfig {
@@ -26,6 +49,9 @@ pub(crate) struct ModelConfig {
     pub(crate) transform: ParamTransform,
     /// Band names by id (must match the forward model's registry).
     pub(crate) bands: Vec<String>,
+    /// What the flow models (cards written before the switch are full models).
+    #[serde(default)]
+    pub(crate) target: FlowTarget,
 }
 
 /// Training record written into the card.
@@ -96,6 +122,12 @@ pub(crate) struct NeuralPosterior {
 impl NeuralPosterior {
     /// Build from a VarBuilder (new variables in a VarMap, or loaded weights).
     pub(crate) fn new(cfg: &ModelConfig, vb: VarBuilder) -> Result<Self> {
+        anyhow::ensure!(
+            cfg.flow.dim == cfg.target.dim(),
+            "flow dimension {} does not fit target {:?}",
+            cfg.flow.dim,
+            cfg.target
+        );
         let device = vb.device().clone();
         Ok(NeuralPosterior {
             cfg: cfg.clone(),
@@ -149,7 +181,7 @@ impl NeuralPosterior {
         Ok(sorted.index_select(&idx, 0)?)
     }
 
-    /// log q(u | obs) \[b\] for targets u (row-major \[b\]\[6\]).
+    /// log q(u | obs) \[b\] for targets u (row-major \[b\]\[dim\]).
     pub(crate) fn log_prob_u(&self, tb: &TokenBatch, u: &[f32]) -> Result<Tensor> {
         let ctx = self.context(tb)?;
         let ut = Tensor::from_vec(u.to_vec(), (tb.b, self.cfg.flow.dim), &self.device)?;

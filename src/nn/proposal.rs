@@ -6,10 +6,12 @@
 
 use super::fast::{FastMaf, Workspace};
 use super::fast_encoder::FastEncoder;
+use super::model::FlowTarget;
 use super::model::{ModelCard, NeuralPosterior};
 use super::tokens::TokenBatch;
 use crate::likelihood::StarObs;
 use crate::physics::Theta;
+use crate::posterior::conditional::NY;
 use crate::posterior::coords::ParamTransform;
 use crate::posterior::proposal::Proposal;
 use crate::util::rng::Rng;
@@ -45,6 +47,12 @@ thread_local! {
 impl FlowProposal {
     /// Load from weights bytes and a card.
     pub(crate) fn from_bytes(weights: &[u8], card: ModelCard, device: &Device) -> Result<Self> {
+        if card.config.target == FlowTarget::Intrinsic && !device.is_cpu() {
+            anyhow::bail!(
+                "model {} is an intrinsic flow, which samples on the CPU only: use device = \"cpu\"",
+                card.id
+            );
+        }
         let model = NeuralPosterior::from_bytes(&card.config, weights, device)?;
         let fast = FastMaf::from_maf(&model.flow)?;
         let encoder = FastEncoder::from_encoder(&model.encoder)?;
@@ -104,7 +112,7 @@ impl FlowProposal {
             .contiguous()?;
         let mut z = vec![0f32; b * n * 6];
         for (s, &seed) in seeds.iter().enumerate() {
-            base_noise(seed, n, |t, i, v| z[(s * n + t) * 6 + i] = v);
+            base_noise(seed, n, 6, |t, i, v| z[(s * n + t) * 6 + i] = v);
         }
         let zt = Tensor::from_vec(z, (b * n, 6), dev)?;
         let (u, lq) = self.model.flow.sample(&zt, &ctx)?;
@@ -133,13 +141,13 @@ impl FlowProposal {
     }
 }
 
-/// Base noise of one star: `n` standard-normal 6-vectors drawn sample-major from the star's
-/// own stream, so that every sampling path (CPU, device) sees the same draws; each value
-/// is handed to `put(sample, dimension, value)`.
-fn base_noise(seed: u64, n: usize, mut put: impl FnMut(usize, usize, f32)) {
+/// Base noise of one star: `n` standard-normal `d`-vectors drawn sample-major from the
+/// star's own stream, so that every sampling path (CPU, device) sees the same draws; each
+/// value is handed to `put(sample, dimension, value)`.
+fn base_noise(seed: u64, n: usize, d: usize, mut put: impl FnMut(usize, usize, f32)) {
     let mut rng = Rng::new(seed);
     for t in 0..n {
-        for i in 0..6 {
+        for i in 0..d {
             put(t, i, rng.normal() as f32);
         }
     }
@@ -215,6 +223,7 @@ impl Proposal for FlowProposal {
         thetas: &mut Vec<Theta>,
         log_q: &mut Vec<f64>,
     ) {
+        assert!(!self.intrinsic(), "an intrinsic flow draws y (sample_y)");
         thetas.clear();
         log_q.clear();
         if stars.is_empty() {
@@ -241,7 +250,7 @@ impl Proposal for FlowProposal {
             let mut lq = vec![0f64; np];
             for (s, c) in cond.iter().enumerate() {
                 // written dimension-major for the fast sampler
-                base_noise(seeds[s], np, |t, i, v| z[i * np + t] = v);
+                base_noise(seeds[s], np, 6, |t, i, v| z[i * np + t] = v);
                 let terms = c.terms(self);
                 self.fast
                     .sample_star(&z, np, &terms.c1, &terms.c2, ws, &mut u, &mut lq);
@@ -254,6 +263,10 @@ impl Proposal for FlowProposal {
     }
 
     fn log_density(&self, cond: &FlowStar, thetas: &[Theta], out: &mut Vec<f64>) {
+        assert!(
+            !self.intrinsic(),
+            "an intrinsic flow has densities in y (log_density_y)"
+        );
         if thetas.is_empty() {
             return;
         }
@@ -278,6 +291,79 @@ impl Proposal for FlowProposal {
                 out.push(if l.is_finite() { l } else { f64::NEG_INFINITY });
             }
         });
+    }
+
+    fn intrinsic(&self) -> bool {
+        self.card.config.target == FlowTarget::Intrinsic
+    }
+
+    fn sample_y(
+        &self,
+        cond: &[FlowStar],
+        _stars: &[StarObs],
+        n: usize,
+        seeds: &[u64],
+        ys: &mut Vec<[f64; NY]>,
+        log_q: &mut Vec<f64>,
+    ) {
+        assert!(self.intrinsic(), "a full flow draws theta (sample)");
+        ys.clear();
+        log_q.clear();
+        let (d, np) = (self.fast.dim, padded(n));
+        let tr = &self.card.config.transform;
+        WORKSPACE.with(|ws| {
+            let ws = &mut ws.borrow_mut();
+            let (mut z, mut u, mut lq) = (vec![0f32; d * np], vec![0f32; d * np], vec![0f64; np]);
+            for (s, c) in cond.iter().enumerate() {
+                base_noise(seeds[s], np, d, |t, i, v| z[i * np + t] = v);
+                let terms = c.terms(self);
+                self.fast
+                    .sample_star(&z, np, &terms.c1, &terms.c2, ws, &mut u, &mut lq);
+                for t in 0..n {
+                    let uy: [f64; NY] = std::array::from_fn(|i| u[i * np + t] as f64);
+                    let y = tr.y_of_u_intrinsic(&uy);
+                    log_q.push(finite_or_neg_inf(lq[t] + tr.log_du_dy(y[3])));
+                    ys.push(y);
+                }
+            }
+        });
+    }
+
+    fn log_density_y(&self, cond: &FlowStar, ys: &[[f64; NY]], out: &mut Vec<f64>) {
+        assert!(
+            self.intrinsic(),
+            "a full flow has densities in theta (log_density)"
+        );
+        if ys.is_empty() {
+            return;
+        }
+        let (d, np) = (self.fast.dim, padded(ys.len()));
+        let tr = &self.card.config.transform;
+        let terms = cond.terms(self);
+        WORKSPACE.with(|ws| {
+            let ws = &mut ws.borrow_mut();
+            let (mut u, mut lq) = (vec![0f32; d * np], vec![0f64; np]);
+            for (t, y) in ys.iter().enumerate() {
+                let uy = tr.u_intrinsic_of_y(y);
+                for i in 0..d {
+                    u[i * np + t] = uy[i] as f32;
+                }
+            }
+            self.fast
+                .log_prob_star(&u, np, &terms.c1, &terms.c2, ws, &mut lq);
+            for (t, y) in ys.iter().enumerate() {
+                out.push(finite_or_neg_inf(lq[t] + tr.log_du_dy(y[3])));
+            }
+        });
+    }
+}
+
+/// A log density, or -inf where it is not finite (a y outside R_V's open interval).
+fn finite_or_neg_inf(l: f64) -> f64 {
+    if l.is_finite() {
+        l
+    } else {
+        f64::NEG_INFINITY
     }
 }
 
@@ -438,5 +524,124 @@ mod tests {
         let mut dens = Vec::new();
         p.log_density(&cond[0], &[bad], &mut dens);
         assert_eq!(dens[0], f64::NEG_INFINITY);
+    }
+
+    /// A small intrinsic model (4-D flow) with perturbed deterministic weights.
+    fn small_intrinsic(seed: u64) -> FlowProposal {
+        use crate::nn::encoder::EncoderConfig;
+        use crate::nn::flow::FlowConfig;
+        use crate::nn::model::{init_deterministic, ModelConfig};
+        let mut card: ModelCard = serde_json::from_str(DEFAULT_CARD).unwrap();
+        let cfg = ModelConfig {
+            encoder: EncoderConfig {
+                d_model: 16,
+                heads: 2,
+                ffn: 32,
+                ctx: 8,
+                ..card.config.encoder.clone()
+            },
+            flow: FlowConfig {
+                dim: 4,
+                ctx: 8,
+                hidden: 24,
+                orders: FlowConfig::default_orders(4, 3, seed),
+                alpha_clip: 3.0,
+            },
+            target: FlowTarget::Intrinsic,
+            ..card.config.clone()
+        };
+        let varmap = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
+        NeuralPosterior::new(&cfg, vb).unwrap();
+        init_deterministic(&varmap, seed).unwrap();
+        // perturbed in sorted-name order (the VarMap's own order is a HashMap's)
+        let mut rng = Rng::new(seed + 1);
+        let vars = varmap.data().lock().unwrap().clone();
+        let mut names: Vec<&String> = vars.keys().collect();
+        names.sort();
+        for v in names.into_iter().map(|n| &vars[n]) {
+            let noise: Vec<f32> = (0..v.elem_count())
+                .map(|_| 0.03 * rng.normal() as f32)
+                .collect();
+            let t = Tensor::from_vec(noise, v.dims(), &Device::Cpu).unwrap();
+            v.set(&(v.as_tensor() + t).unwrap()).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weights.safetensors");
+        varmap.save(&path).unwrap();
+        card.config = cfg;
+        FlowProposal::from_bytes(&std::fs::read(&path).unwrap(), card, &Device::Cpu).unwrap()
+    }
+
+    /// An intrinsic flow's density pass gives the log q(y) its sampler reports.
+    #[test]
+    fn intrinsic_flow_draws_carry_the_density_of_its_density_pass() {
+        let p = small_intrinsic(31);
+        assert!(p.intrinsic());
+        let stars = simulated(3, 9);
+        let cond = p.condition(&stars);
+        let n = 37;
+        let (mut ys, mut lq) = (Vec::new(), Vec::new());
+        p.sample_y(&cond, &stars, n, &[1, 2, 3], &mut ys, &mut lq);
+        assert_eq!(ys.len(), 3 * n);
+        for (s, c) in cond.iter().enumerate() {
+            let mut dens = Vec::new();
+            p.log_density_y(c, &ys[s * n..(s + 1) * n], &mut dens);
+            for k in 0..n {
+                let q = lq[s * n + k];
+                assert!(q.is_finite(), "star {s} draw {k}");
+                assert!(
+                    (dens[k] - q).abs() < 2e-3 * (1.0 + q.abs()),
+                    "{} vs {q}",
+                    dens[k]
+                );
+            }
+        }
+    }
+
+    /// An intrinsic flow's log q(y) is normalised in y = (log10 Teff, log g, [M/H], R_V):
+    /// E_{y ~ g}[q(y) / g(y)] = 1 with g a Gaussian in y twice as wide as q's draws.
+    #[test]
+    fn intrinsic_flow_integrates_to_one_in_y() {
+        let p = small_intrinsic(41);
+        let stars = simulated(1, 4);
+        let cond = p.condition(&stars);
+        let (mut ys, mut lq) = (Vec::new(), Vec::new());
+        p.sample_y(&cond, &stars, 4000, &[7], &mut ys, &mut lq);
+        let n = ys.len() as f64;
+        let mu: [f64; NY] = std::array::from_fn(|i| ys.iter().map(|y| y[i]).sum::<f64>() / n);
+        let sd: [f64; NY] = std::array::from_fn(|i| {
+            2.0 * (ys.iter().map(|y| (y[i] - mu[i]).powi(2)).sum::<f64>() / n).sqrt()
+        });
+        let mut rng = Rng::new(8);
+        let (m, chunk) = (200_000, 4096);
+        let mut acc = 0.0;
+        let mut done = 0;
+        while done < m {
+            let k = chunk.min(m - done);
+            let mut log_g = Vec::with_capacity(k);
+            let pts: Vec<[f64; NY]> = (0..k)
+                .map(|_| {
+                    let mut lg = 0.0;
+                    let y = std::array::from_fn(|i| {
+                        let e = rng.normal();
+                        lg += -0.5 * e * e - (sd[i] * (2.0 * std::f64::consts::PI).sqrt()).ln();
+                        mu[i] + sd[i] * e
+                    });
+                    log_g.push(lg);
+                    y
+                })
+                .collect();
+            let mut dens = Vec::new();
+            p.log_density_y(&cond[0], &pts, &mut dens);
+            acc += dens
+                .iter()
+                .zip(&log_g)
+                .map(|(q, g)| (q - g).exp())
+                .sum::<f64>();
+            done += k;
+        }
+        let integral = acc / m as f64;
+        assert!((integral - 1.0).abs() < 0.02, "integral {integral}");
     }
 }

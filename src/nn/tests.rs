@@ -36,6 +36,7 @@ fn small_config() -> ModelConfig {
             scale: [0.1, 0.8, 0.4, 1.5, 1.0, 0.5],
         },
         bands: vec![],
+        target: super::model::FlowTarget::Full,
     }
 }
 
@@ -437,4 +438,114 @@ fn encoders_agree(reddening_token: bool) {
         changed, reddening_token,
         "the token is seen only by models that take it"
     );
+}
+
+/// log |det a| of a small square matrix (row-major), by Gaussian elimination with partial
+/// pivoting.
+fn log_abs_det(mut a: Vec<Vec<f64>>) -> f64 {
+    let n = a.len();
+    let mut acc = 0.0;
+    for c in 0..n {
+        let p = (c..n)
+            .max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))
+            .unwrap();
+        a.swap(c, p);
+        acc += a[c][c].abs().ln();
+        for r in c + 1..n {
+            let f = a[r][c] / a[c][c];
+            for k in c..n {
+                a[r][k] -= f * a[c][k];
+            }
+        }
+    }
+    acc
+}
+
+/// The 4-D flow of an intrinsic model: the log density its sampler reports, and its
+/// density pass, equal log N(z) - log |det du/dz| with the sampling map's Jacobian taken
+/// by central finite differences.
+#[test]
+fn four_dimensional_flow_density_matches_finite_differences_of_its_inverse() {
+    let d = 4;
+    let cfg = FlowConfig {
+        dim: d,
+        ctx: 3,
+        hidden: 16,
+        orders: FlowConfig::default_orders(d, 3, 7),
+        alpha_clip: 3.0,
+    };
+    let varmap = VarMap::new();
+    let flow = Maf::new(
+        &cfg,
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    init_deterministic(&varmap, 11).unwrap();
+    randomise(&varmap, 12, 0.15);
+    let h = 1e-2;
+    let mut rng = Rng::new(3);
+    for _ in 0..6 {
+        let z0: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
+        // rows: z0, then z0 + h e_j and z0 - h e_j for every j
+        let mut pts = Vec::new();
+        for k in 0..1 + 2 * d {
+            for (i, &z) in z0.iter().enumerate() {
+                let step = if k > 0 && (k - 1) / 2 == i {
+                    if k % 2 == 1 {
+                        h
+                    } else {
+                        -h
+                    }
+                } else {
+                    0.0
+                };
+                pts.push((z + step) as f32);
+            }
+        }
+        let m = 1 + 2 * d;
+        let c: Vec<f32> = (0..3).map(|_| rng.normal() as f32).collect();
+        let ctx = Tensor::from_vec(c, (1, 3), &Device::Cpu)
+            .unwrap()
+            .broadcast_as((m, 3))
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let zt = Tensor::from_vec(pts, (m, d), &Device::Cpu).unwrap();
+        let (u, lq) = flow.sample(&zt, &ctx).unwrap();
+        let lp = flow.log_prob(&u, &ctx).unwrap().to_vec1::<f32>().unwrap();
+        let (u, lq) = (u.to_vec2::<f32>().unwrap(), lq.to_vec1::<f32>().unwrap());
+        let jac: Vec<Vec<f64>> = (0..d)
+            .map(|i| {
+                (0..d)
+                    .map(|j| (u[1 + 2 * j][i] as f64 - u[2 + 2 * j][i] as f64) / (2.0 * h))
+                    .collect()
+            })
+            .collect();
+        let log_n = -0.5 * z0.iter().map(|z| z * z).sum::<f64>()
+            - 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln();
+        let expected = log_n - log_abs_det(jac);
+        assert!(
+            (lq[0] as f64 - expected).abs() < 5e-3,
+            "sampler {} vs finite differences {expected}",
+            lq[0]
+        );
+        assert!(
+            (lp[0] as f64 - expected).abs() < 5e-3,
+            "density pass {}",
+            lp[0]
+        );
+    }
+}
+
+/// Cards written before the target switch (no `target` field), such as the embedded
+/// default model's, load as full 6-D models.
+#[test]
+fn old_cards_load_as_full_models() {
+    let text = super::proposal::DEFAULT_CARD;
+    assert!(!text.contains("\"target\""));
+    let card: super::model::ModelCard = serde_json::from_str(text).unwrap();
+    assert_eq!(card.config.target, super::model::FlowTarget::Full);
+    assert_eq!(card.config.flow.dim, 6);
+    let p = super::proposal::FlowProposal::embedded().unwrap();
+    assert!(!crate::posterior::proposal::Proposal::intrinsic(&p));
 }

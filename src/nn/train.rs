@@ -6,7 +6,8 @@
 use super::encoder::EncoderConfig;
 use super::flow::FlowConfig;
 use super::model::{
-    init_deterministic, today_utc, ModelCard, ModelConfig, NeuralPosterior, TrainingRecord,
+    init_deterministic, today_utc, FlowTarget, ModelCard, ModelConfig, NeuralPosterior,
+    TrainingRecord,
 };
 use super::tokens::TokenBatch;
 use crate::likelihood::NoiseModel;
@@ -64,6 +65,9 @@ pub(crate) struct TrainConfig {
     /// Give the encoder a reddening-prior token (the simulator's map values).
     #[serde(default)]
     pub(crate) reddening_token: bool,
+    /// What the flow models (all of theta, or the intrinsic coordinates only).
+    #[serde(default)]
+    pub(crate) target: FlowTarget,
 }
 
 impl Default for TrainConfig {
@@ -87,6 +91,7 @@ impl Default for TrainConfig {
             flow_blocks: 6,
             flow_hidden: 128,
             reddening_token: false,
+            target: FlowTarget::Full,
         }
     }
 }
@@ -206,9 +211,10 @@ impl AdamW {
 pub(crate) struct Examples {
     /// Tokens.
     pub(crate) tokens: TokenBatch,
-    /// Targets u, row-major \[b\]\[6\].
+    /// Targets u (all six, or the intrinsic block), row-major \[b\]\[dim\].
     pub(crate) u: Vec<f32>,
-    /// log |du/dtheta| per example.
+    /// log |du/dtheta| per example (for an intrinsic target: of u_y over the physical
+    /// Teff, log g, [M/H], R_V).
     pub(crate) log_jac: Vec<f64>,
 }
 
@@ -237,16 +243,27 @@ pub(crate) fn simulate_batch(
 /// `reddening`: the model takes reddening-prior tokens.
 pub(crate) fn make_examples(
     stars: &[SimStar],
-    tr: &ParamTransform,
+    cfg: &ModelConfig,
     (n_bands, reddening): (usize, bool),
 ) -> Examples {
+    let tr = &cfg.transform;
     let obs: Vec<_> = stars.iter().map(|s| s.obs.clone()).collect();
     let tokens = TokenBatch::build_with(&obs, n_bands, reddening);
-    let mut u = Vec::with_capacity(stars.len() * 6);
+    let mut u = Vec::with_capacity(stars.len() * cfg.target.dim());
     let mut log_jac = Vec::with_capacity(stars.len());
     for s in stars {
-        u.extend(tr.to_u(&s.theta).iter().map(|&x| x as f32));
-        log_jac.push(tr.log_jacobian(&s.theta));
+        match cfg.target {
+            FlowTarget::Full => {
+                u.extend(tr.to_u(&s.theta).iter().map(|&x| x as f32));
+                log_jac.push(tr.log_jacobian(&s.theta));
+            }
+            FlowTarget::Intrinsic => {
+                u.extend(tr.to_u_intrinsic(&s.theta).iter().map(|&x| x as f32));
+                // y's first coordinate is log10 Teff: d log10 T / dT = 1 / (T ln 10)
+                let dy = -(s.theta.teff * std::f64::consts::LN_10).ln();
+                log_jac.push(tr.log_du_dy(s.theta.rv) + dy);
+            }
+        }
     }
     Examples { tokens, u, log_jac }
 }
@@ -281,9 +298,11 @@ fn lr_at(cfg: &TrainConfig, step: usize) -> f64 {
     cfg.lr * f
 }
 
-/// Mean -log q(theta) over examples (physical units), in chunks, without gradients.
+/// Mean -log q over examples (of theta, or of the intrinsic parameters for an intrinsic
+/// model; physical units), in chunks, without gradients.
 pub(crate) fn mean_nll(model: &NeuralPosterior, ex: &Examples, chunk: usize) -> Result<f64> {
     let b = ex.tokens.b;
+    let d = model.cfg.flow.dim;
     let mut total = 0f64;
     let mut start = 0;
     while start < b {
@@ -291,7 +310,7 @@ pub(crate) fn mean_nll(model: &NeuralPosterior, ex: &Examples, chunk: usize) -> 
         let idx: Vec<usize> = (start..end).collect();
         let tb = ex.tokens.select(&idx);
         let lp = model
-            .log_prob_u(&tb, &ex.u[start * 6..end * 6])?
+            .log_prob_u(&tb, &ex.u[start * d..end * d])?
             .to_vec1::<f32>()?;
         for (k, l) in lp.iter().enumerate() {
             total += -(*l as f64 + ex.log_jac[start + k]);
@@ -360,6 +379,14 @@ pub(crate) fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<Mode
     } else {
         (new_model_config(cfg, setup, &sim), 0, Vec::new(), 0, 0.0)
     };
+    if model_cfg.target != cfg.target {
+        bail!(
+            "the checkpoint in {} trains target {:?}, not {:?}",
+            ckpt.display(),
+            model_cfg.target,
+            cfg.target
+        );
+    }
     if cfg.steps <= start_step {
         bail!(
             "checkpoint is at step {start_step}, nothing to do for --steps {}",
@@ -378,7 +405,7 @@ pub(crate) fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<Mode
     }
     let val = make_examples(
         &simulate_batch(&sim, cfg.val_size, cfg.seed, 0xA1, 0),
-        &model_cfg.transform,
+        &model_cfg,
         (n_bands, model_cfg.encoder.reddening_token),
     );
     if setup.export_only {
@@ -493,6 +520,7 @@ pub(crate) fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<Mode
 /// A new model's configuration: the settings' sizes, the registry's bands, and the input
 /// transform fitted on simulations.
 fn new_model_config(cfg: &TrainConfig, setup: &TrainSetup, sim: &Simulator) -> ModelConfig {
+    let dim = cfg.target.dim();
     ModelConfig {
         encoder: EncoderConfig {
             n_bands: setup.fm.bands().len(),
@@ -504,10 +532,10 @@ fn new_model_config(cfg: &TrainConfig, setup: &TrainSetup, sim: &Simulator) -> M
             reddening_token: cfg.reddening_token,
         },
         flow: FlowConfig {
-            dim: 6,
+            dim,
             ctx: cfg.ctx,
             hidden: cfg.flow_hidden,
-            orders: FlowConfig::default_orders(6, cfg.flow_blocks, cfg.seed ^ 0x0DE5),
+            orders: FlowConfig::default_orders(dim, cfg.flow_blocks, cfg.seed ^ 0x0DE5),
             alpha_clip: 3.0,
         },
         transform: fit_transform(sim, cfg.seed),
@@ -518,6 +546,7 @@ fn new_model_config(cfg: &TrainConfig, setup: &TrainSetup, sim: &Simulator) -> M
             .into_iter()
             .map(String::from)
             .collect(),
+        target: cfg.target,
     }
 }
 
@@ -547,7 +576,7 @@ fn train_step(
     let stars = simulate_batch(sim, cfg.batch, cfg.seed, 0x7A, step as u64);
     let ex = make_examples(
         &stars,
-        &model_cfg.transform,
+        model_cfg,
         (n_bands, model_cfg.encoder.reddening_token),
     );
     let t_sim = ts.elapsed().as_secs_f64();
@@ -685,21 +714,43 @@ mod tests {
 
     #[test]
     fn interrupted_and_resumed_training_equals_uninterrupted() {
-        let a = tempfile::tempdir().unwrap();
-        let b = tempfile::tempdir().unwrap();
-        let card = train(&tiny(), &setup(a.path(), None, false))
-            .unwrap()
-            .unwrap();
-        assert_eq!(card.training.steps, 4);
-        assert!(card.training.val_loss.is_finite());
-        assert!(train(&tiny(), &setup(b.path(), Some(3), false))
+        resumes_bit_for_bit(&tiny());
+    }
+
+    /// The same for an intrinsic model, whose card and weights say so.
+    #[test]
+    fn interrupted_and_resumed_intrinsic_training_equals_uninterrupted() {
+        let cfg = TrainConfig {
+            target: FlowTarget::Intrinsic,
+            ..tiny()
+        };
+        let card = resumes_bit_for_bit(&cfg);
+        assert_eq!(card.config.target, FlowTarget::Intrinsic);
+        assert_eq!(card.config.flow.dim, 4);
+        assert!(card.config.flow.orders.iter().all(|o| o.len() == 4));
+        // a full run cannot resume an intrinsic checkpoint
+        let dir = tempfile::tempdir().unwrap();
+        assert!(train(&cfg, &setup(dir.path(), Some(1), false))
             .unwrap()
             .is_none());
-        train(&tiny(), &setup(b.path(), None, true))
+        assert!(train(&tiny(), &setup(dir.path(), None, true)).is_err());
+    }
+
+    /// Train `cfg` uninterrupted and interrupted + resumed: the same weights. Returns the
+    /// uninterrupted run's card.
+    fn resumes_bit_for_bit(cfg: &TrainConfig) -> ModelCard {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let card = train(cfg, &setup(a.path(), None, false)).unwrap().unwrap();
+        assert_eq!(card.training.steps, 4);
+        assert!(card.training.val_loss.is_finite());
+        assert!(train(cfg, &setup(b.path(), Some(3), false))
             .unwrap()
-            .unwrap();
+            .is_none());
+        train(cfg, &setup(b.path(), None, true)).unwrap().unwrap();
         let wa = std::fs::read(a.path().join("weights.safetensors")).unwrap();
         let wb = std::fs::read(b.path().join("weights.safetensors")).unwrap();
         assert!(wa == wb, "resumed weights differ from an uninterrupted run");
+        card
     }
 }

@@ -18,6 +18,10 @@ pub const RV_WIDTH: f64 = 3.3;
 /// Dimension of theta.
 pub const DIM: usize = 6;
 
+/// Indices in v (and s) of the intrinsic coordinates, which an intrinsic flow models:
+/// log10 Teff, log g, [M/H] and R_V (the same as the posterior layer's `INTRINSIC`).
+pub const V_INTRINSIC: [usize; 4] = [0, 1, 2, 4];
+
 /// The unstandardised transform: u = v.
 pub const IDENTITY: ParamTransform = ParamTransform {
     mean: [0.0; 6],
@@ -129,6 +133,35 @@ impl ParamTransform {
             - (RV_WIDTH * r * (1.0 - r)).ln() // d logit / dR
             - (t.distance * LN_10).ln(); // d log10 d / dd
         log_dv - self.scale.iter().map(|s| s.ln()).sum::<f64>()
+    }
+
+    /// log |du_y/dy| for the intrinsic block: u_y = u at [`V_INTRINSIC`] as a function of
+    /// the sampling coordinates y = (log10 Teff, log g, [M/H], R_V) (only R_V is mapped
+    /// non-linearly, by the logit). Add to log q(u_y) to get a density in y.
+    pub fn log_du_dy(&self, rv: f64) -> f64 {
+        let r = (rv - RV_LO) / RV_WIDTH;
+        -(RV_WIDTH * r * (1.0 - r)).ln()
+            - V_INTRINSIC.iter().map(|&i| self.scale[i].ln()).sum::<f64>()
+    }
+
+    /// The intrinsic block u_y of u(theta).
+    pub fn to_u_intrinsic(&self, t: &Theta) -> [f64; 4] {
+        let u = self.to_u(t);
+        V_INTRINSIC.map(|i| u[i])
+    }
+
+    /// y = (log10 Teff, log g, [M/H], R_V) of an intrinsic block u_y.
+    pub fn y_of_u_intrinsic(&self, uy: &[f64; 4]) -> [f64; 4] {
+        let v: [f64; 4] =
+            std::array::from_fn(|k| self.mean[V_INTRINSIC[k]] + self.scale[V_INTRINSIC[k]] * uy[k]);
+        [v[0], v[1], v[2], RV_LO + RV_WIDTH / (1.0 + (-v[3]).exp())]
+    }
+
+    /// u_y of y = (log10 Teff, log g, [M/H], R_V); non-finite outside R_V's interval.
+    pub fn u_intrinsic_of_y(&self, y: &[f64; 4]) -> [f64; 4] {
+        let r = (y[3] - RV_LO) / RV_WIDTH;
+        let v = [y[0], y[1], y[2], (r / (1.0 - r)).ln()];
+        std::array::from_fn(|k| (v[k] - self.mean[V_INTRINSIC[k]]) / self.scale[V_INTRINSIC[k]])
     }
 
     /// log |du/dtheta| expressed through u (avoids a round trip when sampling).

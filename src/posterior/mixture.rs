@@ -222,7 +222,11 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         let t0 = std::time::Instant::now();
         let set = self.settings;
         w.samples.clear();
-        let flow = (set.flow_share > 0.0).then(|| self.add_pilot(pilot, w));
+        // an intrinsic flow's density at other components' samples needs its own
+        // completion's conditional there (not implemented yet): its pilot only seeds the
+        // mode search, as with flow_share = 0
+        let flow_in_mixture = set.flow_share > 0.0 && !self.proposal.intrinsic();
+        let flow = flow_in_mixture.then(|| self.add_pilot(pilot, w));
         let defensive = self.add_component(Component::Prior, w);
         let mut active = self.modal_components(pilot, modes, w);
         self.clock.add(Stage::Mixture, t0);

@@ -27,6 +27,7 @@
 pub mod chains;
 pub mod clock;
 pub mod compare;
+pub mod completion;
 pub mod conditional;
 pub mod coords;
 pub mod derived;

@@ -3,6 +3,7 @@
 //! log densities and evaluates its log density at arbitrary points, which the
 //! deterministic-mixture weights need (`estimator`).
 
+use super::conditional::NY;
 use crate::likelihood::StarObs;
 use crate::physics::Theta;
 use crate::prior::Prior;
@@ -30,6 +31,33 @@ pub trait Proposal: Send + Sync {
     );
     /// Append log q(theta | star) for every theta (-inf outside the proposal's domain).
     fn log_density(&self, cond: &Self::Conditioned, thetas: &[Theta], out: &mut Vec<f64>);
+
+    /// Whether the proposal models only the intrinsic coordinates y = (log10 Teff, log g,
+    /// [M/H], R_V) (`sample_y`, `log_density_y`); the posterior layer then completes its
+    /// draws with distance and extinction from the closed-form conditional
+    /// (`completion`), and `sample` / `log_density` are not called.
+    fn intrinsic(&self) -> bool {
+        false
+    }
+
+    /// For an intrinsic proposal: draw `n` y per star and their log q(y) (a density in y),
+    /// star-major as in `sample`.
+    fn sample_y(
+        &self,
+        _cond: &[Self::Conditioned],
+        _stars: &[StarObs],
+        _n: usize,
+        _seeds: &[u64],
+        _ys: &mut Vec<[f64; NY]>,
+        _log_q: &mut Vec<f64>,
+    ) {
+        panic!("{} is not an intrinsic proposal", self.id());
+    }
+
+    /// For an intrinsic proposal: append log q(y | star) for every y.
+    fn log_density_y(&self, _cond: &Self::Conditioned, _ys: &[[f64; NY]], _out: &mut Vec<f64>) {
+        panic!("{} is not an intrinsic proposal", self.id());
+    }
 }
 
 /// The prior as proposal: always valid, inefficient when the data are informative.
