@@ -348,6 +348,47 @@ fn example_catalogue_runs_with_the_default_config() {
     assert!(with_plx > 100 && with_plx < 200, "{with_plx}");
 }
 
+/// An intrinsic flow (issue 24; the committed models/training/intrinsic-r1) runs flow-only
+/// end to end, its draws completed by the closed form: one row per star, every star with
+/// weighted samples. With flow_share > 0, which such a flow cannot honour yet, the run
+/// stops before any work with the reason.
+#[test]
+fn intrinsic_flow_runs_flow_only_and_refuses_a_flow_share() {
+    let d = tmp();
+    let cat = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/catalogue.parquet");
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/training/intrinsic-r1");
+    let out = d.path().join("out");
+    let cfg = config(d.path(), "[inference]\nrefine = false\nsamples = 64\n");
+    let args = |out: &std::path::Path, cfg: &std::path::Path| {
+        let (o, c) = (
+            out.to_str().unwrap().to_string(),
+            cfg.to_str().unwrap().to_string(),
+        );
+        [
+            "--input", cat, "--model", model, "--output", &o, "--config", &c,
+        ]
+        .map(String::from)
+    };
+    let a = args(&out, &cfg);
+    let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let r = &read_dir(&out)["catalogue.parquet"];
+    assert_eq!(r.len(), 200);
+    assert!(
+        r.iter().all(|x| x.n_samples == 64),
+        "flow-only: 64 draws each"
+    );
+    let unweighted = (flags::ALL_WEIGHTS_ZERO | flags::NOT_PROCESSED) as i64;
+    let weighted = r.iter().filter(|x| x.flags & unweighted == 0).count();
+    assert!(weighted > 190, "{weighted} of 200 stars with a posterior");
+    let cfg = config(d.path(), "[inference]\nflow_share = 0.1\n");
+    let a = args(&d.path().join("out2"), &cfg);
+    let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(text(&o).contains("intrinsic flow"), "{}", text(&o));
+    assert!(!d.path().join("out2").exists() || read_dir(&d.path().join("out2")).is_empty());
+}
+
 fn multi_file_input(dir: &std::path::Path, files: usize, rows: usize) {
     std::fs::create_dir_all(dir).unwrap();
     for k in 0..files {

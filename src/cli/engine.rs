@@ -50,3 +50,20 @@ pub(crate) fn flow_engine_on(
         clock: Default::default(),
     })
 }
+
+/// Refuse settings the engine's model cannot honour: an intrinsic flow (issue 24) is not
+/// yet a mixture component, so `flow_share` > 0 would silently mean 0.
+pub(crate) fn check_settings(
+    engine: &PosteriorEngine<FlowProposal>,
+    flow_share: f64,
+) -> Result<()> {
+    use crate::posterior::proposal::Proposal;
+    if flow_share > 0.0 && engine.proposal.intrinsic() {
+        anyhow::bail!(
+            "inference.flow_share = {flow_share}: model {} is an intrinsic flow, which is not \
+             yet a mixture component; set flow_share = 0 (its pilot still seeds the mode search)",
+            engine.proposal.id()
+        );
+    }
+    Ok(())
+}

@@ -105,6 +105,7 @@ pub fn run(a: EvaluateArgs) -> Result<i32> {
     let obs: Vec<_> = stars.iter().map(|s| s.obs.clone()).collect();
     let truths: Vec<_> = stars.iter().map(|s| s.theta).collect();
     let settings = settings_of(&a)?;
+    crate::cli::engine::check_settings(&engine, settings.flow_share)?;
     let t0 = Instant::now();
     let results = engine.infer(&obs, &settings);
     let secs = t0.elapsed().as_secs_f64();

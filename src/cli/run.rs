@@ -126,6 +126,7 @@ pub fn run(a: RunArgs) -> Result<i32> {
             crate::cli::engine::flow_engine_on(a.model.as_deref(), &cfg.inference.device)?;
         engine.reddening =
             ReddeningModel::for_model(&cfg.prior, &engine.fm, engine.prior.config.av_max);
+        crate::cli::engine::check_settings(&engine, cfg.inference.flow_share)?;
         let opts = RunOptions {
             input: a.input.clone(),
             output: a.output.clone(),

@@ -223,8 +223,9 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         let set = self.settings;
         w.samples.clear();
         // an intrinsic flow's density at other components' samples needs its own
-        // completion's conditional there (not implemented yet): its pilot only seeds the
-        // mode search, as with flow_share = 0
+        // completion's conditional there (not implemented yet; `sedflow run` and
+        // `evaluate` refuse flow_share > 0 with such a model): its pilot only seeds the
+        // mode search
         let flow_in_mixture = set.flow_share > 0.0 && !self.proposal.intrinsic();
         let flow = flow_in_mixture.then(|| self.add_pilot(pilot, w));
         let defensive = self.add_component(Component::Prior, w);
