@@ -16,7 +16,8 @@ pub struct BenchArgs {
 #[derive(Subcommand, Debug)]
 enum BenchWhat {
     /// Flow alone: posterior samples per second with their log densities, for batches of
-    /// stars x samples (encoder included), single thread and all threads.
+    /// stars x samples (encoder included), single thread and all threads. An intrinsic
+    /// flow's samples are y; their completion by the closed form is not included.
     Flow {
         /// Stars per batch.
         #[arg(long, default_value_t = 64)]
@@ -204,6 +205,59 @@ fn median_time<F: FnMut()>(repeats: usize, mut f: F) -> f64 {
     times[times.len() / 2]
 }
 
+/// One batch of flow draws with their log densities: thetas for a full flow, intrinsic y
+/// for an intrinsic one (its completion by the closed form is the posterior layer's work,
+/// timed in `sedflow run`'s "flow pilot" stage).
+#[derive(Default)]
+struct FlowDraws {
+    thetas: Vec<crate::physics::Theta>,
+    ys: Vec<[f64; crate::posterior::conditional::NY]>,
+    log_q: Vec<f64>,
+}
+
+impl FlowDraws {
+    fn draw(
+        &mut self,
+        p: &crate::nn::proposal::FlowProposal,
+        obs: &[crate::likelihood::StarObs],
+        samples: usize,
+        seeds: &[u64],
+    ) -> Vec<crate::nn::proposal::FlowStar> {
+        use crate::posterior::proposal::Proposal;
+        let cond = p.condition(obs);
+        if p.intrinsic() {
+            p.sample_y(&cond, obs, samples, seeds, &mut self.ys, &mut self.log_q);
+        } else {
+            p.sample(
+                &cond,
+                obs,
+                samples,
+                seeds,
+                &mut self.thetas,
+                &mut self.log_q,
+            );
+        }
+        cond
+    }
+
+    /// The density pass at the draws of star `k`.
+    fn density(
+        &self,
+        p: &crate::nn::proposal::FlowProposal,
+        cond: &crate::nn::proposal::FlowStar,
+        (k, samples): (usize, usize),
+        out: &mut Vec<f64>,
+    ) {
+        use crate::posterior::proposal::Proposal;
+        let r = k * samples..(k + 1) * samples;
+        if p.intrinsic() {
+            p.log_density_y(cond, &self.ys[r], out);
+        } else {
+            p.log_density(cond, &self.thetas[r], out);
+        }
+    }
+}
+
 fn bench_flow(
     stars: usize,
     samples: usize,
@@ -211,12 +265,9 @@ fn bench_flow(
     model: Option<&std::path::PathBuf>,
     device: &str,
 ) -> Result<i32> {
-    use crate::posterior::proposal::Proposal;
     use rayon::prelude::*;
     let engine = crate::cli::engine::flow_engine_on(model.map(|p| p.as_path()), device)?;
-    if crate::posterior::proposal::Proposal::intrinsic(&engine.proposal) {
-        anyhow::bail!("bench flow measures full (6-D) flows; this model is an intrinsic flow");
-    }
+    let p = &engine.proposal;
     let cat = super::simulate::simulate_catalogue(
         &engine.fm,
         stars * rayon::current_num_threads(),
@@ -226,18 +277,15 @@ fn bench_flow(
     let obs: Vec<_> = cat.iter().map(|s| s.obs.clone()).collect();
     let seeds: Vec<u64> = (0..obs.len() as u64).collect();
     let one = &obs[..stars];
-    let (mut th, mut lq) = (Vec::new(), Vec::new());
+    let mut draws = FlowDraws::default();
     let t1 = median_time(repeats, || {
-        let cond = engine.proposal.condition(one);
-        engine
-            .proposal
-            .sample(&cond, one, samples, &seeds[..stars], &mut th, &mut lq);
+        draws.draw(p, one, samples, &seeds[..stars]);
     });
-    if engine.proposal.on_device {
+    if p.on_device {
         // one batched call per chunk on the device (the results come back to the host)
         println!(
             "flow ({}) on {device}: batch of {stars} stars x {samples} samples with log q: {:.1} ms -> {:.3e} samples/s (median of {repeats})",
-            engine.proposal.card.id,
+            p.card.id,
             t1 * 1e3,
             (stars * samples) as f64 / t1,
         );
@@ -248,35 +296,26 @@ fn bench_flow(
         obs.par_chunks(stars)
             .zip(seeds.par_chunks(stars))
             .for_each(|(o, s)| {
-                let (mut th, mut lq) = (Vec::new(), Vec::new());
-                let cond = engine.proposal.condition(o);
-                engine
-                    .proposal
-                    .sample(&cond, o, samples, s, &mut th, &mut lq);
+                FlowDraws::default().draw(p, o, samples, s);
             })
     });
     // the density pass at the samples of one batch (the mixture's cost per sample)
-    let cond = engine.proposal.condition(one);
-    engine
-        .proposal
-        .sample(&cond, one, samples, &seeds[..stars], &mut th, &mut lq);
+    let cond = draws.draw(p, one, samples, &seeds[..stars]);
     let mut dens = Vec::with_capacity(samples);
     let td = median_time(repeats, || {
         for (k, c) in cond.iter().enumerate() {
             dens.clear();
-            engine
-                .proposal
-                .log_density(c, &th[k * samples..(k + 1) * samples], &mut dens);
+            draws.density(p, c, (k, samples), &mut dens);
         }
     });
     let ctx_t = median_time(repeats, || {
         for s in one {
-            std::hint::black_box(engine.proposal.encoder.context(s));
+            std::hint::black_box(p.encoder.context(s));
         }
     });
     println!(
         "flow ({}): batch of {stars} stars x {samples} samples with log q: 1 thread {:.1} ms -> {:.3e} samples/s (encoder {:.1} ms of it); {nt} threads x {stars} stars: {:.3e} samples/s",
-        engine.proposal.card.id,
+        p.card.id,
         t1 * 1e3,
         (stars * samples) as f64 / t1,
         ctx_t * 1e3,
