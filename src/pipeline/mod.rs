@@ -104,6 +104,9 @@ pub struct RunSummary {
     pub samples_drawn: u64,
     /// Effective samples in all (sum of n_eff).
     pub effective_samples: f64,
+    /// Median over inferred stars of the sample efficiency (ESS / every sample drawn), to
+    /// 0.001; None when no star was inferred.
+    pub median_efficiency: Option<f64>,
     /// Proposal samples per star.
     pub samples_per_star: usize,
     /// Wall time of the processing phase \[s\].
@@ -140,6 +143,13 @@ impl std::fmt::Display for RunSummary {
             "sedflow run: {} input rows -> {} stars ({} inferred, {:.1} samples each on average) in {:.2} s (+{:.2} s planning): {:.1} stars/s, {:.4e} proposal samples/s",
             self.rows, self.stars, self.stars_inferred, self.samples_drawn as f64 / self.stars_inferred.max(1) as f64, self.wall_s, self.plan_s, rate, srate
         )?;
+        if let Some(e) = self.median_efficiency {
+            writeln!(
+                f,
+                "sedflow run: median sample efficiency {e:.3} (effective samples / samples drawn per star), {:.1} effective samples per star on average",
+                self.effective_samples / self.stars_inferred.max(1) as f64
+            )?;
+        }
         write!(
             f,
             "sedflow run: stage busy time: read+ingest {:.2} s, inference {:.2} s, write {:.2} s",
@@ -675,6 +685,7 @@ fn process(
     summary.stars_inferred = totals.inferred;
     summary.samples_drawn = totals.drawn;
     summary.effective_samples = totals.effective;
+    summary.median_efficiency = totals.efficiency.median();
     summary.errors = shared.errors.lock().unwrap().clone();
     summary.peak_rss_bytes = peak_rss_bytes();
     Ok(summary)

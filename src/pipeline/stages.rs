@@ -466,6 +466,41 @@ pub(super) struct InferTotals {
     pub(super) inferred: u64,
     pub(super) drawn: u64,
     pub(super) effective: f64,
+    pub(super) efficiency: EfficiencyHistogram,
+}
+
+/// Per-star sample efficiencies (ESS / samples drawn, in [0, 1]) counted in bins of 0.001,
+/// so that the run can report their median in constant memory.
+#[derive(Clone, Debug)]
+pub(super) struct EfficiencyHistogram(Vec<u64>);
+
+impl Default for EfficiencyHistogram {
+    fn default() -> Self {
+        EfficiencyHistogram(vec![0; Self::BINS])
+    }
+}
+
+impl EfficiencyHistogram {
+    const BINS: usize = 1000;
+
+    /// Count one star (non-finite values, stars without samples, are skipped).
+    pub(super) fn add(&mut self, eff: f64) {
+        if eff.is_finite() {
+            let k = (eff.clamp(0.0, 1.0) * Self::BINS as f64) as usize;
+            self.0[k.min(Self::BINS - 1)] += 1;
+        }
+    }
+
+    /// The median, to the bin width (the middle of its bin); None without any star.
+    pub(super) fn median(&self) -> Option<f64> {
+        let n: u64 = self.0.iter().sum();
+        let mut seen = 0;
+        let k = self.0.iter().position(|&c| {
+            seen += c;
+            n > 0 && 2 * seen >= n
+        })?;
+        Some((k as f64 + 0.5) / Self::BINS as f64)
+    }
 }
 
 /// Inference stage: returns its totals or an internal error.
@@ -479,6 +514,7 @@ pub(super) fn infer_stage(
     let mut n_inferred = 0u64;
     let mut n_drawn = 0u64;
     let mut n_effective = 0f64;
+    let mut efficiency = EfficiencyHistogram::default();
     for msg in rx {
         let out = match msg {
             Msg::Data(mut stars) => {
@@ -509,6 +545,9 @@ pub(super) fn infer_stage(
                     .map(|r| r.n_eff as f64)
                     .filter(|x| x.is_finite())
                     .sum::<f64>();
+                for r in &results {
+                    efficiency.add(r.sample_efficiency as f64);
+                }
                 let mut by_star: Vec<Option<StarResult>> = vec![None; stars.len()];
                 for ((&i, r), o) in todo.iter().zip(results).zip(&obs) {
                     if r.source_id != o.source_id {
@@ -569,6 +608,7 @@ pub(super) fn infer_stage(
         inferred: n_inferred,
         drawn: n_drawn,
         effective: n_effective,
+        efficiency,
     })
 }
 
@@ -707,4 +747,32 @@ pub(super) fn write_stage(
         shared.error(msg);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EfficiencyHistogram;
+
+    /// The histogram's median agrees with the exact median to the bin width, ignores
+    /// non-finite values, and is None when empty.
+    #[test]
+    fn efficiency_median_to_the_bin_width() {
+        let mut h = EfficiencyHistogram::default();
+        assert_eq!(h.median(), None);
+        let mut r = crate::util::rng::Rng::new(8);
+        let mut v: Vec<f64> = (0..10_001).map(|_| r.uniform().powi(3)).collect();
+        for &x in &v {
+            h.add(x);
+        }
+        h.add(f64::NAN);
+        v.sort_by(f64::total_cmp);
+        let exact = v[v.len() / 2];
+        let m = h.median().unwrap();
+        assert!((m - exact).abs() <= 0.001, "{m} vs {exact}");
+        let mut ends = EfficiencyHistogram::default();
+        ends.add(1.0);
+        ends.add(1.0);
+        ends.add(0.0);
+        assert_eq!(ends.median(), Some(0.9995));
+    }
 }
