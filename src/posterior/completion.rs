@@ -4,48 +4,12 @@
 //! (`conditional`), and the pair's joint density q(y) c(z | y) becomes a density in the
 //! physical theta by log |ds/dtheta| (y and z are the sampling coordinates s).
 
-use super::conditional::{split_theta, y_of_s, Conditional, SplitRows, AV, LOG_D, NY};
+use super::conditional::{split_theta, y_of_s, SplitBatch, AV, LOG_D, NY};
 use super::coords::{log_ds_dtheta, s_of, theta_of_s};
 use super::mixture::ClosedForm;
 use super::target::StarTarget;
 use crate::physics::Theta;
 use crate::util::rng::Rng;
-
-/// Reusable buffers of the split magnitudes.
-#[derive(Default)]
-pub struct CompletionWork {
-    at: Vec<Theta>,
-    abs: Vec<f32>,
-    ext: Vec<f32>,
-    ext2: Vec<f32>,
-}
-
-impl CompletionWork {
-    /// Split the magnitudes of every y at the references of `cf` (one forward-model batch).
-    fn split(&mut self, target: &StarTarget, cf: &ClosedForm, ys: &[[f64; NY]]) {
-        let bands = &target.prep.bands;
-        self.at.clear();
-        self.at
-            .extend(ys.iter().map(|y| split_theta(y, cf.refs.a1)));
-        let n = ys.len() * bands.len();
-        self.abs.resize(n, 0.0);
-        self.ext.resize(n, 0.0);
-        self.ext2.resize(n, 0.0);
-        target.fm.split_many_two(
-            &self.at,
-            bands,
-            (&mut self.abs, &mut self.ext),
-            (cf.refs.a2, &mut self.ext2),
-        );
-    }
-
-    /// The conditional of z at the k-th split y.
-    fn conditional(&self, target: &StarTarget, cf: &ClosedForm, k: usize) -> Option<Conditional> {
-        let nb = target.prep.bands.len();
-        let rows = SplitRows::row(&self.abs, &self.ext, &self.ext2, k, nb);
-        Conditional::new(target.prep, rows, &cf.refs, &cf.reg)
-    }
-}
 
 /// Complete draws `ys` (log densities `log_q_y`, in y) with z ~ c(z | y): appends theta
 /// and log q(theta) = log q(y) + log c(z | y) + log |ds/dtheta|. A y outside the model
@@ -56,13 +20,13 @@ pub fn complete(
     cf: &ClosedForm,
     (ys, log_q_y): (&[[f64; NY]], &[f64]),
     rng: &mut Rng,
-    work: &mut CompletionWork,
+    work: &mut SplitBatch,
     (thetas, log_q): (&mut Vec<Theta>, &mut Vec<f64>),
 ) {
-    work.split(target, cf, ys);
+    split(target, cf, ys.iter().copied(), work);
     for (k, (y, &lq)) in ys.iter().zip(log_q_y).enumerate() {
         let mut s = [y[0], y[1], y[2], 0.0, y[3], cf.reg.log_d.0];
-        let lc = match work.conditional(target, cf, k) {
+        let lc = match work.conditional(target, &cf.refs, &cf.reg, k) {
             Some(c) => {
                 (s[AV], s[LOG_D]) = c.sample(rng);
                 c.log_pdf(s[AV], s[LOG_D])
@@ -81,17 +45,28 @@ pub fn log_completion(
     target: &StarTarget,
     cf: &ClosedForm,
     thetas: &[Theta],
-    work: &mut CompletionWork,
+    work: &mut SplitBatch,
     out: &mut Vec<f64>,
 ) {
-    let ys: Vec<[f64; NY]> = thetas.iter().map(y_of_theta).collect();
-    work.split(target, cf, &ys);
+    split(target, cf, thetas.iter().map(y_of_theta), work);
     for (k, t) in thetas.iter().enumerate() {
         let lc = work
-            .conditional(target, cf, k)
+            .conditional(target, &cf.refs, &cf.reg, k)
             .map_or(f64::NEG_INFINITY, |c| c.log_pdf(t.av, t.distance.log10()));
         out.push(lc + log_ds_dtheta(t));
     }
+}
+
+/// Split the magnitudes of every y at the references of `cf` (one forward-model batch).
+fn split(
+    target: &StarTarget,
+    cf: &ClosedForm,
+    ys: impl Iterator<Item = [f64; NY]>,
+    work: &mut SplitBatch,
+) {
+    work.at.clear();
+    work.at.extend(ys.map(|y| split_theta(&y, cf.refs.a1)));
+    work.split(target, &cf.refs);
 }
 
 /// The intrinsic coordinates y of theta.
@@ -106,18 +81,9 @@ mod tests {
     use crate::physics::ForwardModel;
     use crate::posterior::conditional::{ExtinctionRefs, ExtrinsicPrior};
     use crate::posterior::intrinsic::IntrinsicT;
-    use crate::posterior::noise_free_star;
+    use crate::posterior::{noise_free_star, SUN_LIKE as TRUTH};
     use crate::prior::reddening::ReddeningModel;
     use crate::prior::{Prior, PriorConfig};
-
-    const TRUTH: Theta = Theta {
-        teff: 5200.0,
-        logg: 4.5,
-        mh: -0.2,
-        av: 0.6,
-        rv: 3.1,
-        distance: 900.0,
-    };
 
     /// Run `f` with a star's target and closed form (reference A_V 0.5).
     fn with_target(f: impl FnOnce(&StarTarget, &ClosedForm)) {
@@ -157,7 +123,7 @@ mod tests {
             let mut rng = Rng::new(3);
             let ys: Vec<[f64; NY]> = (0..500).map(|_| t.sample(&mut rng)).collect();
             let lq: Vec<f64> = ys.iter().map(|y| t.log_pdf(y)).collect();
-            let mut work = CompletionWork::default();
+            let mut work = SplitBatch::default();
             let (mut th, mut lq_theta) = (Vec::new(), Vec::new());
             complete(
                 target,
@@ -201,7 +167,7 @@ mod tests {
         with_target(|target, cf| {
             let y = y_of_theta(&TRUTH);
             let mut rng = Rng::new(4);
-            let mut work = CompletionWork::default();
+            let mut work = SplitBatch::default();
             let (mut th, mut lq) = (Vec::new(), Vec::new());
             let ys = vec![y; 4000];
             complete(

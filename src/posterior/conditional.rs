@@ -142,6 +142,52 @@ impl<'a> SplitRows<'a> {
     }
 }
 
+/// Split magnitudes of a batch of points (`split_theta` of each y at a1), with buffers
+/// reused from batch to batch: one forward-model pass gives every point's `SplitRows`.
+#[derive(Default)]
+pub struct SplitBatch {
+    /// The points to split; the caller fills them before `split`.
+    pub at: Vec<Theta>,
+    abs: Vec<f32>,
+    ext: Vec<f32>,
+    ext2: Vec<f32>,
+    bands: usize,
+}
+
+impl SplitBatch {
+    /// Split every point of `at` in the star's bands at both references.
+    pub fn split(&mut self, target: &StarTarget, refs: &ExtinctionRefs) {
+        let bands = &target.prep.bands;
+        self.bands = bands.len();
+        let n = self.at.len() * bands.len();
+        self.abs.resize(n, 0.0);
+        self.ext.resize(n, 0.0);
+        self.ext2.resize(n, 0.0);
+        target.fm.split_many_two(
+            &self.at,
+            bands,
+            (&mut self.abs, &mut self.ext),
+            (refs.a2, &mut self.ext2),
+        );
+    }
+
+    /// Point `k`'s split magnitudes.
+    pub fn rows(&self, k: usize) -> SplitRows<'_> {
+        SplitRows::row(&self.abs, &self.ext, &self.ext2, k, self.bands)
+    }
+
+    /// The conditional of (A_V, log10 d) at point `k` (None where it is undefined).
+    pub fn conditional(
+        &self,
+        target: &StarTarget,
+        refs: &ExtinctionRefs,
+        reg: &ExtrinsicPrior,
+        k: usize,
+    ) -> Option<Conditional> {
+        Conditional::new(target.prep, self.rows(k), refs, reg)
+    }
+}
+
 impl ExtinctionRefs {
     /// References a1 > 0 and a second point SECOND_REFERENCE_STEP above it (half of it
     /// where that would pass A_V,max).
@@ -469,19 +515,14 @@ pub fn temperature_profile_starts(
         })
         .collect();
     // v itself last: peaks far less probable than v are not worth a search
-    let mut at: Vec<Theta> = pts.iter().map(|p| split_theta(&y_of_s(p), a_ref)).collect();
-    at.push(split_theta(&y_of_s(v), a_ref));
-    let n_out = at.len() * nb;
-    let (mut abs, mut ext, mut ext2) = (vec![0f32; n_out], vec![0f32; n_out], vec![0f32; n_out]);
-    target.fm.split_many_two(
-        &at,
-        &target.prep.bands,
-        (&mut abs, &mut ext),
-        (refs.a2, &mut ext2),
-    );
+    let mut batch = SplitBatch::default();
+    batch
+        .at
+        .extend(pts.iter().map(|p| split_theta(&y_of_s(p), a_ref)));
+    batch.at.push(split_theta(&y_of_s(v), a_ref));
+    batch.split(target, refs);
     let score_at = |k: usize, p: &[f64; 6]| {
-        let rows = SplitRows::row(&abs, &ext, &ext2, k, nb);
-        let m = linear_marginal(target.prep, rows, refs, reg)?;
+        let m = linear_marginal(target.prep, batch.rows(k), refs, reg)?;
         let lp = target.prior.log_prob_x(p[0], p[1], p[2]);
         Some((lp + m.log_marginal_physical(), m))
     };

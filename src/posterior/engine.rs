@@ -18,9 +18,10 @@
 //! flow's own density, plus one mode search from the best of them for the goodness of fit.
 
 use super::clock::{Stage, StageClock};
-use super::completion::{complete, CompletionWork};
+use super::completion::complete;
 use super::conditional::{
-    temperature_profile_starts as closed_form_ridge_starts, ExtinctionRefs, ExtrinsicPrior, NY,
+    temperature_profile_starts as closed_form_ridge_starts, ExtinctionRefs, ExtrinsicPrior,
+    SplitBatch, NY,
 };
 use super::coords::s_of;
 use super::derived::{derived_summary, DerivedWork};
@@ -95,7 +96,7 @@ struct Work {
     modes: ModeScratch,
     mixture: MixtureWork,
     derived: DerivedWork,
-    completion: CompletionWork,
+    completion: SplitBatch,
 }
 
 impl<P: Proposal> PosteriorEngine<P> {
@@ -411,7 +412,7 @@ mod tests {
     use super::*;
     use crate::posterior::compare::star_deviations;
     use crate::posterior::proposal::PriorProposal;
-    use crate::posterior::{flags, noise_free_star};
+    use crate::posterior::{flags, noise_free_star, SUN_LIKE};
 
     fn engine() -> PosteriorEngine<PriorProposal<'static>> {
         let fm = ForwardModel::embedded().clone();
@@ -427,15 +428,6 @@ mod tests {
             clock: Default::default(),
         }
     }
-
-    const SUN_LIKE: Theta = Theta {
-        teff: 5200.0,
-        logg: 4.5,
-        mh: -0.2,
-        av: 0.6,
-        rv: 3.1,
-        distance: 900.0,
-    };
 
     /// Flow-only sampling with the prior as the proposal: the posterior contains the truth,
     /// a star without photometry gets an unprocessed row, and the same seed gives the same

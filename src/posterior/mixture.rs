@@ -20,7 +20,7 @@
 
 use super::clock::{Stage, StageClock};
 use super::conditional::{
-    split_theta, y_of_s, Conditional, ExtinctionRefs, ExtrinsicPrior, SplitRows, AV, LOG_D,
+    split_theta, y_of_s, ExtinctionRefs, ExtrinsicPrior, SplitBatch, AV, LOG_D,
 };
 use super::coords::{log_ds_dtheta, s_of, theta_of_s, DIM};
 use super::estimator::{normalise, normalise_weights, MixtureLog, Weights};
@@ -155,18 +155,10 @@ pub struct MixtureWork {
     dens: Vec<f64>,
     draws: (Vec<Theta>, Vec<f64>),
     modes: ModeScratch,
-    /// Closed form: the y of a round's draws, their split magnitudes, and which samples
-    /// they become.
-    split_at: Vec<Theta>,
-    split_abs: Vec<f32>,
-    split_ext: Vec<f32>,
-    split_ext2: Vec<f32>,
+    /// Closed form: the y of a round's draws with their split magnitudes, and which
+    /// samples they become.
+    split: SplitBatch,
     split_idx: Vec<usize>,
-}
-
-/// Row `k` of the work's split magnitudes (`nb` bands).
-fn split_rows(w: &MixtureWork, k: usize, nb: usize) -> SplitRows<'_> {
-    SplitRows::row(&w.split_abs, &w.split_ext, &w.split_ext2, k, nb)
 }
 
 /// The flow's pilot samples of a star.
@@ -386,49 +378,32 @@ impl<P: Proposal> MixtureSampler<'_, P> {
         if w.split_idx.is_empty() {
             return;
         }
-        w.split_at.clear();
-        w.split_at.extend(
+        w.split.at.clear();
+        w.split.at.extend(
             w.split_idx
                 .iter()
                 .map(|&i| split_theta(&y_of_s(&s.s[i]), cf.refs.a1)),
         );
-        self.split(w);
-        let nb = self.target.prep.bands.len();
+        w.split.split(&self.target, &cf.refs);
         for (k, &i) in w.split_idx.iter().enumerate() {
-            let rows = split_rows(w, k, nb);
             let v = w.samples.s[i];
-            w.samples.log_cond[i] = Conditional::new(self.target.prep, rows, &cf.refs, &cf.reg)
+            w.samples.log_cond[i] = w
+                .split
+                .conditional(&self.target, &cf.refs, &cf.reg, k)
                 .map_or(f64::NEG_INFINITY, |c| c.log_pdf(v[AV], v[LOG_D]));
         }
-    }
-
-    /// Absolute magnitudes and the extinctions at both references of `w.split_at` into
-    /// `w.split_abs` / `w.split_ext` / `w.split_ext2`.
-    fn split(&self, w: &mut MixtureWork) {
-        let Some(cf) = self.closed_form else { return };
-        let bands = &self.target.prep.bands;
-        let n = w.split_at.len() * bands.len();
-        w.split_abs.resize(n, 0.0);
-        w.split_ext.resize(n, 0.0);
-        w.split_ext2.resize(n, 0.0);
-        self.target.fm.split_many_two(
-            &w.split_at,
-            bands,
-            (&mut w.split_abs, &mut w.split_ext),
-            (cf.refs.a2, &mut w.split_ext2),
-        );
     }
 
     /// Draw `k` samples from a t in y and the conditional: y from the t, then (A_V, log10 d)
     /// given y. A y outside the model gets a sample of zero target density.
     fn draw_closed_form(&self, t: &IntrinsicT, k: usize, rng: &mut Rng, w: &mut MixtureWork) {
         let Some(cf) = self.closed_form else { return };
-        w.split_at.clear();
+        w.split.at.clear();
         // antithetic pairs: every second y is its predecessor reflected through the
         // component's location, and its (A_V, log d) uses the partner's (1 - u, -z). Each
         // draw is still distributed as the component, so the weights are unchanged.
         let mut y = t.mean;
-        w.split_at.extend((0..k).map(|j| {
+        w.split.at.extend((0..k).map(|j| {
             y = if j % 2 == 0 {
                 t.sample(rng)
             } else {
@@ -436,20 +411,16 @@ impl<P: Proposal> MixtureSampler<'_, P> {
             };
             split_theta(&y, cf.refs.a1)
         }));
-        self.split(w);
-        let nb = self.target.prep.bands.len();
+        w.split.split(&self.target, &cf.refs);
         let (mut u, mut z) = (0.5, 0.0);
         for j in 0..k {
-            let rows = split_rows(w, j, nb);
-            let at = w.split_at[j];
-            let mut v = s_of(&at);
+            let mut v = s_of(&w.split.at[j]);
             (u, z) = if j % 2 == 0 {
                 (rng.uniform_open(), rng.normal())
             } else {
                 (1.0 - u, -z)
             };
-            let cond = Conditional::new(self.target.prep, rows, &cf.refs, &cf.reg);
-            let lc = match cond {
+            let lc = match w.split.conditional(&self.target, &cf.refs, &cf.reg, j) {
                 Some(c) => {
                     (v[AV], v[LOG_D]) = c.draw_at(u, z);
                     c.log_pdf(v[AV], v[LOG_D])

@@ -306,6 +306,17 @@ pub trait Engine: Send + Sync {
     }
 }
 
+/// A cool dwarf at 900 pc behind 0.6 mag of extinction: the truth of the layer's tests.
+#[cfg(test)]
+pub(crate) const SUN_LIKE: crate::physics::Theta = crate::physics::Theta {
+    teff: 5200.0,
+    logg: 4.5,
+    mh: -0.2,
+    av: 0.6,
+    rv: 3.1,
+    distance: 900.0,
+};
+
 /// Noise-free observations of `truth` in bands `names`, each with error `err`, and a
 /// parallax with error `plx_err` if given (source id 7): the stars of the layer's tests.
 #[cfg(test)]
