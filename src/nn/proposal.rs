@@ -88,6 +88,55 @@ impl FlowProposal {
         Self::from_bytes(DEFAULT_WEIGHTS, card, device)
     }
 
+    /// `n` draws per star with the fast CPU sampler, from each star's own base noise;
+    /// `emit(u, np, t, log_q_u)` gets draw t of a star (u dimension-major, `np` per
+    /// dimension), stars in order.
+    fn draw_fast(
+        &self,
+        cond: &[FlowStar],
+        n: usize,
+        seeds: &[u64],
+        mut emit: impl FnMut(&[f32], usize, usize, f64),
+    ) {
+        let (d, np) = (self.fast.dim, padded(n));
+        WORKSPACE.with(|ws| {
+            let ws = &mut ws.borrow_mut();
+            let (mut z, mut u, mut lq) = (vec![0f32; d * np], vec![0f32; d * np], vec![0f64; np]);
+            for (s, c) in cond.iter().enumerate() {
+                base_noise(seeds[s], np, d, |t, i, v| z[i * np + t] = v);
+                let terms = c.terms(self);
+                self.fast
+                    .sample_star(&z, np, &terms.c1, &terms.c2, ws, &mut u, &mut lq);
+                for (t, &l) in lq.iter().enumerate().take(n) {
+                    emit(&u, np, t, l);
+                }
+            }
+        });
+    }
+
+    /// The fast density pass at `n` points that `fill(u, np)` writes dimension-major;
+    /// `emit(t, log_q_u)` gets point t's log density in u.
+    fn density_fast(
+        &self,
+        cond: &FlowStar,
+        n: usize,
+        fill: impl FnOnce(&mut [f32], usize),
+        mut emit: impl FnMut(usize, f64),
+    ) {
+        let (d, np) = (self.fast.dim, padded(n));
+        let terms = cond.terms(self);
+        WORKSPACE.with(|ws| {
+            let ws = &mut ws.borrow_mut();
+            let (mut u, mut lq) = (vec![0f32; d * np], vec![0f64; np]);
+            fill(&mut u, np);
+            self.fast
+                .log_prob_star(&u, np, &terms.c1, &terms.c2, ws, &mut lq);
+            for (t, &l) in lq.iter().enumerate().take(n) {
+                emit(t, l);
+            }
+        });
+    }
+
     /// Batched sampling with candle on the model's device: all stars of the chunk are
     /// encoded in one call and all their samples inverted through the flow in one call.
     /// The base noise is drawn on the CPU from each star's own stream, exactly as in the
@@ -241,24 +290,10 @@ impl Proposal for FlowProposal {
                 }
             }
         }
-        let np = padded(n);
         let tr = &self.card.config.transform;
-        WORKSPACE.with(|ws| {
-            let ws = &mut ws.borrow_mut();
-            let mut z = vec![0f32; 6 * np];
-            let mut u = vec![0f32; 6 * np];
-            let mut lq = vec![0f64; np];
-            for (s, c) in cond.iter().enumerate() {
-                // written dimension-major for the fast sampler
-                base_noise(seeds[s], np, 6, |t, i, v| z[i * np + t] = v);
-                let terms = c.terms(self);
-                self.fast
-                    .sample_star(&z, np, &terms.c1, &terms.c2, ws, &mut u, &mut lq);
-                for t in 0..n {
-                    let uu: [f64; 6] = std::array::from_fn(|i| u[i * np + t] as f64);
-                    push_sample(tr, &uu, lq[t], thetas, log_q);
-                }
-            }
+        self.draw_fast(cond, n, seeds, |u, np, t, lq| {
+            let uu: [f64; 6] = std::array::from_fn(|i| u[i * np + t] as f64);
+            push_sample(tr, &uu, lq, thetas, log_q);
         });
     }
 
@@ -270,26 +305,17 @@ impl Proposal for FlowProposal {
         if thetas.is_empty() {
             return;
         }
-        let n = thetas.len();
-        let np = padded(n);
         let tr = &self.card.config.transform;
-        let terms = cond.terms(self);
-        WORKSPACE.with(|ws| {
-            let ws = &mut ws.borrow_mut();
-            let mut u = vec![0f32; 6 * np];
-            let mut lq = vec![0f64; np];
+        let fill = |u: &mut [f32], np: usize| {
             for (t, th) in thetas.iter().enumerate() {
                 let uu = tr.to_u(th);
                 for i in 0..6 {
                     u[i * np + t] = uu[i] as f32;
                 }
             }
-            self.fast
-                .log_prob_star(&u, np, &terms.c1, &terms.c2, ws, &mut lq);
-            for (t, th) in thetas.iter().enumerate() {
-                let l = lq[t] + tr.log_jacobian(th);
-                out.push(if l.is_finite() { l } else { f64::NEG_INFINITY });
-            }
+        };
+        self.density_fast(cond, thetas.len(), fill, |t, lq| {
+            out.push(finite_or_neg_inf(lq + tr.log_jacobian(&thetas[t])));
         });
     }
 
@@ -309,23 +335,12 @@ impl Proposal for FlowProposal {
         assert!(self.intrinsic(), "a full flow draws theta (sample)");
         ys.clear();
         log_q.clear();
-        let (d, np) = (self.fast.dim, padded(n));
         let tr = &self.card.config.transform;
-        WORKSPACE.with(|ws| {
-            let ws = &mut ws.borrow_mut();
-            let (mut z, mut u, mut lq) = (vec![0f32; d * np], vec![0f32; d * np], vec![0f64; np]);
-            for (s, c) in cond.iter().enumerate() {
-                base_noise(seeds[s], np, d, |t, i, v| z[i * np + t] = v);
-                let terms = c.terms(self);
-                self.fast
-                    .sample_star(&z, np, &terms.c1, &terms.c2, ws, &mut u, &mut lq);
-                for t in 0..n {
-                    let uy: [f64; NY] = std::array::from_fn(|i| u[i * np + t] as f64);
-                    let y = tr.y_of_u_intrinsic(&uy);
-                    log_q.push(finite_or_neg_inf(lq[t] + tr.log_du_dy(y[3])));
-                    ys.push(y);
-                }
-            }
+        self.draw_fast(cond, n, seeds, |u, np, t, lq| {
+            let uy: [f64; NY] = std::array::from_fn(|i| u[i * np + t] as f64);
+            let y = tr.y_of_u_intrinsic(&uy);
+            log_q.push(finite_or_neg_inf(lq + tr.log_du_dy(y[3])));
+            ys.push(y);
         });
     }
 
@@ -337,23 +352,17 @@ impl Proposal for FlowProposal {
         if ys.is_empty() {
             return;
         }
-        let (d, np) = (self.fast.dim, padded(ys.len()));
         let tr = &self.card.config.transform;
-        let terms = cond.terms(self);
-        WORKSPACE.with(|ws| {
-            let ws = &mut ws.borrow_mut();
-            let (mut u, mut lq) = (vec![0f32; d * np], vec![0f64; np]);
+        let fill = |u: &mut [f32], np: usize| {
             for (t, y) in ys.iter().enumerate() {
                 let uy = tr.u_intrinsic_of_y(y);
-                for i in 0..d {
+                for i in 0..NY {
                     u[i * np + t] = uy[i] as f32;
                 }
             }
-            self.fast
-                .log_prob_star(&u, np, &terms.c1, &terms.c2, ws, &mut lq);
-            for (t, y) in ys.iter().enumerate() {
-                out.push(finite_or_neg_inf(lq[t] + tr.log_du_dy(y[3])));
-            }
+        };
+        self.density_fast(cond, ys.len(), fill, |t, lq| {
+            out.push(finite_or_neg_inf(lq + tr.log_du_dy(ys[t][3])));
         });
     }
 }
