@@ -1,6 +1,7 @@
 //! `sedflow train`: train the neural posterior with simulation on the fly.
 
 use crate::nn::model::FlowTarget;
+use crate::nn::spline::SplineConfig;
 use crate::nn::train::{train, TrainConfig, TrainSetup};
 use crate::physics::ForwardModel;
 use crate::prior::PriorConfig;
@@ -57,6 +58,13 @@ pub struct TrainArgs {
     /// R_V; distance and extinction then come from the closed-form conditional).
     #[arg(long, value_enum, default_value_t = FlowTarget::Full)]
     target: FlowTarget,
+    /// Rational-quadratic spline transforms with this many bins in every MADE block (a
+    /// neural spline flow); 0 keeps affine blocks.
+    #[arg(long, default_value_t = 0)]
+    spline_bins: usize,
+    /// Half-width of the splines' interval in standardised units (identity outside).
+    #[arg(long, default_value_t = 5.0)]
+    spline_bound: f64,
     /// Resume from OUT/checkpoint if one exists.
     #[arg(long)]
     resume: bool,
@@ -102,8 +110,15 @@ pub fn run(a: TrainArgs) -> Result<i32> {
         flow_hidden: a.flow_hidden,
         reddening_token: a.reddening_token,
         target: a.target,
+        spline: (a.spline_bins > 0).then_some(SplineConfig {
+            bins: a.spline_bins,
+            bound: a.spline_bound,
+        }),
         ..TrainConfig::default()
     };
+    if let Some(sp) = &cfg.spline {
+        sp.validate()?;
+    }
     a.mix.validate()?;
     if !(a.quoted_floor_max >= 0.0 && a.model_error_scale >= 0.0) {
         anyhow::bail!("--quoted-floor-max and --model-error-scale must be >= 0");

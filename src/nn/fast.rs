@@ -7,7 +7,8 @@
 //! dimension-major ([unit]\[sample\]) so the inner loops run over samples with SIMD, and the
 //! context's contribution to every hidden unit is computed once per star.
 
-use super::flow::Maf;
+use super::flow::{Head, Maf};
+use super::spline::{Knots, SplineConfig, MAX_BINS};
 use anyhow::Result;
 
 /// One MADE block in degree-sorted layout.
@@ -32,10 +33,67 @@ pub(crate) struct FastMade {
     /// Context -> hidden weights of both layers, sorted rows [h][ctx].
     c1: Vec<f32>,
     c2: Vec<f32>,
-    /// Shift (w3) and log-scale (w4) output rows by variable index, sorted hidden axis,
-    /// interleaved: [d][2][h].
+    /// Affine blocks: shift (w3) and log-scale (w4) output rows by variable index, sorted
+    /// hidden axis, interleaved: [d][2][h] (empty for spline blocks).
     w34: Vec<f32>,
     clip: f32,
+    /// Spline blocks: their output layer.
+    spline: Option<FastSplineHead>,
+}
+
+/// The output layer of a spline block in sorted layout.
+#[derive(Clone, Debug)]
+struct FastSplineHead {
+    /// Rows by variable index, then parameter, sorted hidden axis: [d][P][h].
+    w5: Vec<f32>,
+    /// [d][P].
+    b5: Vec<f32>,
+    cfg: SplineConfig,
+}
+
+impl FastSplineHead {
+    /// Variable i's P raw outputs for n samples into `out` ([P][n]), from the first `k_len`
+    /// sorted units of layer 2 (the units it may see).
+    #[inline(always)]
+    fn outputs<const FMA: bool>(
+        &self,
+        i: usize,
+        h: usize,
+        k_len: usize,
+        h2: &[f32],
+        n: usize,
+        out: &mut Vec<f32>,
+    ) {
+        let p = self.cfg.params();
+        out.resize(p * n, 0.0);
+        let mut q = 0;
+        while q < p {
+            let m = (p - q).min(4);
+            let row = i * p + q;
+            let mut bias = [0f32; 4];
+            bias[..m].copy_from_slice(&self.b5[row..row + m]);
+            let w = &self.w5[row * h..];
+            let o = &mut out[q * n..(q + m) * n];
+            match m {
+                4 => dense::<4, FMA>(&bias, w, h, k_len, h2, n, o),
+                3 => dense::<3, FMA>(&bias, w, h, k_len, h2, n, o),
+                2 => dense::<2, FMA>(&bias, w, h, k_len, h2, n, o),
+                _ => dense::<1, FMA>(&bias, w, h, k_len, h2, n, o),
+            }
+            q += m;
+        }
+    }
+
+    /// Sample t's knots from the outputs ([P][n]).
+    #[inline(always)]
+    fn knots(&self, raw: &[f32], n: usize, t: usize) -> Knots {
+        let mut r = [0f32; 3 * MAX_BINS];
+        let p = self.cfg.params();
+        for (q, v) in r[..p].iter_mut().enumerate() {
+            *v = raw[q * n + t];
+        }
+        Knots::new(&r[..p], &self.cfg)
+    }
 }
 
 /// The whole flow in fast layout.
@@ -75,22 +133,10 @@ impl FastMaf {
             for r in 0..d {
                 group_end[r] = perm.iter().filter(|&&j| deg.hidden[j] <= r).count();
             }
-            let (w1o, w2o, w3o, w4o) = (
-                to_vec2(&blk.w1)?,
-                to_vec2(&blk.w2)?,
-                to_vec2(&blk.w3)?,
-                to_vec2(&blk.w4)?,
-            );
-            let (b1o, b2o, b3, b4) = (
-                to_vec1(&blk.b1)?,
-                to_vec1(&blk.b2)?,
-                to_vec1(&blk.b3)?,
-                to_vec1(&blk.b4)?,
-            );
+            let (w1o, w2o) = (to_vec2(&blk.w1)?, to_vec2(&blk.w2)?);
+            let (b1o, b2o) = (to_vec1(&blk.b1)?, to_vec1(&blk.b2)?);
             let mut w1 = vec![0f32; h * d];
             let mut w2 = vec![0f32; h * h];
-            let mut w3 = vec![0f32; d * h];
-            let mut w4 = vec![0f32; d * h];
             for (js, &j) in perm.iter().enumerate() {
                 for r in 0..d {
                     let i = order[r];
@@ -105,18 +151,47 @@ impl FastMaf {
                     }
                 }
             }
-            for i in 0..d {
-                for (ks, &k) in perm.iter().enumerate() {
-                    if deg.input[i] > deg.hidden[k] {
-                        w3[i * h + ks] = w3o[i][k];
-                        w4[i * h + ks] = w4o[i][k];
+            // output row of variable i, sorted hidden axis, masked: units of degree < rank
+            let sorted_row = |row: &[f32], i: usize| -> Vec<f32> {
+                perm.iter()
+                    .map(|&k| {
+                        if deg.input[i] > deg.hidden[k] {
+                            row[k]
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
+            };
+            let (mut w34, mut b3, mut b4, mut clip, mut spline) =
+                (Vec::new(), Vec::new(), Vec::new(), 0.0, None);
+            match &blk.head {
+                Head::Affine {
+                    w3,
+                    b3: b3t,
+                    w4,
+                    b4: b4t,
+                    clip: c,
+                    ..
+                } => {
+                    let (w3o, w4o) = (to_vec2(w3)?, to_vec2(w4)?);
+                    for i in 0..d {
+                        w34.extend(sorted_row(&w3o[i], i));
+                        w34.extend(sorted_row(&w4o[i], i));
                     }
+                    (b3, b4, clip) = (to_vec1(b3t)?, to_vec1(b4t)?, *c as f32);
                 }
-            }
-            let mut w34 = vec![0f32; 2 * d * h];
-            for i in 0..d {
-                w34[2 * i * h..(2 * i + 1) * h].copy_from_slice(&w3[i * h..(i + 1) * h]);
-                w34[(2 * i + 1) * h..(2 * i + 2) * h].copy_from_slice(&w4[i * h..(i + 1) * h]);
+                Head::Spline { w5, b5, cfg, .. } => {
+                    let (w5o, p) = (to_vec2(w5)?, cfg.params());
+                    let w5 = (0..d * p)
+                        .flat_map(|o| sorted_row(&w5o[o], o / p))
+                        .collect();
+                    spline = Some(FastSplineHead {
+                        w5,
+                        b5: to_vec1(b5)?,
+                        cfg: *cfg,
+                    });
+                }
             }
             let (c1o, c2o) = (to_vec2(blk.c1.weight())?, to_vec2(blk.c2.weight())?);
             let c1: Vec<f32> = perm.iter().flat_map(|&j| c1o[j].clone()).collect();
@@ -136,7 +211,8 @@ impl FastMaf {
                 c1,
                 c2,
                 w34,
-                clip: maf.cfg.alpha_clip as f32,
+                clip,
+                spline,
             });
         }
         Ok(FastMaf {
@@ -196,6 +272,8 @@ pub(crate) struct Workspace {
     alpha_sum: Vec<f32>,
     acc: Vec<f32>,
     mu: Vec<f32>,
+    /// Spline blocks' raw outputs for one variable, [P][n].
+    raw: Vec<f32>,
 }
 
 /// Samples per register tile.
@@ -295,9 +373,20 @@ impl FastMaf {
                     &blk.b2, c2, &blk.w2, h, prev_end, end, end, &ws.h1, n, &mut ws.h2,
                 );
                 prev_end = end;
+                let i = blk.order[r];
+                if let Some(sp) = &blk.spline {
+                    sp.outputs::<FMA>(i, h, end, &ws.h2, n, &mut ws.raw);
+                    let xi = &ws.x[i * n..(i + 1) * n];
+                    let yi = &mut ws.y[i * n..(i + 1) * n];
+                    for (t, (y, &x)) in yi.iter_mut().zip(xi).enumerate() {
+                        let (v, log_slope) = sp.knots(&ws.raw, n, t).inverse(x);
+                        *y = v;
+                        ws.alpha_sum[t] -= log_slope;
+                    }
+                    continue;
+                }
                 // shift and log-scale of the variable of rank r, side by side [mu | raw]:
                 // layer-2 units of degree <= r
-                let i = blk.order[r];
                 let bias = [blk.b3[i], blk.b4[i], 0.0, 0.0];
                 dense::<2, FMA>(&bias, &blk.w34[2 * i * h..], h, end, &ws.h2, n, &mut ws.mu);
                 let (mu, raw) = ws.mu.split_at(n);
@@ -409,9 +498,19 @@ impl FastMaf {
                 start = end;
             }
             for (r, &i) in blk.order.iter().enumerate() {
+                let k_len = blk.group_end[r];
+                if let Some(sp) = &blk.spline {
+                    sp.outputs::<FMA>(i, h, k_len, &ws.h2, n, &mut ws.raw);
+                    let xi = &mut ws.x[i * n..(i + 1) * n];
+                    for (t, x) in xi.iter_mut().enumerate() {
+                        let (z, log_slope) = sp.knots(&ws.raw, n, t).forward(*x);
+                        *x = z;
+                        ws.alpha_sum[t] -= log_slope;
+                    }
+                    continue;
+                }
                 // shift and log-scale of the variable of rank r: layer-2 units of degree <= r
                 let bias = [blk.b3[i], blk.b4[i], 0.0, 0.0];
-                let k_len = blk.group_end[r];
                 dense::<2, FMA>(
                     &bias,
                     &blk.w34[2 * i * h..],

@@ -1,12 +1,16 @@
 //! Conditional masked autoregressive flow (MAF, Papamakarios et al. 2017) in candle.
 //!
-//! Each block is a MADE with affine transforms: in the data -> base direction
-//! z_i = (u_i - mu_i(u_<i, c)) exp(-alpha_i(u_<i, c)), ladj = -sum alpha_i, with the
-//! autoregressive order permuted between blocks. Hidden units carry MADE degrees 0..D-1;
-//! degree-0 units see only the context, so every dimension is conditioned on it.
-//! log-scales are soft-clipped (alpha = c tanh(raw / c)) so the inverse stays finite.
+//! Each block is a MADE whose outputs parametrise an elementwise transform of each variable,
+//! with the autoregressive order permuted between blocks. Hidden units carry MADE degrees
+//! 0..D-1; degree-0 units see only the context, so every dimension is conditioned on it.
+//! - Affine (the default): in the data -> base direction
+//!   z_i = (u_i - mu_i(u_<i, c)) exp(-alpha_i(u_<i, c)), ladj = -sum alpha_i; log-scales are
+//!   soft-clipped (alpha = c tanh(raw / c)) so the inverse stays finite.
+//! - Rational-quadratic spline (neural spline flow, Durkan et al. 2019): z_i = g_i(u_i) with
+//!   g_i's knots from u_<i and c ([`super::spline`]), ladj = sum log g_i'(u_i).
 
 use super::encoder::add_bias;
+use super::spline::{self, SplineConfig};
 use candle_core::{Result, Tensor, D};
 use candle_nn::{Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -23,8 +27,11 @@ pub(crate) struct FlowConfig {
     /// Autoregressive order of each block (permutation of 0..dim, first = conditioned only
     /// on the context).
     pub(crate) orders: Vec<Vec<usize>>,
-    /// Soft clip of the log-scales.
+    /// Soft clip of the log-scales (affine blocks).
     pub(crate) alpha_clip: f64,
+    /// Spline transforms instead of affine ones (absent in the cards of affine flows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) spline: Option<SplineConfig>,
 }
 
 impl FlowConfig {
@@ -96,6 +103,36 @@ impl Degrees {
     }
 }
 
+/// The outputs of a MADE block: what its transform of each variable is made of.
+pub(crate) enum Head {
+    /// Shift and log-scale per variable.
+    Affine {
+        /// Hidden -> shift outputs [D, H].
+        w3: Tensor,
+        /// Shift bias [D].
+        b3: Tensor,
+        /// Hidden -> log-scale outputs [D, H].
+        w4: Tensor,
+        /// Log-scale bias [D].
+        b4: Tensor,
+        /// Mask [D, H].
+        m3: Tensor,
+        /// Soft clip of the log-scales.
+        clip: f64,
+    },
+    /// 3K - 1 spline parameters per variable, rows variable-major (row i * P + p).
+    Spline {
+        /// Hidden -> spline outputs [D * P, H].
+        w5: Tensor,
+        /// Bias [D * P].
+        b5: Tensor,
+        /// Mask [D * P, H] (row i * P + p: variable i's mask).
+        m5: Tensor,
+        /// Knots and interval.
+        cfg: SplineConfig,
+    },
+}
+
 /// One conditional MADE block.
 pub(crate) struct Made {
     /// Input -> hidden weight [H, D] (unmasked values).
@@ -110,20 +147,109 @@ pub(crate) struct Made {
     pub(crate) b2: Tensor,
     /// Context -> hidden 2 (no bias).
     pub(crate) c2: Linear,
-    /// Hidden -> shift outputs [D, H].
-    pub(crate) w3: Tensor,
-    /// Shift bias [D].
-    pub(crate) b3: Tensor,
-    /// Hidden -> log-scale outputs [D, H].
-    pub(crate) w4: Tensor,
-    /// Log-scale bias [D].
-    pub(crate) b4: Tensor,
+    /// Output layer and transform.
+    pub(crate) head: Head,
     m1: Tensor,
     m2: Tensor,
-    m3: Tensor,
     /// Degrees.
     pub(crate) degrees: Degrees,
-    clip: f64,
+}
+
+/// Output weights initialised near zero, so that a new block is nearly the identity.
+const SMALL_INIT: candle_nn::Init = candle_nn::Init::Uniform {
+    lo: -1e-3,
+    up: 1e-3,
+};
+
+impl Head {
+    fn new(cfg: &FlowConfig, m3: &[f32], vb: &VarBuilder) -> Result<Self> {
+        let (d, h) = (cfg.dim, cfg.hidden);
+        let dev = vb.device();
+        let zero = candle_nn::Init::Const(0.0);
+        // the shift and log-scale rows share a mask: the first D rows of the 2D-row mask
+        let m3 = Tensor::from_vec(m3[..d * h].to_vec(), (d, h), dev)?.to_dtype(vb.dtype())?;
+        Ok(match cfg.spline {
+            None => Head::Affine {
+                w3: vb.get_with_hints((d, h), "w3", SMALL_INIT)?,
+                b3: vb.get_with_hints(d, "b3", zero)?,
+                w4: vb.get_with_hints((d, h), "w4", SMALL_INIT)?,
+                b4: vb.get_with_hints(d, "b4", zero)?,
+                m3,
+                clip: cfg.alpha_clip,
+            },
+            Some(sp) => {
+                let p = sp.params();
+                let m5 = m3.unsqueeze(1)?.repeat((1, p, 1))?.reshape((d * p, h))?;
+                Head::Spline {
+                    w5: vb.get_with_hints((d * p, h), "w5", SMALL_INIT)?,
+                    b5: vb.get_with_hints(d * p, "b5", zero)?,
+                    m5,
+                    cfg: sp,
+                }
+            }
+        })
+    }
+
+    /// Data -> base for the variables `x` [N, D] given the hidden layer h2 [N, H]:
+    /// (z [N, D], log |dz/dx| per row [N]).
+    fn forward(&self, x: &Tensor, h2: &Tensor) -> Result<(Tensor, Tensor)> {
+        match self {
+            Head::Affine { .. } => {
+                let (mu, alpha) = self.affine(h2)?;
+                let z = ((x - mu)? * alpha.neg()?.exp()?)?;
+                Ok((z, alpha.sum(D::Minus1)?.neg()?))
+            }
+            Head::Spline { cfg, .. } => {
+                let (n, d) = x.dims2()?;
+                let (z, lg) = spline::forward(&x.flatten_all()?, &self.spline_raw(h2, d)?, cfg)?;
+                Ok((z.reshape((n, d))?, lg.reshape((n, d))?.sum(D::Minus1)?))
+            }
+        }
+    }
+
+    /// Base -> data for every variable (the caller keeps the one whose inputs are final):
+    /// (x [N, D], log |dz/dx| [N, D]).
+    fn inverse(&self, z: &Tensor, h2: &Tensor) -> Result<(Tensor, Tensor)> {
+        match self {
+            Head::Affine { .. } => {
+                let (mu, alpha) = self.affine(h2)?;
+                Ok((((z * alpha.exp()?)? + mu)?, alpha.neg()?))
+            }
+            Head::Spline { cfg, .. } => {
+                let (n, d) = z.dims2()?;
+                let (x, lg) = spline::inverse(&z.flatten_all()?, &self.spline_raw(h2, d)?, cfg)?;
+                Ok((x.reshape((n, d))?, lg.reshape((n, d))?))
+            }
+        }
+    }
+
+    /// (mu, alpha) [N, D] of an affine head.
+    fn affine(&self, h2: &Tensor) -> Result<(Tensor, Tensor)> {
+        let Head::Affine {
+            w3,
+            b3,
+            w4,
+            b4,
+            m3,
+            clip,
+        } = self
+        else {
+            unreachable!("affine parameters of a spline head")
+        };
+        let mu = add_bias(&h2.matmul(&(w3 * m3)?.t()?)?, b3)?;
+        let raw = add_bias(&h2.matmul(&(w4 * m3)?.t()?)?, b4)?;
+        let alpha = ((raw / *clip)?.tanh()? * *clip)?;
+        Ok((mu, alpha))
+    }
+
+    /// Raw spline outputs [N * D, P] of a spline head.
+    fn spline_raw(&self, h2: &Tensor, d: usize) -> Result<Tensor> {
+        let Head::Spline { w5, b5, m5, cfg } = self else {
+            unreachable!("spline parameters of an affine head")
+        };
+        let raw = add_bias(&h2.matmul(&(w5 * m5)?.t()?)?, b5)?;
+        raw.reshape((h2.dim(0)? * d, cfg.params()))
+    }
 }
 
 impl Made {
@@ -143,30 +269,11 @@ impl Made {
             w2: vb.get_with_hints((h, h), "w2", kaiming(h / 2))?,
             b2: vb.get_with_hints(h, "b2", candle_nn::Init::Const(0.0))?,
             c2: candle_nn::linear_no_bias(cfg.ctx, h, vb.pp("c2"))?,
-            w3: vb.get_with_hints(
-                (d, h),
-                "w3",
-                candle_nn::Init::Uniform {
-                    lo: -1e-3,
-                    up: 1e-3,
-                },
-            )?,
-            b3: vb.get_with_hints(d, "b3", candle_nn::Init::Const(0.0))?,
-            w4: vb.get_with_hints(
-                (d, h),
-                "w4",
-                candle_nn::Init::Uniform {
-                    lo: -1e-3,
-                    up: 1e-3,
-                },
-            )?,
-            b4: vb.get_with_hints(d, "b4", candle_nn::Init::Const(0.0))?,
-            m1: Tensor::from_vec(m1, (h, d), &dev)?,
-            m2: Tensor::from_vec(m2, (h, h), &dev)?,
-            // shift and log-scale outputs share the mask (first D rows of the 2D-row mask)
-            m3: Tensor::from_vec(m3[..d * h].to_vec(), (d, h), &dev)?,
+            head: Head::new(cfg, &m3, &vb)?,
+            // masks in the weights' type (the tests' f64 flows)
+            m1: Tensor::from_vec(m1, (h, d), &dev)?.to_dtype(vb.dtype())?,
+            m2: Tensor::from_vec(m2, (h, h), &dev)?.to_dtype(vb.dtype())?,
             degrees,
-            clip: cfg.alpha_clip,
         })
     }
 
@@ -175,23 +282,35 @@ impl Made {
         Ok((self.c1.forward(ctx)?, self.c2.forward(ctx)?))
     }
 
-    /// (mu, alpha) [N, D] for inputs u [N, D] and context terms.
+    /// The second hidden layer [N, H] for inputs u [N, D] and context terms.
+    fn hidden(&self, u: &Tensor, cc1: &Tensor, cc2: &Tensor) -> Result<Tensor> {
+        let w1 = (&self.w1 * &self.m1)?;
+        let w2 = (&self.w2 * &self.m2)?;
+        let h1 = (add_bias(&u.matmul(&w1.t()?)?, &self.b1)? + cc1)?.relu()?;
+        (add_bias(&h1.matmul(&w2.t()?)?, &self.b2)? + cc2)?.relu()
+    }
+
+    /// Data -> base: (z [N, D], log |dz/du| [N]).
     pub(crate) fn forward(
         &self,
         u: &Tensor,
         cc1: &Tensor,
         cc2: &Tensor,
     ) -> Result<(Tensor, Tensor)> {
-        let w1 = (&self.w1 * &self.m1)?;
-        let w2 = (&self.w2 * &self.m2)?;
-        let w3 = (&self.w3 * &self.m3)?;
-        let w4 = (&self.w4 * &self.m3)?;
-        let h1 = (add_bias(&u.matmul(&w1.t()?)?, &self.b1)? + cc1)?.relu()?;
-        let h2 = (add_bias(&h1.matmul(&w2.t()?)?, &self.b2)? + cc2)?.relu()?;
-        let mu = add_bias(&h2.matmul(&w3.t()?)?, &self.b3)?;
-        let raw = add_bias(&h2.matmul(&w4.t()?)?, &self.b4)?;
-        let alpha = ((raw / self.clip)?.tanh()? * self.clip)?;
-        Ok((mu, alpha))
+        self.head.forward(u, &self.hidden(u, cc1, cc2)?)
+    }
+
+    /// Base -> data for every variable given the data-side inputs `y` so far:
+    /// (u [N, D], log |dz/du| [N, D]). Entry i is final once y holds every variable of lower
+    /// rank than i.
+    fn inverse_step(
+        &self,
+        z: &Tensor,
+        y: &Tensor,
+        cc1: &Tensor,
+        cc2: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
+        self.head.inverse(z, &self.hidden(y, cc1, cc2)?)
     }
 }
 
@@ -226,12 +345,11 @@ impl Maf {
         let mut ladj: Option<Tensor> = None;
         for blk in &self.blocks {
             let (cc1, cc2) = blk.context_terms(ctx)?;
-            let (mu, alpha) = blk.forward(&z, &cc1, &cc2)?;
-            z = ((z - mu)? * alpha.neg()?.exp()?)?;
-            let s = alpha.sum(D::Minus1)?;
+            let (next, l) = blk.forward(&z, &cc1, &cc2)?;
+            z = next;
             ladj = Some(match ladj {
-                None => s.neg()?,
-                Some(l) => (l - s)?,
+                None => l,
+                Some(acc) => (acc + l)?,
             });
         }
         let d = self.cfg.dim as f64;
@@ -258,19 +376,18 @@ impl Maf {
                 o
             };
             let mut y = Tensor::zeros((n, d), x.dtype(), dev)?;
-            let mut alpha_last = None;
+            let mut ladj_last = None;
             for &i in &order {
-                let (mu, alpha) = blk.forward(&y, &cc1, &cc2)?;
+                let (val, ladj) = blk.inverse_step(&x, &y, &cc1, &cc2)?;
                 let onehot: Vec<f32> = (0..d).map(|k| (k == i) as u8 as f32).collect();
                 let e = Tensor::from_vec(onehot, (1, d), dev)?.to_dtype(x.dtype())?;
-                let val = ((&x * alpha.exp()?)? + &mu)?;
                 y = (y.broadcast_mul(&e.affine(-1.0, 1.0)?)? + val.broadcast_mul(&e)?)?;
-                alpha_last = Some(alpha);
+                ladj_last = Some(ladj);
             }
-            // alpha_i depends only on y at lower ranks, all final before the last step, so the
-            // last pass's alpha is the block's alpha at its data-side input y
-            let alpha = alpha_last.expect("dim > 0");
-            log_q = (log_q - alpha.sum(D::Minus1)?)?;
+            // entry i of the log-Jacobian is final once the variables of lower rank are, so
+            // the last pass holds every entry at the block's data-side input y
+            let ladj = ladj_last.expect("dim > 0");
+            log_q = (log_q + ladj.sum(D::Minus1)?)?;
             x = y;
         }
         Ok((x, log_q))

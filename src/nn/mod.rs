@@ -1,4 +1,5 @@
-//! Neural posterior: observation tokens, set encoder, conditional MAF, training, and the
+//! Neural posterior: observation tokens, set encoder, conditional MAF (affine or
+//! rational-quadratic spline transforms), training, and the
 //! fast CPU kernels used at inference. [`proposal`] implements the posterior layer's
 //! [`crate::posterior::proposal::Proposal`] with it.
 
@@ -8,6 +9,7 @@ pub(crate) mod fast_encoder;
 pub(crate) mod flow;
 pub(crate) mod model;
 pub(crate) mod proposal;
+pub(crate) mod spline;
 pub(crate) mod tokens;
 pub(crate) mod train;
 

@@ -205,7 +205,7 @@ pub(crate) fn init_deterministic(varmap: &VarMap, seed: u64) -> Result<()> {
             vec![if leaf == "g" { 1.0 } else { 0.0 }; n]
         } else if leaf == "emb" || leaf == "pool_seed" {
             (0..n).map(|_| 0.5 * rng.normal() as f32).collect()
-        } else if leaf == "w3" || leaf == "w4" {
+        } else if leaf == "w3" || leaf == "w4" || leaf == "w5" {
             (0..n)
                 .map(|_| rng.uniform_range(-1e-3, 1e-3) as f32)
                 .collect()

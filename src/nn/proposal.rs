@@ -555,6 +555,7 @@ mod tests {
                 hidden: 24,
                 orders: FlowConfig::default_orders(4, 3, seed),
                 alpha_clip: 3.0,
+                spline: None,
             },
             target: FlowTarget::Intrinsic,
             ..card.config.clone()

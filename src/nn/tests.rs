@@ -5,6 +5,7 @@
 use super::encoder::EncoderConfig;
 use super::flow::{FlowConfig, Maf};
 use super::model::{init_deterministic, ModelConfig, NeuralPosterior};
+use super::spline::SplineConfig;
 use super::tokens::TokenBatch;
 use crate::likelihood::{Measurement, StarObs};
 use crate::physics::Theta;
@@ -30,6 +31,7 @@ fn small_config() -> ModelConfig {
             hidden: 24,
             orders: FlowConfig::default_orders(6, 3, 5),
             alpha_clip: 3.0,
+            spline: None,
         },
         transform: ParamTransform {
             mean: [3.7, 4.0, -0.2, 0.0, 0.0, 3.0],
@@ -73,14 +75,25 @@ fn randomise(varmap: &VarMap, seed: u64, scale: f64) {
         let noise: Vec<f32> = (0..v.elem_count())
             .map(|_| (scale * rng.normal()) as f32)
             .collect();
-        let t = (v.as_tensor() + Tensor::from_vec(noise, v.dims(), v.device()).unwrap()).unwrap();
+        let noise = Tensor::from_vec(noise, v.dims(), v.device())
+            .unwrap()
+            .to_dtype(v.dtype())
+            .unwrap();
+        let t = (v.as_tensor() + noise).unwrap();
         v.set(&t).unwrap();
     }
 }
 
 #[test]
 fn every_parameter_receives_a_gradient() {
-    let cfg = small_config();
+    for spline in [None, Some(TEST_SPLINE)] {
+        every_parameter_is_trained(spline);
+    }
+}
+
+fn every_parameter_is_trained(spline: Option<SplineConfig>) {
+    let mut cfg = small_config();
+    cfg.flow.spline = spline;
     let varmap = VarMap::new();
     let model = NeuralPosterior::new(
         &cfg,
@@ -103,7 +116,7 @@ fn every_parameter_receives_a_gradient() {
     for (name, var) in data.iter() {
         let g = grads
             .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("{name}: no gradient"));
+            .unwrap_or_else(|| panic!("{spline:?} {name}: no gradient"));
         let norm = g
             .sqr()
             .unwrap()
@@ -115,18 +128,31 @@ fn every_parameter_receives_a_gradient() {
         if name.ends_with("emb") {
             continue;
         }
-        assert!(norm > 0.0, "{name}: zero gradient");
+        assert!(norm > 0.0, "{spline:?} {name}: zero gradient");
     }
 }
 
+/// A spline configuration whose interval the tests' points cross.
+const TEST_SPLINE: SplineConfig = SplineConfig {
+    bins: 6,
+    bound: 2.5,
+};
+
 #[test]
 fn two_dimensional_conditional_flow_integrates_to_one_on_a_grid() {
+    for spline in [None, Some(TEST_SPLINE)] {
+        two_dimensional_flow_integrates_to_one(spline);
+    }
+}
+
+fn two_dimensional_flow_integrates_to_one(spline: Option<SplineConfig>) {
     let cfg = FlowConfig {
         dim: 2,
         ctx: 3,
         hidden: 16,
         orders: vec![vec![0, 1], vec![1, 0], vec![0, 1]],
         alpha_clip: 3.0,
+        spline,
     };
     let varmap = VarMap::new();
     let flow = Maf::new(
@@ -184,7 +210,7 @@ fn two_dimensional_conditional_flow_integrates_to_one_on_a_grid() {
         let integral: f64 = lp.iter().map(|&l| (l as f64).exp() * h[0] * h[1]).sum();
         assert!(
             (integral - 1.0).abs() < 0.01,
-            "context {c:?}: integral {integral}"
+            "{spline:?}, context {c:?}: integral {integral}"
         );
     }
 }
@@ -318,8 +344,17 @@ fn encoder_is_invariant_to_token_order() {
 
 #[test]
 fn fast_sampler_matches_the_candle_reference() {
+    for spline in [None, Some(TEST_SPLINE)] {
+        fast_sampler_and_density_match_candle(spline);
+    }
+}
+
+/// The fast sampler's draws and log densities, and its density pass, equal the candle
+/// flow's sequential inversion.
+fn fast_sampler_and_density_match_candle(spline: Option<SplineConfig>) {
     use super::fast::{FastMaf, Workspace};
-    let cfg = small_config();
+    let mut cfg = small_config();
+    cfg.flow.spline = spline;
     let varmap = VarMap::new();
     let model = NeuralPosterior::new(
         &cfg,
@@ -370,15 +405,25 @@ fn fast_sampler_matches_the_candle_reference() {
         for i in 0..6 {
             assert!(
                 (u[i * n + t] - u_ref[t][i]).abs() < 1e-3 * (1.0 + u_ref[t][i].abs()),
-                "u[{t}][{i}]: {} vs {}",
+                "{spline:?}: u[{t}][{i}]: {} vs {}",
                 u[i * n + t],
                 u_ref[t][i]
             );
         }
         assert!(
             (lq[t] - lq_ref[t] as f64).abs() < 2e-3,
-            "log q[{t}]: {} vs {}",
+            "{spline:?}: log q[{t}]: {} vs {}",
             lq[t],
+            lq_ref[t]
+        );
+    }
+    let mut lp = vec![0f64; n];
+    fast.log_prob_star(&u, n, &c1, &c2, &mut ws, &mut lp);
+    for t in 0..n {
+        assert!(
+            (lp[t] - lq_ref[t] as f64).abs() < 2e-3,
+            "{spline:?}: density pass [{t}]: {} vs {}",
+            lp[t],
             lq_ref[t]
         );
     }
@@ -461,11 +506,17 @@ fn log_abs_det(mut a: Vec<Vec<f64>>) -> f64 {
     acc
 }
 
-/// The 4-D flow of an intrinsic model: the log density its sampler reports, and its
-/// density pass, equal log N(z) - log |det du/dz| with the sampling map's Jacobian taken
-/// by central finite differences.
+/// The 4-D flow of an intrinsic model, affine and spline: the log density its sampler
+/// reports, and its density pass, equal log N(z) - log |det du/dz| with the sampling map's
+/// Jacobian taken by central finite differences (in f64, so that steep maps are resolved).
 #[test]
 fn four_dimensional_flow_density_matches_finite_differences_of_its_inverse() {
+    for spline in [None, Some(TEST_SPLINE)] {
+        four_dimensional_density_matches_finite_differences(spline);
+    }
+}
+
+fn four_dimensional_density_matches_finite_differences(spline: Option<SplineConfig>) {
     let d = 4;
     let cfg = FlowConfig {
         dim: d,
@@ -473,16 +524,17 @@ fn four_dimensional_flow_density_matches_finite_differences_of_its_inverse() {
         hidden: 16,
         orders: FlowConfig::default_orders(d, 3, 7),
         alpha_clip: 3.0,
+        spline,
     };
     let varmap = VarMap::new();
     let flow = Maf::new(
         &cfg,
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu),
     )
     .unwrap();
     init_deterministic(&varmap, 11).unwrap();
     randomise(&varmap, 12, 0.15);
-    let h = 1e-2;
+    let h = 1e-5;
     let mut rng = Rng::new(3);
     for _ in 0..6 {
         let z0: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
@@ -499,11 +551,11 @@ fn four_dimensional_flow_density_matches_finite_differences_of_its_inverse() {
                 } else {
                     0.0
                 };
-                pts.push((z + step) as f32);
+                pts.push(z + step);
             }
         }
         let m = 1 + 2 * d;
-        let c: Vec<f32> = (0..3).map(|_| rng.normal() as f32).collect();
+        let c: Vec<f64> = (0..3).map(|_| rng.normal()).collect();
         let ctx = Tensor::from_vec(c, (1, 3), &Device::Cpu)
             .unwrap()
             .broadcast_as((m, 3))
@@ -512,12 +564,12 @@ fn four_dimensional_flow_density_matches_finite_differences_of_its_inverse() {
             .unwrap();
         let zt = Tensor::from_vec(pts, (m, d), &Device::Cpu).unwrap();
         let (u, lq) = flow.sample(&zt, &ctx).unwrap();
-        let lp = flow.log_prob(&u, &ctx).unwrap().to_vec1::<f32>().unwrap();
-        let (u, lq) = (u.to_vec2::<f32>().unwrap(), lq.to_vec1::<f32>().unwrap());
+        let lp = flow.log_prob(&u, &ctx).unwrap().to_vec1::<f64>().unwrap();
+        let (u, lq) = (u.to_vec2::<f64>().unwrap(), lq.to_vec1::<f64>().unwrap());
         let jac: Vec<Vec<f64>> = (0..d)
             .map(|i| {
                 (0..d)
-                    .map(|j| (u[1 + 2 * j][i] as f64 - u[2 + 2 * j][i] as f64) / (2.0 * h))
+                    .map(|j| (u[1 + 2 * j][i] - u[2 + 2 * j][i]) / (2.0 * h))
                     .collect()
             })
             .collect();
@@ -525,13 +577,13 @@ fn four_dimensional_flow_density_matches_finite_differences_of_its_inverse() {
             - 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln();
         let expected = log_n - log_abs_det(jac);
         assert!(
-            (lq[0] as f64 - expected).abs() < 5e-3,
-            "sampler {} vs finite differences {expected}",
+            (lq[0] - expected).abs() < 1e-6,
+            "{spline:?}: sampler {} vs finite differences {expected}",
             lq[0]
         );
         assert!(
-            (lp[0] as f64 - expected).abs() < 5e-3,
-            "density pass {}",
+            (lp[0] - expected).abs() < 1e-6,
+            "{spline:?}: density pass {}",
             lp[0]
         );
     }

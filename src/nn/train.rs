@@ -9,6 +9,7 @@ use super::model::{
     init_deterministic, today_utc, FlowTarget, ModelCard, ModelConfig, NeuralPosterior,
     TrainingRecord,
 };
+use super::spline::SplineConfig;
 use super::tokens::TokenBatch;
 use crate::likelihood::NoiseModel;
 use crate::physics::ForwardModel;
@@ -68,6 +69,9 @@ pub(crate) struct TrainConfig {
     /// What the flow models (all of theta, or the intrinsic coordinates only).
     #[serde(default)]
     pub(crate) target: FlowTarget,
+    /// Rational-quadratic spline transforms instead of affine ones.
+    #[serde(default)]
+    pub(crate) spline: Option<SplineConfig>,
 }
 
 impl Default for TrainConfig {
@@ -92,6 +96,7 @@ impl Default for TrainConfig {
             flow_hidden: 128,
             reddening_token: false,
             target: FlowTarget::Full,
+            spline: None,
         }
     }
 }
@@ -387,6 +392,14 @@ pub(crate) fn train(cfg: &TrainConfig, setup: &TrainSetup) -> Result<Option<Mode
             cfg.target
         );
     }
+    if model_cfg.flow.spline != cfg.spline {
+        bail!(
+            "the checkpoint in {} has spline transforms {:?}, not {:?}",
+            ckpt.display(),
+            model_cfg.flow.spline,
+            cfg.spline
+        );
+    }
     if cfg.steps <= start_step {
         bail!(
             "checkpoint is at step {start_step}, nothing to do for --steps {}",
@@ -537,6 +550,7 @@ fn new_model_config(cfg: &TrainConfig, setup: &TrainSetup, sim: &Simulator) -> M
             hidden: cfg.flow_hidden,
             orders: FlowConfig::default_orders(dim, cfg.flow_blocks, cfg.seed ^ 0x0DE5),
             alpha_clip: 3.0,
+            spline: cfg.spline,
         },
         transform: fit_transform(sim, cfg.seed),
         bands: setup
