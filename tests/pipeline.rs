@@ -354,9 +354,18 @@ fn example_catalogue_runs_with_the_default_config() {
 /// stops before any work with the reason.
 #[test]
 fn intrinsic_flow_runs_flow_only_and_refuses_a_flow_share() {
+    // an affine flow and a spline flow
+    for name in ["intrinsic-r1", "intrinsic-spline-s1"] {
+        intrinsic_flow_only(&format!(
+            "{}/models/training/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+    }
+}
+
+fn intrinsic_flow_only(model: &str) {
     let d = tmp();
     let cat = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/catalogue.parquet");
-    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/training/intrinsic-r1");
     let out = d.path().join("out");
     let cfg = config(d.path(), "[inference]\nrefine = false\nsamples = 64\n");
     let args = |out: &std::path::Path, cfg: &std::path::Path| {
@@ -380,7 +389,10 @@ fn intrinsic_flow_runs_flow_only_and_refuses_a_flow_share() {
     );
     let unweighted = (flags::ALL_WEIGHTS_ZERO | flags::NOT_PROCESSED) as i64;
     let weighted = r.iter().filter(|x| x.flags & unweighted == 0).count();
-    assert!(weighted > 190, "{weighted} of 200 stars with a posterior");
+    assert!(
+        weighted > 190,
+        "{model}: {weighted} of 200 stars with a posterior"
+    );
     let cfg = config(d.path(), "[inference]\nflow_share = 0.1\n");
     let a = args(&d.path().join("out2"), &cfg);
     let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
