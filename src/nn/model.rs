@@ -81,6 +81,10 @@ pub(crate) struct TrainingRecord {
     pub(crate) lr: f64,
     /// Weight decay.
     pub(crate) weight_decay: f64,
+    /// The machine of the run that wrote the card (a resumed run's earlier parts may have
+    /// run elsewhere; cards before this field have it empty).
+    #[serde(default)]
+    pub(crate) hardware: String,
 }
 
 /// The model card (JSON beside the weights).

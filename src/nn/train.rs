@@ -679,6 +679,7 @@ fn write_model(
             history,
             lr: cfg.lr,
             weight_decay: cfg.weight_decay,
+            hardware: format!("{} (candle CPU)", crate::util::hardware_description()),
         },
         notes: String::new(),
     };
@@ -750,6 +751,32 @@ mod tests {
         assert!(train(&tiny(), &setup(dir.path(), None, true)).is_err());
     }
 
+    /// A spline flow resumes bit for bit too, its card says so, and a resume that would
+    /// change the transform is refused.
+    #[test]
+    fn interrupted_and_resumed_spline_training_equals_uninterrupted() {
+        let spline = Some(SplineConfig {
+            bins: 4,
+            bound: 4.0,
+        });
+        let cfg = TrainConfig {
+            target: FlowTarget::Intrinsic,
+            spline,
+            ..tiny()
+        };
+        let card = resumes_bit_for_bit(&cfg);
+        assert_eq!(card.config.flow.spline, spline);
+        let dir = tempfile::tempdir().unwrap();
+        assert!(train(&cfg, &setup(dir.path(), Some(1), false))
+            .unwrap()
+            .is_none());
+        let affine = TrainConfig {
+            spline: None,
+            ..cfg.clone()
+        };
+        assert!(train(&affine, &setup(dir.path(), None, true)).is_err());
+    }
+
     /// Train `cfg` uninterrupted and interrupted + resumed: the same weights. Returns the
     /// uninterrupted run's card.
     fn resumes_bit_for_bit(cfg: &TrainConfig) -> ModelCard {
@@ -758,6 +785,7 @@ mod tests {
         let card = train(cfg, &setup(a.path(), None, false)).unwrap().unwrap();
         assert_eq!(card.training.steps, 4);
         assert!(card.training.val_loss.is_finite());
+        assert!(card.training.hardware.contains("logical CPUs"));
         assert!(train(cfg, &setup(b.path(), Some(3), false))
             .unwrap()
             .is_none());

@@ -17,6 +17,22 @@ pub fn has_avx2_fma() -> bool {
     *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
+/// The machine in words, for model cards: the CPU's model name (Linux), its logical CPUs
+/// and architecture, e.g. "AMD EPYC, 2 logical CPUs, x86_64".
+pub(crate) fn hardware_description() -> String {
+    let name = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{name}, {cpus} logical CPUs, {}", std::env::consts::ARCH)
+}
+
 /// Dot product of the common prefix of `a` and `b`: AVX2 + FMA where the CPU has them
 /// (checked once), otherwise eight independent partial sums that the compiler vectorises
 /// (a plain iterator sum is a serial chain of f32 additions it may not reorder).
