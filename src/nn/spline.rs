@@ -213,10 +213,13 @@ pub(crate) struct Knots {
 /// bins' left edges.
 fn cpu_bins(raw: &[f32], bound: f32, out: &mut [f32], left: &mut [f32]) {
     let k = raw.len();
-    let top = raw.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    // logits clamped to [-30, 30] as in training (`bin_sizes`), so that both paths compute
+    // the same function for any network output
+    let clamp = |r: f32| r.clamp(-30.0, 30.0);
+    let top = raw.iter().fold(-30.0f32, |a, &b| a.max(clamp(b)));
     let mut sum = 0.0;
     for (o, &r) in out.iter_mut().zip(raw) {
-        *o = super::fast::fast_exp(r - top);
+        *o = super::fast::fast_exp(clamp(r) - top);
         sum += *o;
     }
     let scale = (1.0 - MIN_BIN as f32 * k as f32) * 2.0 * bound / sum;
@@ -349,6 +352,25 @@ mod tests {
         }
         for v in lg.to_vec1::<f32>().unwrap() {
             assert!(v.abs() < 1e-3, "log slope {v}");
+        }
+    }
+
+    /// Logits beyond the training clamp give the same knots on both paths.
+    #[test]
+    fn extreme_logits_agree_between_candle_and_the_cpu_path() {
+        let p = CFG.params();
+        let raw: Vec<f32> = (0..p).map(|q| [40.0, 31.0, -45.0][q % 3]).collect();
+        let t = Tensor::from_vec(raw.clone(), (1, p), &Device::Cpu).unwrap();
+        let kn = Knots::new(&raw, &CFG);
+        for x in [-4.9f32, -1.0, 0.3, 2.2, 4.7] {
+            let (z, lg) = forward(&Tensor::new(&[x], &Device::Cpu).unwrap(), &t, &CFG).unwrap();
+            let (zc, lgc) = kn.forward(x);
+            let (z, lg) = (
+                z.to_vec1::<f32>().unwrap()[0],
+                lg.to_vec1::<f32>().unwrap()[0],
+            );
+            assert!((z - zc).abs() < 1e-4, "{z} vs {zc}");
+            assert!((lg - lgc).abs() < 1e-3, "{lg} vs {lgc}");
         }
     }
 
