@@ -72,14 +72,8 @@ impl FastSplineHead {
             let row = i * p + q;
             let mut bias = [0f32; 4];
             bias[..m].copy_from_slice(&self.b5[row..row + m]);
-            let w = &self.w5[row * h..];
             let o = &mut out[q * n..(q + m) * n];
-            match m {
-                4 => dense::<4, FMA>(&bias, w, h, k_len, h2, n, o),
-                3 => dense::<3, FMA>(&bias, w, h, k_len, h2, n, o),
-                2 => dense::<2, FMA>(&bias, w, h, k_len, h2, n, o),
-                _ => dense::<1, FMA>(&bias, w, h, k_len, h2, n, o),
-            }
+            dense_rows::<FMA>(m, &bias, &self.w5[row * h..], h, k_len, h2, n, o);
             q += m;
         }
     }
@@ -572,16 +566,31 @@ fn rows<const FMA: bool>(
         for q in 0..m {
             bias[q] = b[j + q] + c[j + q];
         }
-        let wj = &w[j * stride..];
         let o = &mut out[j * n..(j + m) * n];
-        match m {
-            4 => dense::<4, FMA>(&bias, wj, stride, k_len, act, n, o),
-            3 => dense::<3, FMA>(&bias, wj, stride, k_len, act, n, o),
-            2 => dense::<2, FMA>(&bias, wj, stride, k_len, act, n, o),
-            _ => dense::<1, FMA>(&bias, wj, stride, k_len, act, n, o),
-        }
+        dense_rows::<FMA>(m, &bias, &w[j * stride..], stride, k_len, act, n, o);
         o.iter_mut().for_each(|x| *x = x.max(0.0));
         j += m;
+    }
+}
+
+/// [`dense`] for `m` (1 to 4) output rows, the row count known only at run time.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dense_rows<const FMA: bool>(
+    m: usize,
+    bias: &[f32; 4],
+    w: &[f32],
+    stride: usize,
+    k_len: usize,
+    act: &[f32],
+    n: usize,
+    out: &mut [f32],
+) {
+    match m {
+        4 => dense::<4, FMA>(bias, w, stride, k_len, act, n, out),
+        3 => dense::<3, FMA>(bias, w, stride, k_len, act, n, out),
+        2 => dense::<2, FMA>(bias, w, stride, k_len, act, n, out),
+        _ => dense::<1, FMA>(bias, w, stride, k_len, act, n, out),
     }
 }
 

@@ -154,12 +154,32 @@ fn log_slope(xi: &Tensor, b: &Bin) -> Result<Tensor> {
     (s.sqr()?.log()? + num.log()?)? - (den.log()? * 2.0)?
 }
 
-/// Data -> base: z = g(x) and log g'(x) for x [M] and raw outputs [M, 3K - 1].
-pub(crate) fn forward(x: &Tensor, raw: &Tensor, cfg: &SplineConfig) -> Result<(Tensor, Tensor)> {
+/// The spline's side of a map at values `v` [M]: v clamped into the interval, and its bin
+/// on the x knots (`on_x`, the data side) or the y knots (the base side).
+fn clamped_bin(v: &Tensor, raw: &Tensor, cfg: &SplineConfig, on_x: bool) -> Result<(Tensor, Bin)> {
     let kn = KnotTensors::new(raw, cfg)?;
     let b = cfg.bound * (1.0 - 1e-6);
-    let xc = x.clamp(-b, b)?;
-    let bin = pick_bin(&KnotTensors::bin_of(&xc.unsqueeze(1)?, &kn.x0)?, &kn)?;
+    let vc = v.clamp(-b, b)?;
+    let edges = if on_x { &kn.x0 } else { &kn.y0 };
+    let bin = pick_bin(&KnotTensors::bin_of(&vc.unsqueeze(1)?, edges)?, &kn)?;
+    Ok((vc, bin))
+}
+
+/// (inner, log slope) inside the interval, (v, 0) outside it (the identity tails).
+fn with_identity_tails(
+    v: &Tensor,
+    inner: &Tensor,
+    log_slope: &Tensor,
+    bound: f64,
+) -> Result<(Tensor, Tensor)> {
+    let m = inside(v, bound)?;
+    let keep = m.affine(-1.0, 1.0)?;
+    Ok((((&m * inner)? + (&keep * v)?)?, (m * log_slope)?))
+}
+
+/// Data -> base: z = g(x) and log g'(x) for x [M] and raw outputs [M, 3K - 1].
+pub(crate) fn forward(x: &Tensor, raw: &Tensor, cfg: &SplineConfig) -> Result<(Tensor, Tensor)> {
+    let (xc, bin) = clamped_bin(x, raw, cfg, true)?;
     let (x0, w, y0, h, d0, d1) = &bin;
     let xi = ((&xc - x0)? / w)?.clamp(0.0, 1.0)?;
     let s = (h / w)?;
@@ -168,18 +188,12 @@ pub(crate) fn forward(x: &Tensor, raw: &Tensor, cfg: &SplineConfig) -> Result<(T
     let num = (h * ((&s * xi.sqr()?)? + (d0 * &xx)?)?)?;
     let den = (&s + ((d1 + d0)? - (&s * 2.0)?)?.mul(&xx)?)?;
     let g = (y0 + (num / den)?)?;
-    let lg = log_slope(&xi, &bin)?;
-    let m = inside(x, cfg.bound)?;
-    let keep = m.affine(-1.0, 1.0)?;
-    Ok((((&m * g)? + (&keep * x)?)?, (m * lg)?))
+    with_identity_tails(x, &g, &log_slope(&xi, &bin)?, cfg.bound)
 }
 
 /// Base -> data: x = g^-1(z) and log g'(x) (the quadratic's stable root, eq. (6)-(8)).
 pub(crate) fn inverse(z: &Tensor, raw: &Tensor, cfg: &SplineConfig) -> Result<(Tensor, Tensor)> {
-    let kn = KnotTensors::new(raw, cfg)?;
-    let b = cfg.bound * (1.0 - 1e-6);
-    let zc = z.clamp(-b, b)?;
-    let bin = pick_bin(&KnotTensors::bin_of(&zc.unsqueeze(1)?, &kn.y0)?, &kn)?;
+    let (zc, bin) = clamped_bin(z, raw, cfg, false)?;
     let (x0, w, y0, h, d0, d1) = &bin;
     let s = (h / w)?;
     let dz = (&zc - y0)?;
@@ -190,10 +204,7 @@ pub(crate) fn inverse(z: &Tensor, raw: &Tensor, cfg: &SplineConfig) -> Result<(T
     let disc = (bq.sqr()? - ((a * &c)? * 4.0)?)?.relu()?.sqrt()?;
     let xi = ((c * 2.0)? / (bq.neg()? - disc)?)?.clamp(0.0, 1.0)?;
     let x = ((&xi * w)? + x0)?;
-    let lg = log_slope(&xi, &bin)?;
-    let m = inside(z, cfg.bound)?;
-    let keep = m.affine(-1.0, 1.0)?;
-    Ok((((&m * x)? + (&keep * z)?)?, (m * lg)?))
+    with_identity_tails(z, &x, &log_slope(&xi, &bin)?, cfg.bound)
 }
 
 /// One spline's knots on the CPU, from its raw outputs.
